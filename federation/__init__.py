@@ -1,0 +1,5 @@
+"""Flower glue: the ServerApp and ClientApp, data and partitions, the message schema, the run config."""
+
+from federation.config import Config, ConfigError
+
+__all__ = ["Config", "ConfigError"]

@@ -1,0 +1,196 @@
+"""The one typed configuration object of a dppt run.
+
+Built once (from a TOML file, ``--set KEY=VALUE`` overrides, or Flower's ``run_config``), validated
+up front, and passed down. Config keys are kebab-case and map one to one onto snake_case fields
+(``num-clients`` <-> ``num_clients``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+PARTITIONS = ("iid", "dirichlet", "pathological")
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is wrong. The message is one line that says how to fix it."""
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Every setting of a run. Defaults give the README's main job."""
+
+    dataset: str = field(default="mnist", metadata=_help(f"one of {', '.join(DATASETS)}"))
+    model: str = field(default="conv4", metadata=_help("architecture name from the models registry"))
+    width: float = field(default=0.0, metadata=_help("model width multiplier; 0 = the model's default"))
+    num_clients: int = field(default=10, metadata=_help("number of clients (partitions / SuperNodes)"))
+    partition: str = field(default="dirichlet", metadata=_help(f"one of {', '.join(PARTITIONS)}"))
+    alpha: float = field(default=0.5, metadata=_help("Dirichlet concentration (partition=dirichlet); smaller = more skew"))
+    classes_per_client: int = field(default=2, metadata=_help("labels per client (partition=pathological)"))
+    rounds: int = field(default=5, metadata=_help("federated rounds of the dense FedAvg baseline"))
+    fraction_train: float = field(default=1.0, metadata=_help("fraction of clients sampled each round"))
+    local_epochs: int = field(default=1, metadata=_help("local epochs per round"))
+    batch_size: int = field(default=32, metadata=_help("local mini-batch size"))
+    lr: float = field(default=0.01, metadata=_help("local SGD learning rate"))
+    momentum: float = field(default=0.9, metadata=_help("local SGD momentum"))
+    weight_decay: float = field(default=0.0, metadata=_help("local SGD weight decay"))
+    seed: int = field(default=0, metadata=_help("seed of the model init, the partition and the client sampling (not of DP noise)"))
+    max_examples_per_client: int = field(default=0, metadata=_help("cap on each client's training examples; 0 = no cap"))
+    max_test_examples: int = field(default=0, metadata=_help("cap on the server's test set; 0 = the whole test set"))
+    client_cpus: float = field(default=1.0, metadata=_help("CPU cores reserved per simulated client (Ray)"))
+    round_timeout: float = field(default=600.0, metadata=_help("seconds to wait for client replies in a round"))
+    data_dir: str = field(default="", metadata=_help("dataset root; empty = $DPPT_DATA, else the per-user cache"))
+    out_dir: str = field(default="runs", metadata=_help("parent folder of run directories (when --out is not given)"))
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}", self.dataset)
+        _check(self.partition in PARTITIONS, "partition", f"one of {', '.join(PARTITIONS)}", self.partition)
+        _check(math.isfinite(self.width) and self.width >= 0, "width", "0 (default) or a positive number", self.width)
+        _check(self.num_clients >= 1, "num-clients", "at least 1", self.num_clients)
+        _check(math.isfinite(self.alpha) and self.alpha > 0, "alpha", "a finite number > 0", self.alpha)
+        _check(self.classes_per_client >= 1, "classes-per-client", "at least 1", self.classes_per_client)
+        _check(self.rounds >= 1, "rounds", "at least 1", self.rounds)
+        _check(0 < self.fraction_train <= 1, "fraction-train", "in (0, 1]", self.fraction_train)
+        _check(self.local_epochs >= 1, "local-epochs", "at least 1", self.local_epochs)
+        _check(self.batch_size >= 1, "batch-size", "at least 1", self.batch_size)
+        _check(math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0", self.lr)
+        _check(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
+        _check(self.weight_decay >= 0, "weight-decay", ">= 0", self.weight_decay)
+        _check(self.max_examples_per_client >= 0, "max-examples-per-client", ">= 0 (0 = no cap)", self.max_examples_per_client)
+        _check(self.max_test_examples >= 0, "max-test-examples", ">= 0 (0 = no cap)", self.max_test_examples)
+        _check(self.client_cpus > 0, "client-cpus", "> 0", self.client_cpus)
+        _check(self.round_timeout > 0, "round-timeout", "> 0", self.round_timeout)
+        # The model name is checked against the registry lazily (models is a lower package and importing
+        # torch here would make `dppt --help` slow); see `check_model_name`.
+
+    # ----------------------------------------------------------------------------------------------
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """All config keys, kebab-case."""
+        return tuple(_to_key(f.name) for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, base: Config | None = None) -> Config:
+        """Build a config from kebab-case keys (unknown keys and wrong types raise `ConfigError`)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        current = dataclasses.asdict(base) if base is not None else {}
+        for key, raw in values.items():
+            name = _to_field(str(key))
+            if name not in fields:
+                raise ConfigError(
+                    f"Unknown config key '{key}'. Valid keys: {', '.join(cls.keys())}."
+                )
+            current[name] = _coerce(key, raw, fields[name].type, fields[name].default)
+        try:
+            return cls(**current)
+        except TypeError as err:  # pragma: no cover - all fields have defaults
+            raise ConfigError(str(err)) from err
+
+    @classmethod
+    def from_toml(cls, path: str | Path, *, base: Config | None = None) -> Config:
+        """Read a TOML file of kebab-case keys (top level, or under a ``[dppt]`` table)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file '{path}' does not exist. Pass an existing TOML file to --config.")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"Config file '{path}' is not valid TOML: {err}.") from err
+        if "dppt" in data and isinstance(data["dppt"], dict):
+            data = data["dppt"]
+        return cls.from_mapping(data, base=base)
+
+    @classmethod
+    def from_overrides(cls, pairs: list[str], *, base: Config | None = None) -> Config:
+        """Apply ``KEY=VALUE`` strings (as given to ``--set``)."""
+        values: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set needs KEY=VALUE. Found '{pair}'.")
+            values[key.strip()] = value.strip()
+        return cls.from_mapping(values, base=base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config with kebab-case keys (what ``config.json`` holds)."""
+        return {_to_key(k): v for k, v in dataclasses.asdict(self).items()}
+
+    def non_default(self) -> dict[str, Any]:
+        """Only the keys that differ from their defaults (run names hash these, as open_lth does)."""
+        default = Config()
+        return {k: v for k, v in self.to_dict().items() if getattr(default, _to_field(k)) != v}
+
+    def run_hash(self) -> str:
+        """Short hash of the non-default settings that change results (paths and resources excluded)."""
+        ignore = {"data-dir", "out-dir", "client-cpus", "round-timeout"}
+        payload = {k: v for k, v in self.non_default().items() if k not in ignore}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def check_model_name(config: Config) -> None:
+    """Raise `ConfigError` when ``config.model`` is not in the models registry."""
+    from models import registry  # local import: torch is heavy and not needed for --help
+
+    if config.model not in registry.names():
+        raise ConfigError(f"model must be one of {', '.join(registry.names())}. Found '{config.model}'.")
+
+
+def _check(ok: bool, key: str, constraint: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {constraint}. Found {value!r}.")
+
+
+def _to_key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _to_field(key: str) -> str:
+    return key.strip().replace("-", "_")
+
+
+def _coerce(key: str, raw: Any, kind: Any, default: Any) -> Any:
+    """Turn a TOML/CLI/run-config value into the field's type, or raise a one-line `ConfigError`."""
+    target = type(default)
+    try:
+        if target is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if target is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float):
+                if not raw.is_integer():
+                    raise ValueError
+                return int(raw)
+            return int(str(raw).strip())
+        if target is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(str(raw).strip()) if not isinstance(raw, (int, float)) else float(raw)
+        if target is str:
+            return str(raw).strip().strip('"').strip("'")
+    except ValueError as err:
+        raise ConfigError(f"{key} must be a {target.__name__}. Found {raw!r}.") from err
+    raise ConfigError(f"{key} has an unsupported type {kind!r}.")  # pragma: no cover

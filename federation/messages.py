@@ -1,0 +1,14 @@
+"""Record keys of the messages between the ServerApp and the ClientApp (module constants, as Flower does)."""
+
+ARRAYS_KEY = "arrays"  # ArrayRecord: plain model state dict (public weights)
+CONFIG_KEY = "config"  # ConfigRecord: the resolved run config plus round fields
+METRICS_KEY = "metrics"  # MetricRecord: plain metrics of the reply
+
+ROUND_FIELD = "server-round"  # int, added to CONFIG_KEY by the server
+NUM_EXAMPLES_FIELD = "num-examples"  # int, FedAvg weighting key in METRICS_KEY
+TRAIN_LOSS_FIELD = "train-loss"
+
+# node_config keys a SuperNode (or the Simulation Engine) sets for each client.
+NODE_PARTITION_ID = "partition-id"
+NODE_NUM_PARTITIONS = "num-partitions"
+NODE_DATA_DIR = "data-dir"

@@ -1,0 +1,112 @@
+"""The run directory: one folder per run with the resolved config, metrics, weights and summary.
+
+Files are written atomically (temporary file + ``os.replace``) or appended line by line and flushed,
+so a crash never leaves a half-written JSON file and never loses a line already written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be created or would overwrite an earlier run."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _jsonable(value.item())
+    return value
+
+
+def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_jsonable(payload), fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDirectory:
+    """Owns the files of one run. Create it with `RunDirectory.create` (refuses to overwrite)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.started = time.time()
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, allow_existing: bool = False) -> RunDirectory:
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"Run directory '{path}' exists and is not a folder. Pass another --out.")
+        if path.is_dir() and any(path.iterdir()) and not allow_existing:
+            raise RunDirError(
+                f"Run directory '{path}' already holds files of an earlier run. Pass another --out"
+                " (nothing there was changed)."
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunDirError(f"Run directory '{path}' cannot be created ({err.strerror}). Pass another --out.") from err
+        return cls(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        write_json_atomic(self.file(CONFIG_FILE), config)
+
+    def log_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (flushed, so ``tail -f`` shows progress)."""
+        line = json.dumps(_jsonable(dict(record)), sort_keys=False)
+        with open(self.file(METRICS_FILE), "a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        path = self.file(METRICS_FILE)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def save_weights(self, state_dict: Mapping[str, Any], name: str = WEIGHTS_FILE) -> Path:
+        """Save a plain state dict as safetensors (no pickle), atomically."""
+        from safetensors.torch import save_file
+
+        target = self.file(name)
+        tmp = target.with_name(f".{target.name}.tmp")
+        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp))
+        os.replace(tmp, target)
+        return target
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        write_json_atomic(self.file(SUMMARY_FILE), summary)
+
+    def elapsed(self) -> float:
+        return time.time() - self.started

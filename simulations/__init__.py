@@ -1,0 +1,1 @@
+"""Experiment runners, the ``dppt`` command line, reports, plots and benchmarks."""

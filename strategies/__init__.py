@@ -1,0 +1,1 @@
+"""Flower server strategies that turn validated votes into pattern tickets."""

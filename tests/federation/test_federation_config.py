@@ -1,0 +1,76 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from federation.config import Config, ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_the_main_job():
+    c = Config()
+    assert (c.dataset, c.model, c.num_clients, c.partition, c.alpha) == ("mnist", "conv4", 10, "dirichlet", 0.5)
+
+
+def test_pyproject_run_config_matches_config_defaults():
+    """`flwr run .` reads [tool.flwr.app.config]: it must hold every key, with the same defaults."""
+    table = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert set(table) == set(Config.keys())
+    assert Config.from_mapping(table) == Config()
+
+
+def test_overrides_coerce_types():
+    c = Config.from_overrides(["num-clients=20", "alpha=0.1", "lr=1e-2", "dataset=fashion-mnist"])
+    assert c.num_clients == 20 and c.alpha == pytest.approx(0.1) and c.lr == pytest.approx(0.01)
+    assert c.dataset == "fashion-mnist"
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (["num-clientz=3"], "Unknown config key 'num-clientz'"),
+        (["alpha=0"], "alpha must be a finite number > 0. Found 0.0."),
+        (["alpha=-1"], "alpha must be a finite number > 0"),
+        (["dataset=imagenet"], "dataset must be one of mnist, fashion-mnist, cifar10. Found 'imagenet'."),
+        (["partition=weird"], "partition must be one of"),
+        (["num-clients=0"], "num-clients must be at least 1"),
+        (["num-clients=two"], "num-clients must be a int. Found 'two'."),
+        (["rounds=1.5"], "rounds must be a int"),
+        (["fraction-train=0"], "fraction-train must be in (0, 1]"),
+        (["lr=nan"], "lr must be a finite number > 0"),
+        (["batch-size=0"], "batch-size must be at least 1"),
+        (["max-examples-per-client=-1"], "max-examples-per-client must be >= 0"),
+        (["novalue"], "--set needs KEY=VALUE. Found 'novalue'."),
+    ],
+)
+def test_bad_values_have_one_line_messages(pairs, message):
+    with pytest.raises(ConfigError) as info:
+        Config.from_overrides(pairs)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_toml_file_and_errors(tmp_path):
+    good = tmp_path / "run.toml"
+    good.write_text('num-clients = 4\nalpha = 1.0\n')
+    assert Config.from_toml(good).num_clients == 4
+    nested = tmp_path / "nested.toml"
+    nested.write_text('[dppt]\nrounds = 7\n')
+    assert Config.from_toml(nested).rounds == 7
+    with pytest.raises(ConfigError, match="does not exist"):
+        Config.from_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("num-clients = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Config.from_toml(bad)
+
+
+def test_run_hash_ignores_defaults_and_paths():
+    assert Config().run_hash() == Config(data_dir="/x", out_dir="/y").run_hash()
+    assert Config().run_hash() != Config(num_clients=11).run_hash()
+
+
+def test_to_dict_round_trips():
+    c = Config(num_clients=3, alpha=2.0, seed=5)
+    assert Config.from_mapping(c.to_dict()) == c
