@@ -26,11 +26,27 @@ def backend_config(config: Config) -> dict[str, Any]:
     }
 
 
+class _KnownNoise(logging.Filter):
+    """Drops Flower's notices that are expected here (we call the deprecated Python API on purpose:
+    it is the one that runs a ServerApp bound to an in-process config and run directory)."""
+
+    _PHRASES = ("DEPRECATED FEATURE", "This is a deprecated feature", "entirely in future versions",
+                "fraction_evaluate is set to 0.0")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(p in text for p in self._PHRASES)
+
+
 def run_on_simulation_engine(server_app: Any, client_app: Any, config: Config, *, verbose: bool = False) -> None:
     """Run the apps with ``flwr.simulation.run_simulation``, one virtual SuperNode per client."""
     from flwr.simulation import run_simulation
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    flwr_logger = logging.getLogger("flwr")
+    if not any(isinstance(f, _KnownNoise) for f in flwr_logger.filters):
+        flwr_logger.addFilter(_KnownNoise())
     if not verbose:
         # Flower logs every round at INFO; our own progress lines say what a user needs.
         logging.getLogger("flwr").setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print and record their figures under ``results/`` (never timed unit tests)."""
