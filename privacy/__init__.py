@@ -1,0 +1,118 @@
+"""Differential privacy for dppt: mechanisms, vote validation, accountant and ledger.
+
+numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
+
+- Record level, on the client (DESIGN.md 5.1): :func:`laplace_topk`, :func:`gumbel_topk`.
+- Client level, on the server (5.2): :func:`tally_votes`, :func:`noisy_topk_histogram`.
+- Enforced sensitivity (5.3): :func:`validate_vote`.
+- Accounting (5.4): :class:`PrivacyEvent`, :class:`Ledger`, :class:`Accountant`,
+  :func:`compare_composition`.
+- Noise (5.5): :func:`make_rng`, :func:`discrete_laplace_noise`.
+- Honest utility (5.6): :func:`signal_to_noise`.
+- Auditing: :func:`epsilon_lower_bound`.
+"""
+
+from privacy.accountant import BUDGET_RTOL, Accountant
+from privacy.audit import AuditResult, clopper_pearson, epsilon_lower_bound
+from privacy.comparison import CompositionComparison, compare_composition
+from privacy.diagnostics import NoiseDiagnostic, histogram_diagnostic, score_diagnostic, signal_to_noise
+from privacy.discrete_laplace import discrete_laplace_noise, rational_scale
+from privacy.errors import BudgetExceededError, LedgerError, PrivacyError, TornLedgerError
+from privacy.events import (
+    DATA_FREE,
+    DISCRETE_LAPLACE_HISTOGRAM,
+    GAUSSIAN,
+    GUMBEL_TOPK,
+    LAPLACE,
+    LAPLACE_HISTOGRAM,
+    LAPLACE_MONOTONE_TOPK,
+    LAPLACE_TOPK,
+    UNIT_CLIENT,
+    UNIT_RECORD,
+    UNITS,
+    MechanismSpec,
+    PrivacyEvent,
+    data_free_spec,
+)
+from privacy.histogram import (
+    NOISE_KINDS,
+    CentralRelease,
+    HistogramCalibration,
+    draw_noisy_histogram,
+    histogram_calibration,
+    noisy_topk_histogram,
+    tally_votes,
+)
+from privacy.ledger import LEDGER_SCHEMA, Ledger, TornRepair
+from privacy.noisy_topk import (
+    TopKRelease,
+    draw_gumbel_topk,
+    draw_laplace_topk,
+    gumbel_topk,
+    gumbel_topk_noise_scale,
+    laplace_topk,
+    laplace_topk_noise_scale,
+    topk_spec,
+)
+from privacy.rng import SeededNoiseWarning, make_rng
+from privacy.sensitivity import clipped_mean, record_sensitivity
+from privacy.validation import RejectReason, VoteCheck, validate_vote
+
+__all__ = [
+    "BUDGET_RTOL",
+    "DATA_FREE",
+    "DISCRETE_LAPLACE_HISTOGRAM",
+    "GAUSSIAN",
+    "GUMBEL_TOPK",
+    "LAPLACE",
+    "LAPLACE_HISTOGRAM",
+    "LAPLACE_MONOTONE_TOPK",
+    "LAPLACE_TOPK",
+    "LEDGER_SCHEMA",
+    "NOISE_KINDS",
+    "UNITS",
+    "UNIT_CLIENT",
+    "UNIT_RECORD",
+    "Accountant",
+    "AuditResult",
+    "BudgetExceededError",
+    "CentralRelease",
+    "CompositionComparison",
+    "HistogramCalibration",
+    "Ledger",
+    "LedgerError",
+    "MechanismSpec",
+    "NoiseDiagnostic",
+    "PrivacyError",
+    "PrivacyEvent",
+    "RejectReason",
+    "SeededNoiseWarning",
+    "TopKRelease",
+    "TornLedgerError",
+    "TornRepair",
+    "VoteCheck",
+    "clipped_mean",
+    "clopper_pearson",
+    "compare_composition",
+    "data_free_spec",
+    "discrete_laplace_noise",
+    "draw_gumbel_topk",
+    "draw_laplace_topk",
+    "draw_noisy_histogram",
+    "epsilon_lower_bound",
+    "gumbel_topk",
+    "gumbel_topk_noise_scale",
+    "histogram_calibration",
+    "histogram_diagnostic",
+    "laplace_topk",
+    "laplace_topk_noise_scale",
+    "make_rng",
+    "noisy_topk_histogram",
+    "rational_scale",
+    "record_sensitivity",
+    "score_diagnostic",
+    "signal_to_noise",
+    "tally_votes",
+    "topk_spec",
+    "validate_vote",
+]

@@ -1,0 +1,247 @@
+"""Privacy accountant: budgets and basic composition over the ledger (DESIGN.md 5.4).
+
+Composition is sequential (basic): within and across rounds the ε of the events add up, and so
+do their δ (Dwork, Kenthapadi, McSherry, Mironov, Naor 2006; Dwork & Roth 2014, Theorem 3.16).
+
+- Record unit: each event charges every participant its (ε, δ); client ``i`` has spent the sum
+  over the rounds it took part in.
+- Client unit: every event charges the server-level total (the client-level guarantee of every
+  client is the composition of all central releases).
+
+Protocol (write-ahead): call :meth:`Accountant.charge` with a round's planned events *before*
+the round's releases happen (before sending the round's configuration to the clients). If it
+raises :class:`BudgetExceededError`, nothing was written and the round must not start; if it
+returns, the charge is on disk (fsync) before any noise is drawn, so a crash never forgets a
+release; a round that then fails is over-charged, never under-charged. A resumed run builds a
+new :class:`Accountant` on the same ledger file: old events are counted once, from the file.
+
+Float tolerance: totals are exact sums (``math.fsum``) compared with ``budget * (1 + 1e-9)``, so
+that a budget split into float parts (e.g. 3 x 0.1 against 0.3) is not refused for a rounding
+error; the ledger keeps the exact figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from privacy._checks import check_nonnegative
+from privacy.errors import BudgetExceededError, PrivacyError
+from privacy.events import UNIT_CLIENT, UNIT_RECORD, UNITS, PrivacyEvent
+from privacy.ledger import Ledger
+
+__all__ = ["BUDGET_RTOL", "Accountant"]
+
+BUDGET_RTOL: Final = 1e-9
+
+
+def _exceeds(total: float, budget: float) -> bool:
+    if math.isinf(budget):
+        return False
+    return total > budget * (1.0 + BUDGET_RTOL)
+
+
+class Accountant:
+    """Budgets and totals of one run, backed by a :class:`Ledger`.
+
+    Parameters
+    ----------
+    ledger
+        The run's ledger; its existing events are counted (resume).
+    record_epsilon_budget
+        Largest total ε of any client under the record unit (``inf``: no budget).
+    client_epsilon_budget
+        Largest total ε of the client-unit releases (``inf``: no budget).
+    delta_budget
+        Largest total δ, per client for the record unit and in total for the client unit.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        record_epsilon_budget: float,
+        client_epsilon_budget: float,
+        delta_budget: float = 0.0,
+    ) -> None:
+        if not isinstance(ledger, Ledger):
+            raise PrivacyError(f"ledger must be a privacy.Ledger. Found {type(ledger).__name__}.")
+        self._ledger = ledger
+        self._budgets = {
+            UNIT_RECORD: check_nonnegative("record_epsilon_budget", record_epsilon_budget, allow_inf=True),
+            UNIT_CLIENT: check_nonnegative("client_epsilon_budget", client_epsilon_budget, allow_inf=True),
+        }
+        delta_budget = check_nonnegative("delta_budget", delta_budget)
+        if delta_budget > 1.0:
+            raise PrivacyError(f"delta_budget must be in [0, 1]. Found {delta_budget}.")
+        self._delta_budget = delta_budget
+        self._record_eps: defaultdict[str, list[float]] = defaultdict(list)
+        self._record_delta: defaultdict[str, list[float]] = defaultdict(list)
+        self._client_eps: list[float] = []
+        self._client_delta: list[float] = []
+        self._seen = 0
+        self._sync()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Ingest ledger events not yet counted (appended at opening or by this accountant)."""
+        events = self._ledger.events
+        for event in events[self._seen :]:
+            if event.unit == UNIT_RECORD:
+                for client in event.participants:
+                    self._record_eps[client].append(event.epsilon)
+                    self._record_delta[client].append(event.delta)
+            else:
+                self._client_eps.append(event.epsilon)
+                self._client_delta.append(event.delta)
+        self._seen = len(events)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The backing ledger."""
+        return self._ledger
+
+    @property
+    def delta_budget(self) -> float:
+        """The δ budget (per client for the record unit, in total for the client unit)."""
+        return self._delta_budget
+
+    def epsilon_budget(self, unit: str) -> float:
+        """The ε budget of ``unit``."""
+        self._check_unit(unit)
+        return self._budgets[unit]
+
+    @staticmethod
+    def _check_unit(unit: str) -> None:
+        if unit not in UNITS:
+            raise PrivacyError(f"unit must be one of {list(UNITS)}. Found {unit!r}.")
+
+    # -- totals ----------------------------------------------------------------------------
+
+    def record_epsilon_by_client(self) -> dict[str, float]:
+        """Total record-level ε of every client that took part in a record-unit release."""
+        self._sync()
+        return {client: math.fsum(values) for client, values in sorted(self._record_eps.items())}
+
+    def record_delta_by_client(self) -> dict[str, float]:
+        """Total record-level δ of every client that took part in a record-unit release."""
+        self._sync()
+        return {client: math.fsum(values) for client, values in sorted(self._record_delta.items())}
+
+    def client_level_epsilon(self) -> float:
+        """Total ε of the client-unit (server) releases."""
+        self._sync()
+        return math.fsum(self._client_eps)
+
+    def client_level_delta(self) -> float:
+        """Total δ of the client-unit (server) releases."""
+        self._sync()
+        return math.fsum(self._client_delta)
+
+    def basic_composition(self, *, unit: str, client_id: str | None = None) -> tuple[float, float]:
+        """Basic composition ``(Σε, Σδ)`` of a unit.
+
+        Record unit: of ``client_id``, or, when ``None``, the largest ε and the largest δ over
+        clients (an upper bound on every client's guarantee). Client unit: the server total.
+        """
+        self._check_unit(unit)
+        if unit == UNIT_CLIENT:
+            if client_id is not None:
+                raise PrivacyError(f"client_id must be None for the client unit. Found {client_id!r}.")
+            return self.client_level_epsilon(), self.client_level_delta()
+        eps, delta = self.record_epsilon_by_client(), self.record_delta_by_client()
+        if client_id is not None:
+            return eps.get(client_id, 0.0), delta.get(client_id, 0.0)
+        return max(eps.values(), default=0.0), max(delta.values(), default=0.0)
+
+    def remaining(self, *, unit: str, client_id: str | None = None) -> tuple[float, float]:
+        """``(ε budget - spent, δ budget - spent)`` for ``unit`` (and ``client_id``, see
+        :meth:`basic_composition`); negative if a resumed ledger is already over a new budget."""
+        eps, delta = self.basic_composition(unit=unit, client_id=client_id)
+        budget = self._budgets[unit]
+        eps_left = math.inf if math.isinf(budget) else budget - eps
+        return eps_left, self._delta_budget - delta
+
+    def events_for(self, *, unit: str, client_id: str | None = None) -> tuple[PrivacyEvent, ...]:
+        """Events of ``unit``; for the record unit with ``client_id``, those charged to it."""
+        self._check_unit(unit)
+        return tuple(
+            event
+            for event in self._ledger.events
+            if event.unit == unit and (client_id is None or client_id in event.participants)
+        )
+
+    # -- budgets ---------------------------------------------------------------------------
+
+    def _violations(self, planned: Sequence[PrivacyEvent]) -> Iterable[BudgetExceededError]:
+        self._sync()
+        add_eps: defaultdict[str, list[float]] = defaultdict(list)
+        add_delta: defaultdict[str, list[float]] = defaultdict(list)
+        client_eps: list[float] = []
+        client_delta: list[float] = []
+        for event in planned:
+            if event.unit == UNIT_RECORD:
+                for client in event.participants:
+                    add_eps[client].append(event.epsilon)
+                    add_delta[client].append(event.delta)
+            else:
+                client_eps.append(event.epsilon)
+                client_delta.append(event.delta)
+        checks: list[tuple[str, str | None, str, list[float], list[float], float]] = []
+        for client in sorted(add_eps):
+            checks.append((UNIT_RECORD, client, "epsilon", self._record_eps.get(client, []), add_eps[client],
+                           self._budgets[UNIT_RECORD]))
+            checks.append((UNIT_RECORD, client, "delta", self._record_delta.get(client, []), add_delta[client],
+                           self._delta_budget))
+        checks.append((UNIT_CLIENT, None, "epsilon", self._client_eps, client_eps, self._budgets[UNIT_CLIENT]))
+        checks.append((UNIT_CLIENT, None, "delta", self._client_delta, client_delta, self._delta_budget))
+        for unit, client, quantity, spent_values, added, budget in checks:
+            requested = math.fsum(added)
+            if requested > 0.0 and _exceeds(math.fsum([*spent_values, *added]), budget):
+                yield BudgetExceededError(
+                    unit=unit, client_id=client, quantity=quantity,
+                    spent=math.fsum(spent_values), requested=requested, budget=budget,
+                )
+
+    @staticmethod
+    def _as_events(events: Iterable[PrivacyEvent]) -> list[PrivacyEvent]:
+        if isinstance(events, PrivacyEvent):
+            return [events]
+        batch = list(events)
+        for item in batch:
+            if not isinstance(item, PrivacyEvent):
+                raise PrivacyError(f"events must hold PrivacyEvent objects. Found {type(item).__name__}.")
+        return batch
+
+    def would_exceed(self, planned_events: Iterable[PrivacyEvent]) -> str | None:
+        """The reason charging ``planned_events`` would exceed a budget, or ``None`` if it fits.
+
+        Nothing is written. Events with ε = 0 and δ = 0 always fit.
+        """
+        planned = self._as_events(planned_events)
+        first = next(iter(self._violations(planned)), None)
+        return None if first is None else first.message
+
+    def charge(self, events: Iterable[PrivacyEvent]) -> None:
+        """Check every event and every budget, then append the events as one ledger batch.
+
+        An empty ``events`` does nothing. On any failure nothing is written.
+
+        Raises
+        ------
+        BudgetExceededError
+            If the events would take a unit (or client) over its budget.
+        PrivacyError, LedgerError
+            On invalid events or a ledger problem (e.g. an ``event_id`` already charged).
+        """
+        batch = self._as_events(events)
+        if not batch:
+            return
+        first = next(iter(self._violations(batch)), None)
+        if first is not None:
+            raise first
+        self._ledger.append(batch)
+        self._sync()
