@@ -1,0 +1,72 @@
+"""Pattern math and pattern tickets (numpy/torch only).
+
+Enumerate candidate 3x3 patterns, measure their energy, select a library from a vote, project
+layers onto it (pattern assignment, connectivity pruning, unstructured top-k) and hold the result
+as a :class:`Ticket` that saves to a versioned, pickle-free file. This package's exports are its
+public API; the modules behind them may change.
+"""
+
+from kernels.builders import build_ticket, random_ticket, random_ticket_like
+from kernels.errors import KernelsError, TicketFormatError, TicketMismatchError
+from kernels.layer_ticket import LayerTicket
+from kernels.metadata import TicketMetadata
+from kernels.patterns import (
+    CENTRE_POSITION,
+    KERNEL_ENTRIES,
+    KERNEL_SIZE,
+    candidate_count,
+    enumerate_candidates,
+    pattern_energy,
+    select_library,
+    validate_library,
+)
+from kernels.projection import (
+    LayerPolicy,
+    Scope,
+    assign_patterns,
+    kept_count,
+    kernel_keep_fraction,
+    pattern_mask,
+    project_onto_library,
+    select_kernels,
+    unstructured_mask,
+)
+from kernels.report import LayerSparsity, SparsityReport, compression_ratio
+from kernels.ticket import Ticket
+from kernels.ticket_file import FORMAT_NAME, FORMAT_VERSION, read_ticket_file, write_ticket_file
+
+__all__ = [
+    "CENTRE_POSITION",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "KERNEL_ENTRIES",
+    "KERNEL_SIZE",
+    "KernelsError",
+    "LayerPolicy",
+    "LayerSparsity",
+    "LayerTicket",
+    "Scope",
+    "SparsityReport",
+    "Ticket",
+    "TicketFormatError",
+    "TicketMetadata",
+    "TicketMismatchError",
+    "assign_patterns",
+    "build_ticket",
+    "candidate_count",
+    "compression_ratio",
+    "enumerate_candidates",
+    "kept_count",
+    "kernel_keep_fraction",
+    "pattern_energy",
+    "pattern_mask",
+    "project_onto_library",
+    "random_ticket",
+    "random_ticket_like",
+    "read_ticket_file",
+    "select_kernels",
+    "select_library",
+    "unstructured_mask",
+    "validate_library",
+    "write_ticket_file",
+]
