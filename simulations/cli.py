@@ -107,7 +107,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     run_dir = RunDirectory.create(Path(args.out) if args.out else default_run_dir(config))
     run_dir.write_config(config.to_dict())
     print(f"dppt: run directory {run_dir.path}", flush=True)
-    run_on_simulation_engine(build_server_app(config, run_dir), client_app, config, verbose=args.verbose)
+    try:
+        run_on_simulation_engine(build_server_app(config, run_dir), client_app, config, verbose=args.verbose)
+    except Exception as err:  # noqa: BLE001 - reported in one line; files written so far are kept
+        print(f"dppt: the run failed: {type(err).__name__}: {err}. Files written so far are in {run_dir.path}.",
+              file=sys.stderr)
+        return EXIT_FAILED
     summary_path = run_dir.file(SUMMARY_FILE)
     if not summary_path.exists():
         print(f"dppt: the run did not complete; see the log above and {run_dir.path}", file=sys.stderr)
