@@ -1,0 +1,65 @@
+"""Message type and record keys of one search round (module constants, as Flower does).
+
+Server -> client (message type :data:`VOTE_MESSAGE_TYPE`; the ClientApp registers it with
+``@app.train("vote")``), a ``RecordDict`` holding:
+
+- :data:`ARRAYS_KEY` (``ArrayRecord``): the public weights.
+- :data:`CONFIG_KEY` (``ConfigRecord``): the caller's run config, passed through unchanged.
+- :data:`TICKET_KEY` (``ArrayRecord``, absent before the first ticket): :data:`LIBRARY_ARRAY`
+  (bool ``(P, 3, 3)``) and one bool mask of the weight's shape per non-dense layer, keyed
+  ``MASK_PREFIX + layer``.
+- :data:`VOTE_CONFIG_KEY` (``ConfigRecord``): the round's vote configuration, fields below; the
+  per-domain fields are keyed ``f"{domain}.{field}"`` (e.g. ``"patterns.top-k"``).
+
+Client -> server (the reply), a ``RecordDict`` holding:
+
+- :data:`VOTES_KEY` (``ArrayRecord``): one 1-D integer array per domain, keyed by domain name,
+  of at most ``max-entries`` distinct indices in ``[0, size)``.
+- :data:`VOTE_META_KEY` (``ConfigRecord``): :data:`ROUND_FIELD` (int), the round answered.
+- optionally ``"metrics"`` (``MetricRecord``), ignored by the strategy.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+VOTE_MESSAGE_TYPE: Final = "train.vote"
+
+# Records of the server's message.
+ARRAYS_KEY: Final = "arrays"
+CONFIG_KEY: Final = "config"
+TICKET_KEY: Final = "ticket"
+VOTE_CONFIG_KEY: Final = "vote-config"
+
+# Records of the client's reply.
+VOTES_KEY: Final = "votes"
+VOTE_META_KEY: Final = "vote-meta"
+
+# Entries of TICKET_KEY.
+LIBRARY_ARRAY: Final = "library"
+MASK_PREFIX: Final = "mask."
+
+# Fields of VOTE_CONFIG_KEY (and ROUND_FIELD also of VOTE_META_KEY).
+ROUND_FIELD: Final = "server-round"
+ATTEMPT_FIELD: Final = "attempt"
+DOMAINS_FIELD: Final = "domains"  # list[str], in order
+SCORE_SOURCE_FIELD: Final = "score-source"  # "record" or "data-free"
+MECHANISM_FIELD: Final = "mechanism"  # local mechanism: "laplace-topk", "gumbel-topk" or "data-free"
+CLIP_BOUND_FIELD: Final = "clip-bound"  # C: per-example contributions are clipped to [0, C]
+SENSITIVITY_FIELD: Final = "sensitivity"  # Δ = C / min-examples the client calibrates its noise to
+MIN_EXAMPLES_FIELD: Final = "min-examples"  # a client with fewer examples must not vote
+DENSITY_FIELD: Final = "density"  # weight density of the ticket this round builds
+PATTERN_ENTRIES_FIELD: Final = "pattern-entries"  # m
+CENTRE_FIXED_FIELD: Final = "centre-fixed"  # candidates keep the centre
+
+# Per-domain fields, keyed f"{domain}.{field}".
+DOMAIN_SIZE_FIELD: Final = "size"
+DOMAIN_TOP_K_FIELD: Final = "top-k"
+DOMAIN_MAX_ENTRIES_FIELD: Final = "max-entries"
+DOMAIN_EPSILON_FIELD: Final = "epsilon"  # record-level ε of the client's release for the domain
+DOMAIN_LAYERS_FIELD: Final = "layers"  # list[str]: the layers the domain's scores pool over
+
+
+def domain_field(domain: str, name: str) -> str:
+    """Key of a per-domain field in :data:`VOTE_CONFIG_KEY`, e.g. ``"patterns.top-k"``."""
+    return f"{domain}.{name}"

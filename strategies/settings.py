@@ -1,0 +1,165 @@
+"""Typed settings of the pattern-ticket search (frozen, keyword-only, validated at construction).
+
+:class:`PrivacySettings` says how each round's votes are privatised and charged (DESIGN.md 5);
+:class:`SearchSettings` says what the votes decide (library size, kernel domains) and how a
+round runs (sampling, minimum replies).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from privacy import GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS
+from strategies.errors import StrategyError
+
+__all__ = [
+    "CENTRAL_NOISE_KINDS",
+    "LOCAL_MECHANISMS",
+    "NO_CENTRAL_NOISE",
+    "SCORE_DATA_FREE",
+    "SCORE_RECORD",
+    "SCORE_SOURCES",
+    "SPLIT_RTOL",
+    "PrivacySettings",
+    "SearchSettings",
+]
+
+SCORE_RECORD: Final = "record"  # scores read private data: record-level noisy top-k on the client
+SCORE_DATA_FREE: Final = "data-free"  # scores of public weights only (magnitude, synflow): ε = 0
+SCORE_SOURCES: Final = (SCORE_RECORD, SCORE_DATA_FREE)
+LOCAL_MECHANISMS: Final = (LAPLACE_TOPK, GUMBEL_TOPK)
+NO_CENTRAL_NOISE: Final = "none"
+CENTRAL_NOISE_KINDS: Final = (NO_CENTRAL_NOISE, *NOISE_KINDS)
+SPLIT_RTOL: Final = 1e-9
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StrategyError(f"{name} must be an int >= {minimum}. Found {value!r}.")
+    return value
+
+
+def _check_epsilon(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+        raise StrategyError(f"{name} must be a number > 0 (inf = no noise). Found {value!r}.")
+    return float(value)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise StrategyError(f"{name} must be one of {list(choices)}. Found {value!r}.")
+
+
+def _check_split(split: object) -> Mapping[str, float]:
+    if not isinstance(split, Mapping) or not split:
+        raise StrategyError(f"epsilon_split must be a non-empty mapping domain -> fraction. Found {split!r}.")
+    clean: dict[str, float] = {}
+    for domain, fraction in split.items():
+        if not isinstance(domain, str) or not domain:
+            raise StrategyError(f"epsilon_split keys must be domain names. Found {domain!r}.")
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, (int, float))
+            or not math.isfinite(fraction)
+            or not 0.0 < fraction <= 1.0
+        ):
+            raise StrategyError(f"epsilon_split[{domain!r}] must be a number in (0, 1]. Found {fraction!r}.")
+        clean[domain] = float(fraction)
+    total = math.fsum(clean.values())
+    if abs(total - 1.0) > SPLIT_RTOL:
+        raise StrategyError(f"epsilon_split fractions must sum to 1. Found {total!r}.")
+    return types.MappingProxyType(clean)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacySettings:
+    """How one round's votes are privatised and charged.
+
+    Per round, a client taking part spends ``record_epsilon`` (record unit) in total over the
+    domains and the server spends ``client_epsilon`` (client unit, central noise only), each
+    split over the domains by ``epsilon_split`` (basic composition within the round, DESIGN.md
+    5.4). Record level: a client's scores are means of contributions clipped to ``[0, C]`` over at
+    least ``min_examples`` examples, so every score moves by at most ``Δ = C / min_examples``
+    (DESIGN.md 5.1); clients calibrate their noise to this Δ, so the charged ε holds for each.
+    """
+
+    epsilon_split: Mapping[str, float] = field(metadata={"help": "domain -> fraction of the round's ε; sums to 1"})
+    score_source: str = field(default=SCORE_RECORD, metadata={"help": "record or data-free"})
+    local_mechanism: str = field(default=LAPLACE_TOPK, metadata={"help": "laplace-topk or gumbel-topk"})
+    record_epsilon: float = field(default=1.0, metadata={"help": "record-level ε per client per round"})
+    clip_bound: float = field(default=1.0, metadata={"help": "C: per-example contribution clip bound"})
+    min_examples: int = field(default=1, metadata={"help": "public lower bound n on a voting client's examples"})
+    central_noise: str = field(default=NO_CENTRAL_NOISE, metadata={"help": "none, laplace or discrete-laplace"})
+    client_epsilon: float = field(default=1.0, metadata={"help": "client-level ε per round (central noise)"})
+    noise_seed: int | None = field(default=None, metadata={"help": "seed of the central noise; None = OS entropy"})
+    phase: str = field(default="search", metadata={"help": "ledger phase of the search's events"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon_split", _check_split(self.epsilon_split))
+        _check_choice("score_source", self.score_source, SCORE_SOURCES)
+        _check_choice("local_mechanism", self.local_mechanism, LOCAL_MECHANISMS)
+        _check_choice("central_noise", self.central_noise, CENTRAL_NOISE_KINDS)
+        object.__setattr__(self, "record_epsilon", _check_epsilon("record_epsilon", self.record_epsilon))
+        object.__setattr__(self, "client_epsilon", _check_epsilon("client_epsilon", self.client_epsilon))
+        clip = self.clip_bound
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not (math.isfinite(clip) and clip > 0):
+            raise StrategyError(f"clip_bound must be a finite number > 0. Found {clip!r}.")
+        object.__setattr__(self, "clip_bound", float(clip))
+        _check_int("min_examples", self.min_examples, 1)
+        if self.noise_seed is not None:
+            _check_int("noise_seed", self.noise_seed, 0)
+        if not isinstance(self.phase, str) or not self.phase:
+            raise StrategyError(f"phase must be a non-empty string. Found {self.phase!r}.")
+
+    @property
+    def sensitivity(self) -> float:
+        """Record-level L∞ sensitivity ``Δ = C / min_examples`` of a client's scores."""
+        return self.clip_bound / self.min_examples
+
+    @property
+    def central(self) -> bool:
+        """Whether the server adds central (client-level) noise."""
+        return self.central_noise != NO_CENTRAL_NOISE
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    """What the votes decide and how a round runs."""
+
+    library_size: int = field(default=8, metadata={"help": "P: patterns in the library"})
+    pattern_entries: int = field(default=4, metadata={"help": "m: kept entries per pattern"})
+    centre_fixed: bool = field(default=True, metadata={"help": "candidate patterns keep the centre"})
+    kernel_vote_layers: tuple[str, ...] = field(
+        default=(), metadata={"help": "pattern layers whose connectivity is voted (kernels:<layer> domains)"}
+    )
+    scope: str = field(default="layer", metadata={"help": "magnitude connectivity per layer or global"})
+    clients_per_round: int = field(default=0, metadata={"help": "clients sampled per round (at most those connected); 0 = all"})
+    min_replies: int = field(default=1, metadata={"help": "replies needed to update the ticket"})
+    sampling_seed: int = field(default=0, metadata={"help": "seed of the client sampling (not of noise)"})
+    config_hash: str = field(default="", metadata={"help": "run config hash stored in each ticket"})
+
+    def __post_init__(self) -> None:
+        _check_int("library_size", self.library_size, 1)
+        _check_int("pattern_entries", self.pattern_entries, 1)
+        if self.pattern_entries > 9:
+            raise StrategyError(f"pattern_entries must be an int in [1, 9]. Found {self.pattern_entries}.")
+        if not isinstance(self.centre_fixed, bool):
+            raise StrategyError(f"centre_fixed must be a bool. Found {self.centre_fixed!r}.")
+        layers = self.kernel_vote_layers
+        if isinstance(layers, str) or not all(isinstance(n, str) and n for n in layers):
+            raise StrategyError(f"kernel_vote_layers must be a tuple of layer names. Found {layers!r}.")
+        if len(set(layers)) != len(layers):
+            raise StrategyError(f"kernel_vote_layers must be distinct. Found {layers!r}.")
+        object.__setattr__(self, "kernel_vote_layers", tuple(layers))
+        _check_choice("scope", self.scope, ("layer", "global"))
+        if layers and self.scope != "layer":
+            raise StrategyError(f"scope must be 'layer' when kernel_vote_layers are set. Found {self.scope!r}.")
+        _check_int("clients_per_round", self.clients_per_round, 0)
+        _check_int("min_replies", self.min_replies, 1)
+        _check_int("sampling_seed", self.sampling_seed, 0)
+        if not isinstance(self.config_hash, str):
+            raise StrategyError(f"config_hash must be a str. Found {self.config_hash!r}.")

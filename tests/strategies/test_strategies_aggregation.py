@@ -1,0 +1,99 @@
+"""Clean votes -> histogram -> winners -> next ticket (pure functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kernels import LayerPolicy, TicketMetadata, enumerate_candidates, kept_count, kernel_keep_fraction
+from privacy import PrivacyError
+from strategies import (
+    DomainRelease,
+    SearchSettings,
+    VoteDomain,
+    build_domains,
+    build_next_ticket,
+    plain_topk,
+    release_domain,
+    ticket_change,
+)
+
+PATTERNS = VoteDomain(name="patterns", size=56, top_k=8, max_entries=8, layer=None, layers=("conv1", "conv2"))
+PLANTED = np.array([3, 10, 20, 30, 40, 50, 51, 55])
+
+
+def _votes(num: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Votes that mostly name the planted patterns (6 of 8), the rest at random."""
+    votes = []
+    for _ in range(num):
+        others = rng.choice(np.setdiff1d(np.arange(56), PLANTED), size=2, replace=False)
+        votes.append(np.concatenate([rng.choice(PLANTED, size=6, replace=False), others]))
+    return votes
+
+
+def test_plain_topk_breaks_ties_towards_the_lower_index() -> None:
+    assert plain_topk(np.array([1, 3, 3, 0, 3]), 2).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="top_k must be in"):
+        plain_topk(np.array([1, 2]), 3)
+
+
+def test_plain_release_selects_the_planted_library() -> None:
+    release = release_domain(_votes(30, np.random.default_rng(0)), PATTERNS, central_noise="none", epsilon=None,
+                             rng=None)
+    assert release.winners.tolist() == PLANTED.tolist()
+    assert release.spec is None and release.diagnostic is None and release.num_voters == 30
+
+
+@pytest.mark.parametrize("noise", ["laplace", "discrete-laplace"])
+def test_central_release_with_signal_finds_the_library(noise: str) -> None:
+    release = release_domain(_votes(200, np.random.default_rng(1)), PATTERNS, central_noise=noise, epsilon=8.0,
+                             rng=np.random.default_rng(2))
+    assert release.winners.tolist() == PLANTED.tolist()
+    assert release.spec is not None and release.spec.unit == "client"
+    assert release.diagnostic is not None and not release.diagnostic.noise_dominated
+
+
+def test_central_release_flags_noise_dominated_histograms() -> None:
+    release = release_domain(_votes(3, np.random.default_rng(1)), PATTERNS, central_noise="laplace", epsilon=0.1,
+                             rng=np.random.default_rng(2))
+    assert release.diagnostic is not None and release.diagnostic.noise_dominated  # scale 80 vs 3 voters
+    assert sorted(set(release.winners.tolist())) == release.winners.tolist() and release.winners.size == 8
+
+
+def test_tally_refuses_an_unvalidated_vote_over_c() -> None:
+    with pytest.raises(PrivacyError, match="at most 8 entries"):
+        release_domain([np.arange(9)], PATTERNS, central_noise="none", epsilon=None, rng=None)
+
+
+def test_next_ticket_is_post_processing_of_the_winners() -> None:
+    generator = torch.Generator().manual_seed(0)
+    weights = {
+        "conv1": torch.randn(4, 2, 3, 3, generator=generator),
+        "conv2": torch.randn(6, 4, 3, 3, generator=generator),
+        "fc": torch.randn(10, 24, generator=generator),
+    }
+    policies = {"conv1": "pattern", "conv2": "pattern", "fc": "unstructured"}
+    settings = SearchSettings(kernel_vote_layers=("conv2",))
+    shapes = {name: tuple(w.shape) for name, w in weights.items()}
+    density = 0.25
+    domains = build_domains(shapes=shapes, policies=policies, settings=settings, density=density)
+    kernel_winners = np.arange(domains[1].top_k) * 24 // domains[1].top_k  # spread over the layer
+    releases = {
+        "patterns": DomainRelease(domain="patterns", winners=PLANTED, num_voters=5, spec=None, diagnostic=None),
+        "kernels:conv2": DomainRelease(domain="kernels:conv2", winners=kernel_winners, num_voters=5, spec=None,
+                                       diagnostic=None),
+    }
+    ticket = build_next_ticket(releases=releases, weights=weights, policies=policies, settings=settings,
+                               density=density, metadata=TicketMetadata(config_hash="h", round=1))
+    library = enumerate_candidates(4)[torch.from_numpy(PLANTED)]
+    conv1, conv2, fc = ticket.layers["conv1"], ticket.layers["conv2"], ticket.layers["fc"]
+    assert torch.equal(conv1.library, library) and torch.equal(conv2.library, library)
+    assert sorted(np.flatnonzero(conv2.connectivity.reshape(-1).numpy()).tolist()) == kernel_winners.tolist()
+    assert conv1.kept_kernels == kept_count(kernel_keep_fraction(density, 4), 8)
+    energies = torch.einsum("oirs,prs->oip", weights["conv1"] ** 2, library.float())
+    assert torch.equal(conv1.assignment, energies.argmax(dim=-1))  # the public-weight energy argmax
+    assert fc.policy is LayerPolicy.UNSTRUCTURED and fc.kept == kept_count(density, 240)
+    kept_fc = weights["fc"].abs()[fc.unstructured_mask]
+    assert kept_fc.min() >= weights["fc"].abs()[~fc.unstructured_mask].max()  # magnitude of public weights
+    assert ticket_change(ticket, None) is None and ticket_change(ticket, ticket) == 1.0
