@@ -141,8 +141,8 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str
     Layers in ``masks`` get (or have replaced) a :class:`WeightMask` and their raw pruned weights
     are zeroed; masked layers not in ``masks`` are unmasked (keeping their masked values);
     other layers are untouched. A mask that keeps every entry (a dense layer of a ticket) leaves
-    the layer plain, with no parametrization overhead. Everything is validated before anything changes. Applying the
-    same masks twice changes nothing.
+    the layer plain, with no parametrization overhead. Everything is validated before anything
+    changes. Applying the same masks twice changes nothing.
 
     Parameters
     ----------
