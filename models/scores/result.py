@@ -11,7 +11,7 @@ import torch
 
 from models.errors import ScoreError
 
-__all__ = ["ClipMode", "Domain", "ScoreResult", "VECTOR_KEYS"]
+__all__ = ["VECTOR_KEYS", "ClipMode", "Domain", "ScoreResult", "check_clip_bound"]
 
 
 class Domain(StrEnum):
