@@ -19,7 +19,7 @@ from types import MappingProxyType
 import torch
 
 from kernels import LayerPolicy, pattern_energy
-from models.scores.result import ClipMode, Domain
+from models.scores.result import ClipMode, Domain, ScoreResult
 
 __all__ = ["BoundedMean", "bound_per_example", "domain_vectors", "freeze", "single_vectors"]
 
@@ -122,3 +122,32 @@ def freeze(vectors: Vectors) -> dict[str, object]:
         "patterns": MappingProxyType(dict(vectors.get("patterns", {}))),
         "pooled_patterns": pooled,
     }
+
+
+def data_free_result(
+    scorer: str,
+    scores: Mapping[str, torch.Tensor],
+    *,
+    domains: frozenset[Domain],
+    policies: Mapping[str, LayerPolicy],
+    candidates: torch.Tensor,
+) -> ScoreResult:
+    """The `ScoreResult` of a data-free scorer from one per-weight score tensor per layer.
+
+    Data-free scores read no private data: no clipping, no examples (``num_examples = 0``), and the
+    privacy code records their releases as ε = 0 events.
+    """
+    vectors = domain_vectors(
+        {name: s.unsqueeze(0) for name, s in scores.items()},
+        domains=domains,
+        policies=policies,
+        candidates=candidates,
+    )
+    return ScoreResult(
+        scorer=scorer,
+        data_dependent=False,
+        num_examples=0,
+        clip_mode=None,
+        clip_bound=None,
+        **freeze(single_vectors(vectors)),
+    )

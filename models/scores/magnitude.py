@@ -8,7 +8,7 @@ from torch import nn
 
 from models.layers import prunable_layers
 from models.scores.base import Batch, Scorer, ScoreRequest, scored_layers
-from models.scores.domains import domain_vectors, freeze, single_vectors
+from models.scores.domains import data_free_result
 from models.scores.result import ScoreResult
 
 __all__ = ["Magnitude"]
@@ -27,13 +27,7 @@ class Magnitude(Scorer):
         self._check_data(data)
         policies = scored_layers(model, request)
         layers = prunable_layers(model)
-        weights = {name: layers[name].weight.detach().abs().unsqueeze(0) for name in policies}
-        vectors = domain_vectors(weights, domains=request.domains, policies=policies, candidates=request.candidates)
-        return ScoreResult(
-            scorer=self.name,
-            data_dependent=False,
-            num_examples=0,
-            clip_mode=None,
-            clip_bound=None,
-            **freeze(single_vectors(vectors)),
+        weights = {name: layers[name].weight.detach().abs() for name in policies}
+        return data_free_result(
+            self.name, weights, domains=request.domains, policies=policies, candidates=request.candidates
         )

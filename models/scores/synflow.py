@@ -12,7 +12,7 @@ from kernels import LayerPolicy
 from models.errors import ScoreError
 from models.layers import input_shape_of, prunable_layers
 from models.scores.base import Batch, Scorer, ScoreRequest, plain_copy, scored_layers
-from models.scores.domains import domain_vectors, freeze, single_vectors
+from models.scores.domains import data_free_result
 from models.scores.result import ScoreResult
 from models.scores.thresholding import global_topk_masks
 
@@ -102,17 +102,6 @@ class SynFlow(Scorer):
             scores = {name: (g * p.detach()).abs() / scale for (name, p), g in zip(params.items(), grads, strict=True)}
             if request.density < 1.0:
                 keep = global_topk_masks(scores, density=request.density ** (k / rounds))
-        vectors = domain_vectors(
-            {name: s.unsqueeze(0) for name, s in scores.items()},
-            domains=request.domains,
-            policies=policies,
-            candidates=request.candidates,
-        )
-        return ScoreResult(
-            scorer=self.name,
-            data_dependent=False,
-            num_examples=0,
-            clip_mode=None,
-            clip_bound=None,
-            **freeze(single_vectors(vectors)),
+        return data_free_result(
+            self.name, scores, domains=request.domains, policies=policies, candidates=request.candidates
         )
