@@ -1,22 +1,49 @@
-"""The dppt ClientApp. Each node trains on (and later scores) only its own partition.
+"""The dppt ClientApp. Each node scores, votes and trains on its own partition only.
 
-Everything the client needs comes in the message: the public weights and the resolved run config.
-Its own partition is found through ``node_config`` (``partition-id``, ``num-partitions``, and
-optionally ``data-dir``), which the Simulation Engine sets per virtual node and a real SuperNode
-takes from ``--node-config``.
+Everything the client needs comes in the message: the public weights, the current ticket and the
+resolved run config. Its own partition is found through ``node_config`` (``partition-id``,
+``num-partitions``, optionally ``data-dir`` and ``client-id``), which the Simulation Engine sets per
+virtual node and a real SuperNode takes from ``--node-config``.
+
+Handlers (message types):
+
+- ``query.identity``: the node's stable client id (its releases are charged under it).
+- ``train.vote``: one record-level noisy top-k vote per domain (:mod:`federation.voting`); the
+  reply holds index arrays and plain metrics only, never scores or weights.
+- ``train``: local SGD of the model under the ticket's masks (dense without a ticket); the reply
+  holds the trained weights (ticket training, not part of the search's privacy guarantee).
+- ``evaluate``: loss and accuracy of the (masked) model on the node's own examples.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from federation.client_data import load_client_data
-from federation.config import Config
-from federation.messages import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, NUM_EXAMPLES_FIELD, ROUND_FIELD, TRAIN_LOSS_FIELD
-from federation.model_io import build_model, load_weights, plain_weights
+from federation.config import Config, ConfigError
+from federation.messages import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    METRICS_KEY,
+    NODE_CLIENT_ID,
+    NODE_NUM_PARTITIONS,
+    NODE_PARTITION_ID,
+    NUM_EXAMPLES_FIELD,
+    ROUND_FIELD,
+    TICKET_KEY,
+    TRAIN_LOSS_FIELD,
+)
+from federation.model_io import build_model, load_weights, plain_weights, ticket_policies
+from federation.training import evaluate as evaluate_model
 from federation.training import train_epochs
+from federation.voting import VoteRequest, build_votes, ticket_masks
+from models import apply_masks
+from privacy import make_rng
+from strategies import keys
+from strategies.identity import CLIENT_ID_PATTERN
 
 app = ClientApp()
 
@@ -28,15 +55,85 @@ def config_from_message(msg: Message) -> tuple[Config, int]:
     return Config.from_mapping(raw), server_round
 
 
+def client_id_of(context: Context) -> str:
+    """This node's stable client id: node_config ``client-id``, else ``partition-<partition-id>``."""
+    node_config = context.node_config
+    if NODE_CLIENT_ID in node_config:
+        value = str(node_config[NODE_CLIENT_ID])
+    elif NODE_PARTITION_ID in node_config:
+        value = f"partition-{int(node_config[NODE_PARTITION_ID])}"
+    else:
+        raise ConfigError(
+            f"node_config has neither '{NODE_CLIENT_ID}' nor '{NODE_PARTITION_ID}'. Start the SuperNode with"
+            f" --node-config \"{NODE_PARTITION_ID}=N {NODE_NUM_PARTITIONS}=M\" (or client-id=NAME)."
+        )
+    if CLIENT_ID_PATTERN.fullmatch(value) is None:
+        raise ConfigError(
+            f"client-id must be 1-64 characters of letters, digits and . _ : - (starting with a letter or digit)."
+            f" Found {value!r}."
+        )
+    return value
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
+
+
+@app.query("identity")
+def identity(msg: Message, context: Context) -> Message:
+    """Reply with this node's client id."""
+    record = ConfigRecord({keys.CLIENT_ID_FIELD: client_id_of(context)})
+    return Message(content=RecordDict({keys.IDENTITY_KEY: record}), reply_to=msg)
+
+
+@app.train("vote")
+def vote(msg: Message, context: Context) -> Message:
+    """Score this node's examples at the public weights and reply with noisy top-k indices."""
+    config, _ = config_from_message(msg)
+    torch.set_num_threads(max(1, int(config.client_cpus)))
+    request = VoteRequest.from_record(dict(msg.content[keys.VOTE_CONFIG_KEY]))
+    data = load_client_data(context.node_config, config)
+    model = build_model(config)
+    load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
+    masks = ticket_masks(msg.content.get(keys.TICKET_KEY))
+    attempt = int(msg.content[keys.VOTE_CONFIG_KEY].get(keys.ATTEMPT_FIELD, 0))
+    generator = torch.Generator().manual_seed(_seed(config.seed, request.server_round, attempt, data.partition_id))
+    if config.score_train_epochs:
+        # Config refuses this outside unit=client (DESIGN.md 4): trained weights void Δ = C/n.
+        apply_masks(model, masks)
+        train_epochs(model, data.images, data.labels, epochs=config.score_train_epochs, batch_size=config.batch_size,
+                     lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, generator=generator)
+    # DESIGN.md 5.5: noise from OS entropy unless the user set noise-seed (then it must stay secret).
+    seed = None if config.noise_seed < 0 else _seed(config.noise_seed, request.server_round, attempt, data.partition_id)
+    rng = make_rng(seed)
+    scored = request.score_source == "record"
+    votes, metrics = build_votes(
+        model, request, score=config.score, clip_mode=config.clip_mode, policies=ticket_policies(model), masks=masks,
+        data=(data.images, data.labels) if scored else None, rng=rng, generator=generator,
+    )
+    content = RecordDict({
+        keys.VOTES_KEY: ArrayRecord({name: Array(indices) for name, indices in votes.items()}),
+        keys.VOTE_META_KEY: ConfigRecord({keys.ROUND_FIELD: request.server_round}),
+        METRICS_KEY: MetricRecord(metrics),
+    })
+    return Message(content=content, reply_to=msg)
+
+
+def _masked_model(msg: Message, config: Config) -> torch.nn.Module:
+    model = build_model(config)
+    load_weights(model, msg.content[ARRAYS_KEY].to_torch_state_dict())
+    apply_masks(model, ticket_masks(msg.content.get(TICKET_KEY)))
+    return model
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Dense (or masked, later) local SGD on this node's partition; reply with the new plain weights."""
+    """Local SGD on this node's partition under the ticket's masks; reply with the new plain weights."""
     config, server_round = config_from_message(msg)
     torch.set_num_threads(max(1, int(config.client_cpus)))
     data = load_client_data(context.node_config, config)
-    model = build_model(config)
-    load_weights(model, msg.content[ARRAYS_KEY].to_torch_state_dict())
-    gen = torch.Generator().manual_seed(hash((config.seed, server_round, data.partition_id)) & 0x7FFFFFFF)
+    model = _masked_model(msg, config)
+    gen = torch.Generator().manual_seed(_seed(config.seed, server_round, data.partition_id))
     loss = train_epochs(
         model,
         data.images,
@@ -51,3 +148,14 @@ def train(msg: Message, context: Context) -> Message:
     metrics = MetricRecord({TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples})
     content = RecordDict({ARRAYS_KEY: ArrayRecord(plain_weights(model)), METRICS_KEY: metrics})
     return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Loss and accuracy of the (masked) model on this node's own examples."""
+    config, _ = config_from_message(msg)
+    torch.set_num_threads(max(1, int(config.client_cpus)))
+    data = load_client_data(context.node_config, config)
+    loss, accuracy = evaluate_model(_masked_model(msg, config), data.images, data.labels)
+    metrics = MetricRecord({"eval-loss": loss, "eval-accuracy": accuracy, NUM_EXAMPLES_FIELD: data.num_examples})
+    return Message(content=RecordDict({METRICS_KEY: metrics}), reply_to=msg)

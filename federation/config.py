@@ -19,6 +19,12 @@ from typing import Any
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "pathological")
+UNITS = ("record", "client", "both")
+SCORES = ("snip", "magnitude", "synflow")
+DATA_FREE_SCORES = ("magnitude", "synflow")
+MECHANISMS = ("laplace-topk", "gumbel-topk")
+CENTRAL_NOISES = ("discrete-laplace", "laplace")
+CLIP_MODES = ("normalise", "clip")
 
 
 class ConfigError(ValueError):
@@ -40,15 +46,36 @@ class Config:
     partition: str = field(default="dirichlet", metadata=_help(f"one of {', '.join(PARTITIONS)}"))
     alpha: float = field(default=0.5, metadata=_help("Dirichlet concentration (partition=dirichlet); smaller = more skew"))
     classes_per_client: int = field(default=2, metadata=_help("labels per client (partition=pathological)"))
-    rounds: int = field(default=5, metadata=_help("federated rounds of the dense FedAvg baseline"))
-    fraction_train: float = field(default=1.0, metadata=_help("fraction of clients sampled each round"))
-    local_epochs: int = field(default=1, metadata=_help("local epochs per round"))
+    search_rounds: int = field(default=5, metadata=_help("rounds of the DP ticket search (density schedule, then hold)"))
+    hold_rounds: int = field(default=2, metadata=_help("last search rounds that hold the target density (< search-rounds)"))
+    train_rounds: int = field(default=5, metadata=_help("FedAvg rounds of ticket training (and of the dense reference)"))
+    sparsity: float = field(default=0.9, metadata=_help("target weight sparsity of the 3x3 conv (pattern) layers"))
+    epsilon: float = field(default=1.0, metadata=_help("record-level ε budget of each client for the whole search; inf = non-private"))
+    unit: str = field(default="record", metadata=_help(f"privacy unit, one of {', '.join(UNITS)}"))
+    client_epsilon: float = field(default=1.0, metadata=_help("the server's client-level ε budget for the whole search (unit client or both)"))
+    central_noise: str = field(default="discrete-laplace", metadata=_help(f"central noise of the client unit, one of {', '.join(CENTRAL_NOISES)}"))
+    score: str = field(default="snip", metadata=_help(f"mask score, one of {', '.join(SCORES)} (magnitude, synflow read no data)"))
+    mechanism: str = field(default="laplace-topk", metadata=_help(f"clients' local noisy top-k, one of {', '.join(MECHANISMS)}"))
+    patterns: int = field(default=8, metadata=_help("P: patterns in the library"))
+    pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
+    kernel_votes: bool = field(default=False, metadata=_help("also vote each pattern layer's kernel connectivity (else post-processing of public weights)"))
+    pattern_share: float = field(default=0.5, metadata=_help("with kernel-votes: share of each round's ε spent on the pattern vote (rest split evenly over layers)"))
+    score_examples: int = field(default=512, metadata=_help("examples each client scores per round (a fresh random subset); clients with fewer abstain"))
+    clip_mode: str = field(default="normalise", metadata=_help(f"per-example score bounding, one of {', '.join(CLIP_MODES)}"))
+    clip_bound: float = field(default=1.0, metadata=_help("C of clip-mode=clip (normalise always uses C = 1)"))
+    score_train_epochs: int = field(default=0, metadata=_help("local epochs before scoring; only sound with unit=client"))
+    min_replies: int = field(default=2, metadata=_help("replies a search round needs to update the ticket (else retried, then stopped)"))
+    reference_search: bool = field(default=True, metadata=_help("also run the non-private (ε = inf) search as a simulation-only reference"))
+    baselines: bool = field(default=True, metadata=_help("also train the dense model and a random ticket of the same structure as references"))
+    noise_seed: int = field(default=-1, metadata=_help("seed of all DP noise; -1 = OS entropy (a seed must stay secret)"))
+    fraction_train: float = field(default=1.0, metadata=_help("fraction of clients sampled each round (search and training)"))
+    local_epochs: int = field(default=1, metadata=_help("local epochs per training round"))
     batch_size: int = field(default=32, metadata=_help("local mini-batch size"))
     lr: float = field(default=0.01, metadata=_help("local SGD learning rate"))
     momentum: float = field(default=0.9, metadata=_help("local SGD momentum"))
     weight_decay: float = field(default=0.0, metadata=_help("local SGD weight decay"))
     seed: int = field(default=0, metadata=_help("seed of the model init, the partition and the client sampling (not of DP noise)"))
-    max_examples_per_client: int = field(default=0, metadata=_help("cap on each client's training examples; 0 = no cap"))
+    max_examples_per_client: int = field(default=2000, metadata=_help("cap on each client's training examples; 0 = no cap"))
     max_test_examples: int = field(default=0, metadata=_help("cap on the server's test set; 0 = the whole test set"))
     client_cpus: float = field(default=1.0, metadata=_help("CPU cores reserved per simulated client (Ray)"))
     round_timeout: float = field(default=600.0, metadata=_help("seconds to wait for client replies in a round"))
@@ -62,7 +89,37 @@ class Config:
         _check(self.num_clients >= 1, "num-clients", "at least 1", self.num_clients)
         _check(math.isfinite(self.alpha) and self.alpha > 0, "alpha", "a finite number > 0", self.alpha)
         _check(self.classes_per_client >= 1, "classes-per-client", "at least 1", self.classes_per_client)
-        _check(self.rounds >= 1, "rounds", "at least 1", self.rounds)
+        _check(self.search_rounds >= 1, "search-rounds", "at least 1", self.search_rounds)
+        _check(0 <= self.hold_rounds < self.search_rounds, "hold-rounds", f"in [0, search-rounds = {self.search_rounds})", self.hold_rounds)
+        _check(self.train_rounds >= 1, "train-rounds", "at least 1", self.train_rounds)
+        _check(not math.isnan(self.epsilon) and self.epsilon > 0, "epsilon", "a number > 0 (inf = non-private)", self.epsilon)
+        _check(not math.isnan(self.client_epsilon) and self.client_epsilon > 0, "client-epsilon", "a number > 0 (inf = no central noise)", self.client_epsilon)
+        _check(self.unit in UNITS, "unit", f"one of {', '.join(UNITS)}", self.unit)
+        _check(self.central_noise in CENTRAL_NOISES, "central-noise", f"one of {', '.join(CENTRAL_NOISES)}", self.central_noise)
+        _check(self.score in SCORES, "score", f"one of {', '.join(SCORES)}", self.score)
+        _check(self.mechanism in MECHANISMS, "mechanism", f"one of {', '.join(MECHANISMS)}", self.mechanism)
+        _check(1 <= self.pattern_entries <= 9, "pattern-entries", "an int in [1, 9]", self.pattern_entries)
+        _check(self.patterns >= 1, "patterns", "at least 1", self.patterns)
+        max_density = self.pattern_entries / 9
+        _check(
+            math.isfinite(self.sparsity) and 1 - max_density <= self.sparsity < 1, "sparsity",
+            f"in [1 - m/9, 1) = [{1 - max_density:.4f}, 1) for pattern-entries m = {self.pattern_entries}"
+            " (an m-entry pattern keeps at most m of 9 weights)", self.sparsity,
+        )
+        _check(0 < self.pattern_share < 1, "pattern-share", "in (0, 1)", self.pattern_share)
+        _check(self.score_examples >= 1, "score-examples", "at least 1", self.score_examples)
+        _check(self.clip_mode in CLIP_MODES, "clip-mode", f"one of {', '.join(CLIP_MODES)}", self.clip_mode)
+        _check(math.isfinite(self.clip_bound) and self.clip_bound > 0, "clip-bound", "a finite number > 0", self.clip_bound)
+        _check(self.score_train_epochs >= 0, "score-train-epochs", ">= 0", self.score_train_epochs)
+        # DESIGN.md 4: local training before scoring makes every score depend on every example through
+        # the trained weights, so the record-level bound Δ = C/n no longer holds.
+        _check(
+            self.score_train_epochs == 0 or self.unit == "client", "score-train-epochs",
+            "0 unless unit=client (training before scoring voids the record-level sensitivity C/n;"
+            " DP-SGD before scoring is not available yet)", self.score_train_epochs,
+        )
+        _check(self.min_replies >= 1, "min-replies", "at least 1", self.min_replies)
+        _check(self.noise_seed >= -1, "noise-seed", "-1 (OS entropy) or a seed >= 0", self.noise_seed)
         _check(0 < self.fraction_train <= 1, "fraction-train", "in (0, 1]", self.fraction_train)
         _check(self.local_epochs >= 1, "local-epochs", "at least 1", self.local_epochs)
         _check(self.batch_size >= 1, "batch-size", "at least 1", self.batch_size)
@@ -73,6 +130,11 @@ class Config:
         _check(self.max_test_examples >= 0, "max-test-examples", ">= 0 (0 = no cap)", self.max_test_examples)
         _check(self.client_cpus > 0, "client-cpus", "> 0", self.client_cpus)
         _check(self.round_timeout > 0, "round-timeout", "> 0", self.round_timeout)
+        per_round = self.clients_per_round()
+        _check(
+            self.min_replies <= per_round, "min-replies",
+            f"<= the {per_round} clients sampled per round (num-clients x fraction-train)", self.min_replies,
+        )
         # The model name is checked against the registry lazily (models is a lower package and importing
         # torch here would make `dppt --help` slow); see `check_model_name`.
 
@@ -138,6 +200,10 @@ class Config:
         ignore = {"data-dir", "out-dir", "client-cpus", "round-timeout"}
         payload = {k: v for k, v in self.non_default().items() if k not in ignore}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+    def clients_per_round(self) -> int:
+        """Clients sampled per round: ``round(fraction-train x num-clients)``, at least 1."""
+        return max(1, round(self.fraction_train * self.num_clients))
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

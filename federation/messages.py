@@ -12,3 +12,5 @@ TRAIN_LOSS_FIELD = "train-loss"
 NODE_PARTITION_ID = "partition-id"
 NODE_NUM_PARTITIONS = "num-partitions"
 NODE_DATA_DIR = "data-dir"
+TICKET_KEY = "ticket"  # ArrayRecord: the ticket's masks ("mask.<layer>") and library (strategies.keys)
+NODE_CLIENT_ID = "client-id"  # optional node_config key: the stable id the node is charged under

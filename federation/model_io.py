@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from federation.config import Config
 from federation.data import dataset_info
+
+if TYPE_CHECKING:
+    from kernels import LayerPolicy
 
 
 def build_model(config: Config, *, seed: int | None = None) -> nn.Module:
@@ -38,3 +42,14 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     from models.masking import load_plain_state_dict
 
     load_plain_state_dict(model, state)
+
+
+def ticket_policies(model: nn.Module) -> dict[str, LayerPolicy]:
+    """Layer policies of a dppt ticket: 3x3 convolutions follow patterns, every other layer stays dense.
+
+    The search's sparsity target is the conv weights' (DESIGN.md 3); the server and every client
+    must use the same policies, so both call this.
+    """
+    from models import default_policies
+
+    return default_policies(model, linear="dense", other_conv="dense")

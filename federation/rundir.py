@@ -53,6 +53,20 @@ def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
         raise
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object file; a missing or malformed file raises `RunDirError` naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise RunDirError(f"'{path}' does not exist. Pass the folder of an earlier dppt run.") from err
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"'{path}' is not valid JSON ({err.msg} at line {err.lineno}).") from err
+    if not isinstance(data, dict):
+        raise RunDirError(f"'{path}' must hold a JSON object. Found {type(data).__name__}.")
+    return data
+
+
 class RunDirectory:
     """Owns the files of one run. Create it with `RunDirectory.create` (refuses to overwrite)."""
 

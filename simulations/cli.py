@@ -37,10 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sim = sub.add_parser(
         "simulate",
-        help="run a local multi-client simulation (dense FedAvg baseline) on Flower's Simulation Engine",
-        description="Run a local multi-client simulation on Flower's Simulation Engine (Ray) and write a run directory.",
+        help="run the whole DP pattern-ticket search on Flower's Simulation Engine (search, training, report)",
+        description="Run the federated DP pattern-ticket search, ticket training and the privacy-budget report on"
+        " Flower's Simulation Engine (Ray) and write a run directory.",
     )
     _add_config_args(sim)
+    sim.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue an interrupted run from its checkpoint (its config.json is used; no --set)")
+    rep = sub.add_parser("report", help="re-render report.md, report.html and plots/ from a run directory alone",
+                         description="Re-render the privacy-budget report of a run from its directory alone.")
+    rep.add_argument("run_dir", metavar="RUN_DIR")
+    sweep = sub.add_parser(
+        "sweep", help="run the search over several ε values and write a table and a plot of accuracy against ε",
+        description="One run per ε (record-level budget per client) plus the references; writes sweep.md,"
+        " sweep.json and plots/sweep_accuracy.png under --out.",
+    )
+    _add_config_args(sweep)
+    sweep.add_argument("--epsilons", metavar="E1,E2,...", default="0.5,1,2,4,8,inf",
+                       help="comma-separated ε values; 'inf' is the non-private pipeline (default: %(default)s)")
     cfg = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) and exit",
                          description="Validate and print the resolved config as JSON; writes nothing.")
     _add_config_args(cfg)
@@ -88,38 +102,149 @@ def default_run_dir(config: Any) -> Path:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    width = max(len(k) for k in summary)
-    print("\n" + "-" * (width + 30))
-    for key, value in summary.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {shown}")
-    print("-" * (width + 30), flush=True)
+    rows: list[tuple[str, str]] = []
+    for variant, value in summary.get("accuracy", {}).items():
+        rows.append((f"accuracy {variant}", "n/a" if value is None else f"{value:.4f}"))
+    sparsity = summary.get("sparsity", {}).get("conv")
+    rows.append(("conv sparsity", "n/a" if sparsity is None else f"{sparsity:.4f}"))
+    eps = summary.get("epsilon", {})
+    record, client = eps.get("record", {}), eps.get("client", {})
+    rows.append(("ε record (max / mean)", f"{record.get('max')} / {record.get('mean')} of {record.get('budget')}"))
+    rows.append(("ε client (total)", f"{client.get('total')} of {client.get('budget')}"))
+    search = summary.get("search", {})
+    rows.append(("search rounds", f"{search.get('rounds-completed')}/{search.get('rounds-planned')}"))
+    rows.append(("stop reason", str(search.get("stop-reason"))))
+    rows.append(("wall time", f"{summary.get('wall-time-s')} s"))
+    rows.append(("run directory", str(summary.get("run-dir"))))
+    width = max(len(k) for k, _ in rows)
+    print("\n" + "-" * (width + 40))
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print("-" * (width + 40), flush=True)
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
+    """Run the pipeline on the Simulation Engine into ``run_dir``, then render the report."""
+    from federation.client_app import app as client_app
+    from federation.rundir import SUMMARY_FILE, read_json
+    from federation.server_app import build_server_app
+    from simulations.engine import run_on_simulation_engine
+    from simulations.report import render_report
+
+    print(f"dppt: run directory {run_dir.path}", flush=True)
+    try:
+        run_on_simulation_engine(build_server_app(config, run_dir, progress=_progress), client_app, config,
+                                 verbose=verbose)
+    except Exception as err:  # noqa: BLE001 - reported in one line; files written so far are kept
+        print(f"dppt: the run failed: {type(err).__name__}: {err}. Files written so far are in {run_dir.path};"
+              f" continue it with: dppt simulate --resume {run_dir.path}", file=sys.stderr)
+        return EXIT_FAILED
+    if not run_dir.file(SUMMARY_FILE).exists():
+        print(f"dppt: the run did not complete; see the log above. Continue it with: dppt simulate --resume"
+              f" {run_dir.path}", file=sys.stderr)
+        return EXIT_FAILED
+    paths = render_report(run_dir.path)
+    print_summary(read_json(run_dir.file(SUMMARY_FILE)))
+    print(f"dppt: report {paths.markdown} and {paths.html}", flush=True)
+    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from federation.rundir import RunDirectory
+
+    if args.resume:
+        if args.overrides or args.config or args.out:
+            raise UsageError("--resume takes the run's own config.json: drop --config, --set and --out.")
+        run_dir, config = _resume_target(Path(args.resume), args.data_dir)
+        preflight(config)
+        return _run(config, run_dir, verbose=args.verbose)
     config = resolve_config(args)
     preflight(config)
-    from federation.client_app import app as client_app
-    from federation.rundir import SUMMARY_FILE, RunDirectory
-    from federation.server_app import build_server_app
-    from simulations.engine import run_on_simulation_engine
-
     run_dir = RunDirectory.create(Path(args.out) if args.out else default_run_dir(config))
     run_dir.write_config(config.to_dict())
-    print(f"dppt: run directory {run_dir.path}", flush=True)
-    try:
-        run_on_simulation_engine(build_server_app(config, run_dir), client_app, config, verbose=args.verbose)
-    except Exception as err:  # noqa: BLE001 - reported in one line; files written so far are kept
-        print(f"dppt: the run failed: {type(err).__name__}: {err}. Files written so far are in {run_dir.path}.",
-              file=sys.stderr)
-        return EXIT_FAILED
-    summary_path = run_dir.file(SUMMARY_FILE)
-    if not summary_path.exists():
-        print(f"dppt: the run did not complete; see the log above and {run_dir.path}", file=sys.stderr)
-        return EXIT_FAILED
-    import json
+    return _run(config, run_dir, verbose=args.verbose)
 
-    print_summary(json.loads(summary_path.read_text()))
+
+def _resume_target(path: Path, data_dir: str | None) -> tuple[Any, Any]:
+    from federation.config import Config
+    from federation.pipeline import CHECKPOINT_FILE
+    from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
+
+    if not path.is_dir():
+        raise UsageError(f"--resume needs the folder of an earlier run. Found no folder '{path}'.")
+    if (path / SUMMARY_FILE).exists():
+        raise UsageError(f"the run in '{path}' already finished (summary.json exists); nothing to resume.")
+    if not (path / CHECKPOINT_FILE).exists() and not (path / "ledger.jsonl").exists():
+        raise UsageError(f"'{path}' has no checkpoint.json or ledger.jsonl: it never started a search round."
+                         " Start a new run instead.")
+    config = Config.from_mapping(read_json(path / CONFIG_FILE))
+    if data_dir:
+        config = config.replace(data_dir=str(data_dir))
+    return RunDirectory.create(path, allow_existing=True), config
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from simulations.report import render_report
+
+    path = Path(args.run_dir)
+    if not path.is_dir():
+        raise UsageError(f"report needs a run directory. Found no folder '{path}'.")
+    paths = render_report(path)
+    print(f"dppt: wrote {paths.markdown}, {paths.html} and the plots in {path / 'plots'}")
+    return EXIT_OK
+
+
+def parse_epsilons(text: str) -> list[float]:
+    """``"0.5,1,inf"`` -> ``[0.5, 1.0, inf]``; each value > 0, no duplicates."""
+    values: list[float] = []
+    for part in text.split(","):
+        try:
+            value = float(part.strip())
+        except ValueError as err:
+            raise UsageError(f"--epsilons must be comma-separated numbers or inf. Found '{part.strip()}'.") from err
+        if not value > 0 or value in values:
+            raise UsageError(f"--epsilons must be distinct numbers > 0 (or inf). Found '{part.strip()}'.")
+        values.append(value)
+    return values
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import math
+
+    from federation.rundir import SUMMARY_FILE, RunDirectory, read_json
+    from simulations.report import render_sweep
+
+    base = resolve_config(args)
+    epsilons = parse_epsilons(args.epsilons)
+    preflight(base)
+    out = Path(args.out) if args.out else Path(base.out_dir) / f"sweep-{base.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    RunDirectory.create(out)  # refuses a folder that holds an earlier run
+    # The references (dense, random ticket, non-private ticket) are trained once: by the ε = inf run
+    # if there is one, else by the first run.
+    reference_at = epsilons.index(math.inf) if math.inf in epsilons else 0
+    summaries = []
+    for i, epsilon in enumerate(epsilons):
+        label = "inf" if math.isinf(epsilon) else f"{epsilon:g}"
+        config = base.replace(
+            epsilon=epsilon, baselines=i == reference_at,
+            reference_search=i == reference_at and not math.isinf(epsilon),
+        )
+        run_dir = RunDirectory.create(out / f"epsilon-{label}")
+        run_dir.write_config(config.to_dict())
+        print(f"dppt sweep: ε = {label} ({i + 1}/{len(epsilons)})", flush=True)
+        code = _run(config, run_dir, verbose=args.verbose)
+        if code != EXIT_OK:
+            return code
+        summary = read_json(run_dir.file(SUMMARY_FILE))
+        if math.isinf(epsilon):  # the ε = inf run is itself the non-private ticket
+            summary["accuracy"]["nonprivate_ticket"] = summary["accuracy"]["dp_ticket"]
+        summaries.append({**summary, "sweep-epsilon": epsilon, "run-dir": str(run_dir.path)})
+    paths = render_sweep(summaries, out)
+    print(f"dppt sweep: wrote {paths.markdown} and {paths.plot}", flush=True)
     return EXIT_OK
 
 
@@ -130,7 +255,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"simulate": cmd_simulate, "config": cmd_config}
+COMMANDS = {"simulate": cmd_simulate, "report": cmd_report, "sweep": cmd_sweep, "config": cmd_config}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,11 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from federation.config import ConfigError
     from federation.data import DataError
     from federation.partitions import PartitionError
+    from federation.pipeline import PipelineError
     from federation.rundir import RunDirError
+    from simulations.report import ReportError
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DataError, PartitionError, RunDirError, UsageError) as err:
+    except (ConfigError, DataError, PartitionError, PipelineError, ReportError, RunDirError, UsageError) as err:
         print(f"dppt: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -24,6 +24,12 @@ from __future__ import annotations
 from typing import Final
 
 VOTE_MESSAGE_TYPE: Final = "train.vote"
+# Identity query (``@app.query("identity")``): sent once to every node not yet known, before it is
+# sampled; the reply's IDENTITY_KEY ConfigRecord holds CLIENT_ID_FIELD, the stable id under which
+# the node's releases are charged (node ids change when a simulation or a SuperLink restarts).
+IDENTITY_MESSAGE_TYPE: Final = "query.identity"
+IDENTITY_KEY: Final = "identity"
+CLIENT_ID_FIELD: Final = "client-id"
 
 # Records of the server's message.
 ARRAYS_KEY: Final = "arrays"

@@ -26,7 +26,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,6 +52,7 @@ from strategies import keys
 from strategies.aggregation import DomainRelease, build_next_ticket, release_domain, ticket_change
 from strategies.domains import VoteDomain, build_domains, check_split, domain_names, plan_round_events
 from strategies.errors import SearchStopped, StrategyError
+from strategies.identity import identity_message_content, resolve_identities
 from strategies.payload import round_config_record, ticket_record
 from strategies.schedule import DensitySchedule
 from strategies.settings import PrivacySettings, SearchSettings
@@ -147,6 +148,7 @@ class PatternTicketSearch(Strategy):
         self._noise_rng = make_rng(privacy.noise_seed) if privacy.central else None
         self._pending: _PendingRound | None = None
         self._attempts_sent: dict[int, int] = {}
+        self._identities: dict[int, str] = {}
 
     # -- read-only state ---------------------------------------------------------------------
 
@@ -159,6 +161,11 @@ class PatternTicketSearch(Strategy):
     def completed_round(self) -> int:
         """The last round whose ticket was built (0 before the first)."""
         return self._round
+
+    @property
+    def accountant(self) -> Accountant:
+        """The run's accountant (budgets and ledger)."""
+        return self._accountant
 
     @property
     def schedule(self) -> DensitySchedule:
@@ -174,16 +181,40 @@ class PatternTicketSearch(Strategy):
         ]
         return max(max(charged, default=-1), self._attempts_sent.get(server_round, -1)) + 1
 
+    @property
+    def identities(self) -> dict[int, str]:
+        """Node id -> client id of every node identified so far (node ids without identification)."""
+        return dict(self._identities)
+
+    def _identify(self, grid: Grid, nodes: list[int]) -> list[int]:
+        """Ask unknown nodes for their client ids; return the nodes that may be sampled."""
+        unknown = [node for node in nodes if node not in self._identities]
+        if unknown:
+            queries = [
+                Message(content=identity_message_content(), dst_node_id=node,
+                        message_type=keys.IDENTITY_MESSAGE_TYPE, group_id="identity")
+                for node in unknown
+            ]
+            replies = grid.send_and_receive(queries, timeout=self._settings.identity_timeout)
+            accepted, refused = resolve_identities(replies, asked=unknown, known=self._identities)
+            self._identities.update(accepted)
+            for node, why in refused.items():
+                log(WARNING, "node %s is not sampled: %s", node, why)
+        return [node for node in nodes if node in self._identities]
+
     def _sample(self, grid: Grid) -> tuple[int, ...]:
         nodes = sorted(int(node) for node in grid.get_node_ids())
+        if self._settings.identify_clients:
+            nodes = self._identify(grid, nodes)
         if len(nodes) < self._settings.min_replies:
             raise SearchStopped(
                 f"available nodes must be at least min_replies = {self._settings.min_replies}. Found {len(nodes)}.",
                 server_round=self._round + 1,
             )
         wanted = self._settings.clients_per_round or len(nodes)
-        chosen = self._rng.choice(np.asarray(nodes, dtype=np.int64), size=min(wanted, len(nodes)), replace=False)
-        return tuple(sorted(int(node) for node in chosen))
+        # Node ids are unsigned 64-bit: sample positions, not ids.
+        chosen = self._rng.choice(len(nodes), size=min(wanted, len(nodes)), replace=False)
+        return tuple(sorted(nodes[int(i)] for i in chosen))
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -203,7 +234,7 @@ class PatternTicketSearch(Strategy):
         nodes = self._sample(grid)
         attempt = self._next_attempt(server_round)
         planned = plan_round_events(
-            domains, self._privacy, participants=[client_id(n) for n in nodes],
+            domains, self._privacy, participants=[client_id(n, self._identities) for n in nodes],
             server_round=server_round, attempt=attempt,
         )
         reason = self._accountant.would_exceed(planned)
@@ -245,7 +276,8 @@ class PatternTicketSearch(Strategy):
             raise StrategyError(f"aggregate_train must follow configure_train of round {server_round}.")
         self._pending = None
         collection = collect_votes(
-            replies, domains=pending.domains, server_round=server_round, expected_nodes=pending.nodes
+            replies, domains=pending.domains, server_round=server_round, expected_nodes=pending.nodes,
+            identities=self._identities,
         )
         enough = len(collection.participants) >= self._settings.min_replies
         events = plan_round_events(

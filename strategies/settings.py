@@ -141,6 +141,11 @@ class SearchSettings:
     min_replies: int = field(default=1, metadata={"help": "replies needed to update the ticket"})
     sampling_seed: int = field(default=0, metadata={"help": "seed of the client sampling (not of noise)"})
     config_hash: str = field(default="", metadata={"help": "run config hash stored in each ticket"})
+    identify_clients: bool = field(
+        default=False,
+        metadata={"help": "ask each new node for its stable client id (query.identity) and charge under it"},
+    )
+    identity_timeout: float = field(default=60.0, metadata={"help": "seconds to wait for identity replies"})
 
     def __post_init__(self) -> None:
         _check_int("library_size", self.library_size, 1)
@@ -161,5 +166,10 @@ class SearchSettings:
         _check_int("clients_per_round", self.clients_per_round, 0)
         _check_int("min_replies", self.min_replies, 1)
         _check_int("sampling_seed", self.sampling_seed, 0)
+        if not isinstance(self.identify_clients, bool):
+            raise StrategyError(f"identify_clients must be a bool. Found {self.identify_clients!r}.")
+        timeout = self.identity_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (math.isfinite(timeout) and timeout > 0):
+            raise StrategyError(f"identity_timeout must be a finite number > 0. Found {timeout!r}.")
         if not isinstance(self.config_hash, str):
             raise StrategyError(f"config_hash must be a str. Found {self.config_hash!r}.")

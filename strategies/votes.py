@@ -44,9 +44,16 @@ class ReplyIssue(str, enum.Enum):
     UNEXPECTED_NODE = "unexpected-node"  # a reply from a node that was not sampled (ignored)
 
 
-def client_id(node_id: int) -> str:
-    """Ledger id of a Flower node: its node id in decimal."""
+def client_id(node_id: int, identities: Mapping[int, str] | None = None) -> str:
+    """Ledger id of a Flower node: its declared client id if known, else its node id in decimal."""
+    if identities is not None and int(node_id) in identities:
+        return identities[int(node_id)]
     return str(int(node_id))
+
+
+def _id_order(client: str) -> tuple[int, int | str]:
+    """Numeric ids in numeric order, then the others alphabetically."""
+    return (0, int(client)) if client.isdigit() else (1, client)
 
 
 def _round_matches(received: object, expected: int) -> bool:
@@ -148,8 +155,12 @@ def collect_votes(
     domains: Sequence[VoteDomain],
     server_round: int,
     expected_nodes: Collection[int],
+    identities: Mapping[int, str] | None = None,
 ) -> VoteCollection:
-    """Validate every reply of a round (see the module docstring); never raises on a bad reply."""
+    """Validate every reply of a round (see the module docstring); never raises on a bad reply.
+
+    ``identities`` maps node ids to the client ids they are charged under (default: node ids).
+    """
     expected = {int(node) for node in expected_nodes}
     votes: dict[str, list[np.ndarray]] = {domain.name: [] for domain in domains}
     voters: dict[str, list[str]] = {domain.name: [] for domain in domains}
@@ -170,16 +181,16 @@ def collect_votes(
             problems[ReplyIssue.DUPLICATE_REPLY.value] += 1
             continue
         seen.add(node)
-        participants.append(client_id(node))
+        participants.append(client_id(node, identities))
         clean, reply_problems = parse_reply(reply.content, domains=domains, server_round=server_round)
         problems.update(reply_problems)
         for name, vote in clean.items():
             votes[name].append(vote)
-            voters[name].append(client_id(node))
+            voters[name].append(client_id(node, identities))
     return VoteCollection(
         votes={name: tuple(v) for name, v in votes.items()},
         voters={name: tuple(v) for name, v in voters.items()},
-        participants=tuple(sorted(participants, key=int)),
+        participants=tuple(sorted(participants, key=_id_order)),
         problems=problems,
         failed=failed,
         replies=received,

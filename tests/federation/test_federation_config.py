@@ -36,7 +36,13 @@ def test_overrides_coerce_types():
         (["partition=weird"], "partition must be one of"),
         (["num-clients=0"], "num-clients must be at least 1"),
         (["num-clients=two"], "num-clients must be a int. Found 'two'."),
-        (["rounds=1.5"], "rounds must be a int"),
+        (["train-rounds=1.5"], "train-rounds must be a int"),
+        (["score-train-epochs=1"], "score-train-epochs must be 0 unless unit=client"),
+        (["min-replies=11"], "min-replies must be <= the 10 clients sampled per round"),
+        (["sparsity=0.5"], "sparsity must be in [1 - m/9, 1)"),
+        (["hold-rounds=5"], "hold-rounds must be in [0, search-rounds = 5)"),
+        (["epsilon=nan"], "epsilon must be a number > 0"),
+        (["unit=server"], "unit must be one of record, client, both"),
         (["fraction-train=0"], "fraction-train must be in (0, 1]"),
         (["lr=nan"], "lr must be a finite number > 0"),
         (["batch-size=0"], "batch-size must be at least 1"),
@@ -56,8 +62,8 @@ def test_toml_file_and_errors(tmp_path):
     good.write_text('num-clients = 4\nalpha = 1.0\n')
     assert Config.from_toml(good).num_clients == 4
     nested = tmp_path / "nested.toml"
-    nested.write_text('[dppt]\nrounds = 7\n')
-    assert Config.from_toml(nested).rounds == 7
+    nested.write_text('[dppt]\ntrain-rounds = 7\n')
+    assert Config.from_toml(nested).train_rounds == 7
     with pytest.raises(ConfigError, match="does not exist"):
         Config.from_toml(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"

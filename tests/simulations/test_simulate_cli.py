@@ -21,7 +21,7 @@ def _dppt(*args: str, cwd: Path | None = None, timeout: float = 600) -> subproce
     )
 
 
-@pytest.mark.parametrize("sub", [[], ["simulate"], ["config"]])
+@pytest.mark.parametrize("sub", [[], ["simulate"], ["report"], ["sweep"], ["config"]])
 def test_help_on_every_subcommand(sub, capsys):
     with pytest.raises(SystemExit) as info:
         main([*sub, "--help"])
@@ -76,32 +76,83 @@ def test_refuses_to_overwrite_an_earlier_run(tmp_path, data_dir, capsys):
     assert (out / "metrics.jsonl").read_text() == '{"old": 1}\n'
 
 
+def test_resume_refuses_what_it_cannot_resume(tmp_path, capsys):
+    assert main(["simulate", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "needs the folder of an earlier run" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "config.json").write_text("{}")
+    assert main(["simulate", "--resume", str(fresh)]) == 2
+    assert "never started a search round" in capsys.readouterr().err
+    (fresh / "summary.json").write_text("{}")
+    assert main(["simulate", "--resume", str(fresh)]) == 2
+    assert "already finished" in capsys.readouterr().err
+    assert main(["simulate", "--resume", str(fresh), "--set", "epsilon=2"]) == 2
+    assert "drop --config, --set and --out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("1,x", "Found 'x'"), ("1,1", "distinct"), ("0,1", "Found '0'"), ("-1", "Found '-1'")]
+)
+def test_sweep_refuses_bad_epsilon_lists_before_writing(tmp_path, capsys, text, message):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--epsilons", text, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_report_needs_a_run_directory(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "report needs a run directory" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2  # a folder without a run: one line naming the file
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json" in err
+
+
 @pytest.mark.integration
-def test_two_round_three_client_simulation(tmp_path, data_dir):
+def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, data_dir):
     out = tmp_path / "run"
     proc = _dppt(
         "simulate", "--out", str(out), "--data-dir", str(data_dir),
-        "--set", "num-clients=3", "--set", "rounds=2", "--set", "max-examples-per-client=600",
-        "--set", "max-test-examples=2000", "--set", "partition=iid",
+        "--set", "num-clients=3", "--set", "search-rounds=2", "--set", "hold-rounds=1", "--set", "train-rounds=1",
+        "--set", "max-examples-per-client=300", "--set", "score-examples=128", "--set", "max-test-examples=1000",
+        "--set", "partition=iid", "--set", "epsilon=2",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in ("config.json", "metrics.jsonl", "summary.json", "weights.safetensors"):
+    for name in ("config.json", "metrics.jsonl", "summary.json", "weights.safetensors", "ticket.safetensors",
+                 "ledger.jsonl", "checkpoint.json", "report.md", "report.html"):
         assert (out / name).is_file(), name
-    config = json.loads((out / "config.json").read_text())
-    assert config["num-clients"] == 3 and config["rounds"] == 2
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["rounds-completed"] == 2
-    assert summary["accuracy"] > 0.5, summary  # chance is 0.1
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in rows if r["kind"] == "server-eval"]
-    assert [r["round"] for r in evals] == [0, 1, 2]
-    assert evals[-1]["accuracy"] > evals[0]["accuracy"]
-    parts = [r for r in rows if r["kind"] == "partitions"][0]
-    assert sum(parts["sizes"]) == 60000 and len(parts["label-histograms"]) == 3
-    trains = [r for r in rows if r["kind"] == "client-train"]
-    assert len(trains) == 2 and all(r["replies"] == 3 for r in trains)
-    assert "round   2/2" in proc.stdout  # progress was shown
-    from safetensors.torch import load_file
+    assert list((out / "plots").glob("*.png"))
+    # progress shows phase, round, ε spent and accuracy
+    assert "[search] round   2/2" in proc.stdout and "ε record max 2/2" in proc.stdout
+    assert "[train dp_ticket        ] round   1/1  accuracy" in proc.stdout
+    from kernels import LayerPolicy, Ticket
+    from privacy import Ledger
+    from simulations.report import privacy_totals
 
-    weights = load_file(str(out / "weights.safetensors"))
-    assert "conv1.weight" in weights
+    ticket = Ticket.load(out / "ticket.safetensors")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sparsity"]["conv"] == pytest.approx(0.9, abs=0.01)
+    for layer in ticket.layers.values():
+        if layer.policy is LayerPolicy.PATTERN:
+            kept = layer.mask().reshape(-1, 9)
+            library = layer.library.reshape(-1, 9)
+            connected = kept[kept.any(dim=1)]
+            assert bool((connected[:, None, :] == library[None]).all(-1).any(-1).all())
+    # every ε figure of the summary and the report is the ledger's sum
+    per_client: dict[str, float] = {}
+    for event in Ledger(out / "ledger.jsonl").events:
+        for client in event.charged_clients():
+            per_client[client] = per_client.get(client, 0.0) + event.epsilon
+    assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
+    totals = privacy_totals(out)
+    assert totals.record_epsilon_max == pytest.approx(max(per_client.values()), rel=1e-12)
+    assert summary["epsilon"]["record"]["max"] == totals.record_epsilon_max
+    assert summary["epsilon"]["record"]["mean"] == pytest.approx(totals.record_epsilon_mean, rel=1e-12)
+    report = (out / "report.md").read_text()
+    assert f"{totals.record_epsilon_max:.6g}" in report
+    # `dppt report` re-renders the same report from the run directory alone
+    first = report
+    (out / "report.md").unlink()
+    again = _dppt("report", str(out))
+    assert again.returncode == 0, again.stderr
+    assert (out / "report.md").read_text() == first

@@ -1,0 +1,268 @@
+"""One dppt run on a Flower grid: search -> reference search -> ticket training -> summary.
+
+1. Setup: θ0 from the seed (public), the server's test set, partition report (simulation only).
+2. DP search (:mod:`federation.search_phase`), its ledger ``ledger.jsonl``, a checkpoint after
+   every round (``checkpoint.json``) so that ``--resume`` continues it.
+3. Non-private reference search (ε = inf, ``reference/``), a simulation-only baseline that is
+   not covered by the guarantee (``reference-search = false`` turns it off).
+4. Ticket training (:mod:`federation.ticket_training`): masked FedAvg from θ0 of the dense model,
+   the DP ticket, the non-private ticket and a random ticket of the same structure.
+5. ``summary.json``: accuracies, sparsity, ε per unit (sums of the ledger), rounds, stop reason.
+
+A resumed run re-opens the ledger (every release already charged stays charged), restores each
+search's strategy from the checkpoint, finishes the searches, then (re)runs ticket training,
+which has no privacy cost.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from flwr.app import ConfigRecord
+from flwr.serverapp import Grid
+
+from federation.config import Config
+from federation.data import dataset_info, load_tensors
+from federation.partitions import partition_indices, partition_report
+from federation.client_data import partition_spec
+from federation.model_io import build_model
+from federation.rundir import RunDirectory, read_json, write_json_atomic
+from federation.search_phase import build_strategy, run_search_phase
+from federation.ticket_training import VARIANTS, train_variant
+from kernels import Ticket, TicketMetadata, random_ticket_like
+from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
+from strategies import PatternTicketSearch, SearchOutcome
+
+__all__ = ["CHECKPOINT_FILE", "TICKET_FILE", "PipelineError", "config_record", "privacy_summary", "run_pipeline"]
+
+CHECKPOINT_FILE = "checkpoint.json"
+TICKET_FILE = "ticket.safetensors"
+REFERENCE_DIR = "reference"
+CHECKPOINT_SCHEMA = 1
+
+Progress = Callable[[str], None]
+
+
+class PipelineError(RuntimeError):
+    """A run cannot start or resume (the message says how to fix it)."""
+
+
+def _print_progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def config_record(config: Config, **extra: Any) -> ConfigRecord:
+    """The resolved config as a ConfigRecord (what clients rebuild their typed config from)."""
+    values: dict[str, Any] = dict(config.to_dict())
+    values.update(extra)
+    for key, value in values.items():
+        if isinstance(value, float) and math.isinf(value):
+            values[key] = "inf"  # ConfigRecord floats travel fine, but config.json and TOML spell it "inf"
+    return ConfigRecord(values)
+
+
+def test_set(config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The server's test set (capped by ``max-test-examples``)."""
+    images, labels = load_tensors(config.dataset, data_dir=config.data_dir, train=False)
+    if config.max_test_examples:
+        images, labels = images[: config.max_test_examples], labels[: config.max_test_examples]
+    return images, labels
+
+
+def log_partitions(config: Config, run_dir: RunDirectory) -> None:
+    """Partition sizes and label histograms, computed by the server from the same seeded partitioner.
+
+    Only possible where the server can read the training labels (local simulations); a real deployment
+    skips it, since clients keep their data.
+    """
+    try:
+        labels = load_tensors(config.dataset, data_dir=config.data_dir, train=True)[1].numpy()
+    except Exception:  # noqa: BLE001 - the server may legitimately have no training data
+        return
+    parts = partition_indices(labels, partition_spec(config))
+    report = partition_report(labels, parts, dataset_info(config.dataset).num_classes)
+    if config.max_examples_per_client:
+        report["capped-sizes"] = [min(s, config.max_examples_per_client) for s in report["sizes"]]
+    run_dir.log_metrics({"phase": "setup", "round": 0, "kind": "partitions", **report})
+
+
+def privacy_summary(accountant: Accountant, *, record_budget: float, client_budget: float) -> dict[str, Any]:
+    """ε and δ per unit, as sums of the ledger's events (basic composition, DESIGN.md 5.4)."""
+    per_client = accountant.record_epsilon_by_client()
+    deltas = accountant.record_delta_by_client()
+    values = list(per_client.values())
+    return {
+        "record": {
+            "max": max(values, default=0.0),
+            "mean": math.fsum(values) / len(values) if values else 0.0,
+            "budget": record_budget,
+            "clients": len(values),
+            "per-client": per_client,
+        },
+        "client": {"total": accountant.client_level_epsilon(), "budget": client_budget},
+        "delta": {"record-max": max(deltas.values(), default=0.0), "client": accountant.client_level_delta()},
+    }
+
+
+class _Checkpoint:
+    """``checkpoint.json``: each search's strategy state and outcome, rewritten atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"schema": CHECKPOINT_SCHEMA, "searches": {}}
+        if path.exists():
+            data = read_json(path)
+            if data.get("schema") != CHECKPOINT_SCHEMA or not isinstance(data.get("searches"), dict):
+                raise PipelineError(f"{path} must be a dppt checkpoint of schema {CHECKPOINT_SCHEMA}. Found {data!r:.80}.")
+            self.data = data
+
+    def state(self, phase: str) -> Mapping[str, Any] | None:
+        entry = self.data["searches"].get(phase)
+        return None if entry is None else entry.get("state")
+
+    def outcome(self, phase: str) -> Mapping[str, Any] | None:
+        entry = self.data["searches"].get(phase)
+        return None if entry is None else entry.get("outcome")
+
+    def save(self, phase: str, strategy: PatternTicketSearch, outcome: SearchOutcome | None = None) -> None:
+        entry: dict[str, Any] = {"state": strategy.state_dict()}
+        if outcome is not None:
+            entry["outcome"] = {"completed-round": outcome.completed_round, "stop-reason": outcome.stop_reason}
+        self.data["searches"][phase] = entry
+        write_json_atomic(self.path, self.data)
+
+
+def _search(
+    grid: Grid, config: Config, run_dir: RunDirectory, model: torch.nn.Module, checkpoint: _Checkpoint, *,
+    reference: bool, progress: Progress,
+) -> tuple[PatternTicketSearch, dict[str, Any]]:
+    phase = "reference-search" if reference else "search"
+    folder = run_dir.path / REFERENCE_DIR if reference else run_dir.path
+    strategy = build_strategy(config, model, folder, reference=reference)
+    state = checkpoint.state(phase)
+    if state is not None:
+        strategy.load_state(state)
+    done = checkpoint.outcome(phase)
+    if done is not None:
+        progress(f"[{phase}] already finished at round {done['completed-round']} (resumed run)")
+        return strategy, dict(done)
+    if state is not None:
+        progress(f"[{phase}] resuming after round {strategy.completed_round}")
+    outcome = run_search_phase(
+        grid, config, run_dir, strategy, model, reference=reference, config_record=config_record(config),
+        checkpoint=lambda search: checkpoint.save(phase, search), progress=progress,
+    )
+    checkpoint.save(phase, strategy, outcome)
+    return strategy, {"completed-round": outcome.completed_round, "stop-reason": outcome.stop_reason}
+
+
+def run_pipeline(
+    grid: Grid, config: Config, run_dir: RunDirectory, *, progress: Progress = _print_progress
+) -> dict[str, Any]:
+    """Run (or resume) every phase; return the summary also written to ``summary.json``."""
+    start = time.time()
+    model = build_model(config, seed=config.seed)  # θ0, public
+    images, labels = test_set(config)
+    checkpoint = _Checkpoint(run_dir.file(CHECKPOINT_FILE))
+    if not checkpoint.data["searches"]:
+        log_partitions(config, run_dir)
+    progress(f"[setup] {config.dataset} {config.model}, {config.num_clients} clients, unit {config.unit},"
+             f" ε {config.epsilon:g} (record) / {config.client_epsilon:g} (client), target sparsity {config.sparsity:g}")
+
+    dp_strategy, dp_outcome = _search(grid, config, run_dir, model, checkpoint, reference=False, progress=progress)
+    dp_ticket = dp_strategy.ticket
+    if dp_ticket is not None:
+        shutil.copyfile(dp_strategy.state_dict()["ticket-path"], run_dir.file(f".{TICKET_FILE}.tmp"))
+        run_dir.file(f".{TICKET_FILE}.tmp").replace(run_dir.file(TICKET_FILE))
+    reference_outcome: dict[str, Any] | None = None
+    nonprivate_ticket: Ticket | None = None
+    if config.reference_search:
+        ref_strategy, reference_outcome = _search(
+            grid, config, run_dir, model, checkpoint, reference=True, progress=progress
+        )
+        nonprivate_ticket = ref_strategy.ticket
+
+    structure = dp_ticket if dp_ticket is not None else nonprivate_ticket
+    random_ticket = None
+    if structure is not None:
+        random_ticket = random_ticket_like(
+            structure, generator=torch.Generator().manual_seed(config.seed),
+            metadata=TicketMetadata(config_hash=config.run_hash()),
+        )
+        random_ticket.save(run_dir.file("random-ticket.safetensors"))
+    tickets: dict[str, Ticket | None] = {
+        "dense": None, "dp_ticket": dp_ticket, "nonprivate_ticket": nonprivate_ticket, "random_ticket": random_ticket,
+    }
+    record = config_record(config)
+    results: dict[str, dict[str, Any]] = {}
+    for variant in VARIANTS:
+        if variant in ("dense", "random_ticket") and not config.baselines:
+            continue
+        if variant != "dense" and tickets[variant] is None:
+            progress(f"[train {variant}] skipped: no ticket")
+            continue
+        results[variant] = train_variant(
+            grid, config, run_dir, variant=variant, ticket=tickets[variant], test_set=(images, labels),
+            config_record=record, progress=progress,
+        )
+    if "dp_ticket" in results:
+        run_dir.save_weights(results["dp_ticket"]["weights"])  # the pruned model (zeros where masked)
+    if "dense" in results:
+        run_dir.save_weights(results["dense"]["weights"], name="weights-dense.safetensors")
+
+    accountant = dp_strategy.accountant
+    summary = {
+        "status": "stopped" if dp_outcome["stop-reason"] else "completed",
+        "dataset": config.dataset,
+        "model": config.model,
+        "num-clients": config.num_clients,
+        "unit": config.unit,
+        "accuracy": {variant: results.get(variant, {}).get("accuracy") for variant in VARIANTS},
+        "sparsity": _sparsity(dp_ticket),
+        "epsilon": privacy_summary(
+            accountant, record_budget=accountant.epsilon_budget(UNIT_RECORD),
+            client_budget=accountant.epsilon_budget(UNIT_CLIENT),
+        ),
+        "search": {
+            "rounds-planned": dp_strategy.schedule.total_rounds,
+            "rounds-completed": dp_outcome["completed-round"],
+            "stop-reason": dp_outcome["stop-reason"],
+        },
+        "reference": None if reference_outcome is None else {
+            "rounds-completed": reference_outcome["completed-round"], "stop-reason": reference_outcome["stop-reason"],
+        },
+        "ticket-file": TICKET_FILE if dp_ticket is not None else None,
+        "ticket-training": "masked FedAvg without noise (evaluation of the ticket; not covered by the guarantee)",
+        "wall-time-s": round(time.time() - start, 2),
+        "run-dir": str(run_dir.path),
+    }
+    run_dir.write_summary(summary)
+    _print_summary(summary, progress)
+    return summary
+
+
+def _sparsity(ticket: Ticket | None) -> dict[str, float | None]:
+    if ticket is None:
+        return {"conv": None, "model": None}
+    report = ticket.sparsity_report()
+    pattern = [row for row in report.layers if row.policy.value == "pattern"]
+    total = sum(row.total for row in pattern)
+    kept = sum(row.kept for row in pattern)
+    return {"conv": 1.0 - kept / total if total else None, "model": report.sparsity}
+
+
+def _print_summary(summary: Mapping[str, Any], progress: Progress) -> None:
+    accuracy = summary["accuracy"]
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in accuracy.items() if v is not None)
+    eps = summary["epsilon"]
+    progress(f"[done] {shown}")
+    progress(f"[done] ε record max {eps['record']['max']:.4g} (budget {eps['record']['budget']:g}),"
+             f" client {eps['client']['total']:.4g} (budget {eps['client']['budget']:g});"
+             f" search rounds {summary['search']['rounds-completed']}/{summary['search']['rounds-planned']}"
+             f"{'; stopped: ' + summary['search']['stop-reason'] if summary['search']['stop-reason'] else ''}")

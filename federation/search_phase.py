@@ -1,0 +1,174 @@
+"""The search phase of a run: the run config turned into the strategy's typed settings, and the loop.
+
+Budgets and per-round calibration (DESIGN.md 5.4): a search of ``T = search-rounds`` rounds gives
+every round ``ε / T`` of each client's record-level budget ``epsilon`` and ``client-epsilon / T``
+of the server's client-level budget, so a client that takes part in every round spends exactly
+its budget; the accountant refuses any round (a retry included) that would go beyond it, and the
+search then stops with the last ticket. Within a round the ε is split over the vote domains
+(``patterns``, and ``kernels:<layer>`` with ``kernel-votes``) by ``pattern-share``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+from flwr.serverapp import Grid
+from torch import nn
+
+from federation.config import DATA_FREE_SCORES, Config
+from federation.model_io import plain_weights, ticket_policies
+from federation.rundir import RunDirectory
+from kernels import LayerPolicy
+from models import prunable_layers
+from privacy import Accountant, Ledger
+from strategies import (
+    PATTERNS_DOMAIN,
+    DensitySchedule,
+    PatternTicketSearch,
+    PrivacySettings,
+    SearchOutcome,
+    SearchSettings,
+    kernel_domain_name,
+    run_search,
+)
+
+__all__ = ["SearchPlan", "build_strategy", "plan_search", "run_search_phase"]
+
+Progress = Callable[[str], None]
+Checkpoint = Callable[[PatternTicketSearch], None]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Everything the strategy of one search needs, derived from the run config."""
+
+    settings: SearchSettings
+    privacy: PrivacySettings
+    schedule: DensitySchedule
+    record_budget: float
+    client_budget: float
+
+
+def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchPlan:
+    """The typed settings of the DP search (``reference=False``) or of the non-private reference.
+
+    ``unit=record``: clients add record-level noise (``epsilon``); ``unit=client``: clients send
+    plain top-k and the server adds central noise (``client-epsilon``); ``both``: both. The
+    reference search adds no noise anywhere (ε = inf), with the same scores and schedule.
+    """
+    policies = ticket_policies(model)
+    pattern_layers = [name for name, policy in policies.items() if policy is LayerPolicy.PATTERN]
+    kernel_layers = tuple(pattern_layers) if config.kernel_votes else ()
+    if kernel_layers:
+        rest = (1.0 - config.pattern_share) / len(kernel_layers)
+        split = {PATTERNS_DOMAIN: config.pattern_share, **{kernel_domain_name(name): rest for name in kernel_layers}}
+    else:
+        split = {PATTERNS_DOMAIN: 1.0}
+    data_free = config.score in DATA_FREE_SCORES
+    record_on = config.unit in ("record", "both") and not reference
+    central_on = config.unit in ("client", "both") and not reference and not data_free
+    rounds = config.search_rounds
+    record_budget = config.epsilon if record_on else math.inf
+    client_budget = config.client_epsilon if central_on else math.inf
+    privacy = PrivacySettings(
+        epsilon_split=split,
+        score_source="data-free" if data_free else "record",
+        local_mechanism=config.mechanism,
+        # Per round: ε / T of the whole-search budget (basic composition over T rounds).
+        record_epsilon=record_budget / rounds if math.isfinite(record_budget) else math.inf,
+        clip_bound=config.clip_bound if config.clip_mode == "clip" else 1.0,  # normalise bounds to [0, 1]
+        min_examples=config.score_examples,  # clients score exactly this many examples: Δ = C / n
+        central_noise=config.central_noise if central_on and math.isfinite(client_budget) else "none",
+        client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,
+        noise_seed=None if config.noise_seed < 0 else config.noise_seed,
+        phase="reference-search" if reference else "search",
+    )
+    settings = SearchSettings(
+        library_size=config.patterns,
+        pattern_entries=config.pattern_entries,
+        centre_fixed=True,
+        kernel_vote_layers=kernel_layers,
+        scope="layer",
+        clients_per_round=config.clients_per_round(),
+        min_replies=config.min_replies,
+        sampling_seed=config.seed,
+        config_hash=config.run_hash(),
+        identify_clients=True,
+        identity_timeout=config.round_timeout,
+    )
+    start = config.pattern_entries / 9  # the most an m-entry library keeps: round 0 of the schedule
+    target = min(start, 1.0 - config.sparsity)
+    hold = config.hold_rounds
+    schedule = DensitySchedule(start=start, target=target, decay_rounds=rounds - hold, hold_rounds=hold)
+    return SearchPlan(settings, privacy, schedule, record_budget, client_budget)
+
+
+def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference: bool) -> PatternTicketSearch:
+    """The strategy of one search, its ledger ``folder/ledger.jsonl`` opened (and counted, on resume)."""
+    plan = plan_search(config, model, reference=reference)
+    layers = prunable_layers(model)
+    policies = ticket_policies(model)
+    weights = {name: layers[name].weight.detach().clone() for name in policies}
+    folder.mkdir(parents=True, exist_ok=True)
+    accountant = Accountant(
+        Ledger(folder / "ledger.jsonl"),
+        record_epsilon_budget=plan.record_budget,
+        client_epsilon_budget=plan.client_budget,
+    )
+    return PatternTicketSearch(
+        weights=weights, policies=policies, settings=plan.settings, privacy=plan.privacy,
+        schedule=plan.schedule, accountant=accountant, ticket_dir=folder / "tickets",
+    )
+
+
+def _progress_line(label: str, server_round: int, total: int, metrics: Mapping[str, Any], config: Config) -> str:
+    if not metrics.get("ticket-updated"):
+        eps = "ticket kept"
+    else:
+        parts = []
+        if config.unit in ("record", "both"):
+            parts.append(f"ε record max {float(metrics.get('epsilon-record-max', 0.0)):.4g}/{config.epsilon:.4g}")
+        if config.unit in ("client", "both"):
+            parts.append(f"ε client {float(metrics.get('epsilon-client', 0.0)):.4g}/{config.client_epsilon:.4g}")
+        eps = "  ".join(parts)
+    jaccard = metrics.get("jaccard")
+    change = f"  jaccard {float(jaccard):.3f}" if jaccard is not None else ""
+    return (f"[{label}] round {server_round:>3}/{total}  density {float(metrics['density']):.4f}  {eps}"
+            f"  replies {int(metrics['participants'])}/{int(metrics['sampled'])}  rejected {int(metrics['rejected'])}{change}")
+
+
+def run_search_phase(
+    grid: Grid,
+    config: Config,
+    run_dir: RunDirectory,
+    strategy: PatternTicketSearch,
+    model: nn.Module,
+    *,
+    reference: bool,
+    config_record: ConfigRecord,
+    checkpoint: Checkpoint,
+    progress: Progress,
+) -> SearchOutcome:
+    """Run (or continue) one search; log every attempt's metrics and checkpoint after each."""
+    phase = "reference-search" if reference else "search"
+    start = time.time()
+    total = strategy.schedule.total_rounds
+    shown = config.replace(epsilon=math.inf, client_epsilon=math.inf) if reference else config
+
+    def on_round(server_round: int, metrics: MetricRecord, search: PatternTicketSearch) -> None:
+        row = {"phase": phase, "kind": "search-round", **dict(metrics), "round": server_round,
+               "elapsed-s": round(time.time() - start, 2)}
+        run_dir.log_metrics(row)
+        checkpoint(search)
+        progress(_progress_line(phase, server_round, total, row, shown))
+
+    return run_search(
+        strategy, grid, arrays=ArrayRecord(plain_weights(model)), timeout=config.round_timeout,
+        config=config_record, on_round=on_round,
+    )

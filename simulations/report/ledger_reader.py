@@ -1,0 +1,49 @@
+"""Open a run's privacy ledger for reading only, with one-line errors.
+
+``privacy.Ledger(path)`` creates the file when it is absent, so the report checks that the file
+exists first: on an existing file the constructor only reads and checks it (no lock, no write).
+The report never calls :meth:`privacy.Ledger.append` or :meth:`privacy.Ledger.repair`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from privacy import Ledger, LedgerError, TornLedgerError
+from simulations.report.errors import ReportError
+
+__all__ = ["LEDGER_FILE", "REFERENCE_LEDGER_FILE", "open_ledger"]
+
+LEDGER_FILE: Final = "ledger.jsonl"
+REFERENCE_LEDGER_FILE: Final = "reference/ledger.jsonl"
+
+
+def open_ledger(path: Path) -> Ledger:
+    """The ledger at ``path``, read and checked; the file is never created or modified.
+
+    Raises
+    ------
+    ReportError
+        If the file is missing, torn (a run killed while appending; the message gives the repair
+        command) or corrupted.
+    """
+    if not path.is_file():
+        what = "is a folder, not a file" if path.exists() else "not found"
+        raise ReportError(
+            f"{path} {what}: the report needs the run's privacy ledger; pass the run directory of a"
+            f" search (it holds {LEDGER_FILE} from the first charged round on)."
+        )
+    try:
+        return Ledger(path)
+    except TornLedgerError as err:
+        raise ReportError(
+            f"{path} ends with an incomplete write at line {err.line_number} (the run was killed while"
+            f" appending): repair it with python -c 'from privacy import Ledger; Ledger.repair(\"{path}\")'"
+            " (it moves the torn bytes to a side file and keeps every complete batch), then render again."
+        ) from err
+    except LedgerError as err:
+        raise ReportError(
+            f"{path} is not a valid privacy ledger ({err}); restore it from a backup, the report cannot"
+            " state a guarantee from it."
+        ) from err

@@ -1,0 +1,104 @@
+"""``render_report``: the privacy-budget report of one run directory (Markdown, HTML, PNG plots)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from privacy import Accountant
+from simulations.report.atomic import write_atomic
+from simulations.report.document import Block, Image
+from simulations.report.html_render import to_html
+from simulations.report.markdown_render import PLOTS_DIR, to_markdown
+from simulations.report.run_inputs import load_run
+from simulations.report.sections_privacy import (
+    delta_section,
+    epsilon_per_client_section,
+    epsilon_per_round_section,
+    header_section,
+    mechanisms_section,
+    statement_section,
+)
+from simulations.report.sections_training import accuracy_section, sparsity_section, vote_quality_section
+from simulations.report.totals import totals_from_ledger
+
+__all__ = ["HTML_FILE", "MARKDOWN_FILE", "PLOT_FILES", "ReportPaths", "render_report"]
+
+MARKDOWN_FILE: Final = "report.md"
+HTML_FILE: Final = "report.html"
+PLOT_FILES: Final = (
+    "epsilon_per_round.png", "epsilon_per_client.png", "accuracy.png", "convergence.png", "sparsity_per_layer.png",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportPaths:
+    """Files written by :func:`render_report`."""
+
+    markdown: Path = field(metadata={"help": "run_dir/report.md"})
+    html: Path = field(metadata={"help": "run_dir/report.html, self-contained"})
+    plots: tuple[Path, ...] = field(metadata={"help": "run_dir/plots/*.png written this time"})
+
+
+def _blocks(run_dir: Path) -> list[Block]:
+    inputs = load_run(run_dir)
+    accountant = Accountant(inputs.ledger, record_epsilon_budget=float("inf"), client_epsilon_budget=float("inf"))
+    totals = totals_from_ledger(inputs.ledger)
+    return [
+        *header_section(inputs),
+        *statement_section(inputs, totals),
+        *epsilon_per_round_section(inputs, totals),
+        *epsilon_per_client_section(inputs, totals),
+        *mechanisms_section(inputs),
+        *delta_section(inputs, totals, accountant),
+        *accuracy_section(inputs),
+        *sparsity_section(inputs, totals),
+        *vote_quality_section(inputs),
+    ]
+
+
+def render_report(run_dir: str | os.PathLike[str]) -> ReportPaths:
+    """Write the privacy-budget report of a run from its directory alone.
+
+    Reads ``config.json``, ``ledger.jsonl`` (never modified) and, when present, ``metrics.jsonl``,
+    ``summary.json``, the ticket and ``reference/ledger.jsonl``; no Flower, network or dataset.
+    Writes ``report.md``, ``report.html`` (plots embedded as base64 data URIs) and
+    ``plots/*.png``, each atomically (temporary file, then ``os.replace``). Re-running overwrites
+    those files only; a plot of this report that has no data any more is removed, so the folder
+    never shows a stale figure. Sections without data (partial run) say so.
+
+    Parameters
+    ----------
+    run_dir
+        The run directory.
+
+    Returns
+    -------
+    ReportPaths
+
+    Raises
+    ------
+    ReportError
+        On a missing or malformed input, with one line naming the file and the fix. Nothing is
+        written in that case.
+    """
+    root = Path(run_dir)
+    blocks = _blocks(root)  # every input is read and checked before anything is written
+    images = [block for block in blocks if isinstance(block, Image)]
+    plots_dir = root / PLOTS_DIR
+    written = []
+    for image in images:
+        path = plots_dir / image.name
+        write_atomic(path, image.png)
+        written.append(path)
+    for name in PLOT_FILES:
+        stale = plots_dir / name
+        if stale not in written and stale.is_file():
+            stale.unlink()
+    title = f"dppt run report: {root.resolve().name}"
+    markdown, html = root / MARKDOWN_FILE, root / HTML_FILE
+    write_atomic(markdown, to_markdown(blocks).encode("utf-8"))
+    write_atomic(html, to_html(blocks, title=title).encode("utf-8"))
+    return ReportPaths(markdown=markdown, html=html, plots=tuple(written))

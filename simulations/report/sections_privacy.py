@@ -1,0 +1,270 @@
+"""Report sections 1 to 6: header, privacy statement, ε per round and per client, mechanisms, δ.
+
+Every ε and δ printed here comes from the ledger (:mod:`simulations.report.totals`), written
+with :func:`format_float`; summary.json is only compared with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
+from simulations.report.composition import composition_rows
+from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
+from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
+from simulations.report.mechanisms import mechanism_rows, voters_by_release
+from simulations.report.plots import epsilon_per_client_plot, epsilon_per_round_plot
+from simulations.report.run_inputs import SUMMARY_FILE, RunInputs
+from simulations.report.statement import privacy_statement, stated_units
+from simulations.report.totals import PrivacyTotals
+from simulations.report.values import as_number, nested
+
+__all__ = [
+    "delta_section",
+    "epsilon_per_client_section",
+    "epsilon_per_round_section",
+    "header_section",
+    "mechanisms_section",
+    "statement_section",
+]
+
+_HEADER_KEYS = (
+    ("dataset", "dataset"), ("model", "model"), ("clients", "num-clients"), ("privacy unit", "unit"),
+    ("mechanism", "mechanism"), ("score", "score"), ("patterns", "patterns"),
+    ("pattern entries", "pattern-entries"), ("target sparsity", "sparsity"),
+    ("search rounds (config)", "search-rounds"), ("train rounds (config)", "train-rounds"),
+)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return format_float(value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_value(v) for v in value)
+    return str(value)
+
+
+def _budget(value: float | None) -> str:
+    return NOT_AVAILABLE if value is None else ("inf (no budget)" if math.isinf(value) else format_float(value))
+
+
+def _summary_number(inputs: RunInputs, *keys: str) -> float | None:
+    return as_number(
+        nested(inputs.summary, *keys), where=f"{inputs.run_dir / SUMMARY_FILE} key {'.'.join(keys)!r}",
+        fix="regenerate summary.json or delete it",
+    )
+
+
+def _stop_reason(summary: Mapping[str, Any], stop: object) -> str:
+    if nested(summary, "search") is None:
+        return NOT_AVAILABLE
+    return "none (the search did not stop early)" if stop is None else _value(stop)
+
+
+def header_section(inputs: RunInputs) -> list[Block]:
+    """Section 1: what the run is and how it ended."""
+    config, summary = inputs.config, inputs.summary
+    rows = [("run directory", str(inputs.run_dir))]
+    rows += [(label, _value(config.get(key))) for label, key in _HEADER_KEYS]
+    rows += [
+        ("record-level ε budget per client (config 'epsilon')", _budget(inputs.record_budget)),
+        ("client-level ε budget (config 'client-epsilon')", _budget(inputs.client_budget)),
+        ("target δ for RDP/PLD figures",
+         format_float(inputs.delta_target) + ("" if "delta-target" in config else " (default)")),
+    ]
+    if summary is None:
+        rows.append(("status", f"n/a ({SUMMARY_FILE} not written yet: partial run)"))
+    else:
+        stop = nested(summary, "search", "stop-reason")
+        rows += [
+            ("status", _value(summary.get("status"))),
+            ("stop reason", _stop_reason(summary, stop)),
+            ("search rounds planned / completed",
+             f"{format_int(_summary_number(inputs, 'search', 'rounds-planned'))} /"
+             f" {format_int(_summary_number(inputs, 'search', 'rounds-completed'))}"),
+            ("wall time", format_seconds(_summary_number(inputs, "wall-time-s"))),
+        ]
+    rows.append(("ticket file", inputs.ticket_file or "none yet"))
+    return [
+        Heading(level=1, text=f"dppt run report: {inputs.run_dir.resolve().name}"),
+        Heading(level=2, text="1. Run"),
+        Table.of(("field", "value"), rows),
+    ]
+
+
+def _summary_check(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
+    if inputs.summary is None:
+        return []
+    pairs = [
+        (("epsilon", "record", "max"), totals.record_epsilon_max, "record-level max"),
+        (("epsilon", "record", "mean"), totals.record_epsilon_mean, "record-level mean"),
+        (("epsilon", "client", "total"), totals.client_epsilon, "client-level total"),
+    ]
+    problems = []
+    for keys, ledger_value, label in pairs:
+        quoted = _summary_number(inputs, *keys)
+        if quoted is not None and not (quoted == ledger_value or math.isclose(quoted, ledger_value, rel_tol=1e-9)):
+            problems.append(
+                f"{label}: {SUMMARY_FILE} says {format_float(quoted)}, the ledger {format_float(ledger_value)}"
+            )
+    if not problems:
+        return []
+    return [Paragraph(text=(
+        f"Warning: {SUMMARY_FILE} disagrees with the ledger (" + "; ".join(problems)
+        + "). This report quotes the ledger, the record of every release."
+    ))]
+
+
+def statement_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
+    """Section 2: the guarantee in words."""
+    paragraphs = privacy_statement(
+        totals, configured_unit=inputs.config.get("unit"), has_reference=inputs.has_reference
+    )
+    return [
+        Heading(level=2, text="2. Privacy statement"),
+        *(Paragraph(text=text) for text in paragraphs),
+        *_summary_check(inputs, totals),
+    ]
+
+
+def _remaining(budget: float | None, spent: float) -> str:
+    if budget is None:
+        return NOT_AVAILABLE
+    if math.isinf(budget):
+        return "unbounded"
+    if math.isinf(spent):
+        return "none (not private)"
+    return format_float(budget - spent)
+
+
+def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
+    """Section 3: cumulative ε per round and the remaining budget."""
+    blocks: list[Block] = [Heading(level=2, text="3. Privacy budget per round")]
+    if not totals.rounds:
+        return [*blocks, Paragraph(text="No release is in the ledger yet: nothing has been spent.")]
+    units = stated_units(totals, inputs.config.get("unit"))
+    blocks.append(Table.of(
+        ("phase", "round", "record ε, max over clients (cumulative)", "client ε, server total (cumulative)"),
+        [(r.phase, str(r.round), format_float(r.record_epsilon_max), format_float(r.client_epsilon))
+         for r in totals.rounds],
+    ))
+    budget_rows = []
+    if UNIT_RECORD in units:
+        budget_rows.append(("record (per client, largest Σε)", _budget(inputs.record_budget),
+                            format_float(totals.record_epsilon_max),
+                            _remaining(inputs.record_budget, totals.record_epsilon_max)))
+    if UNIT_CLIENT in units:
+        budget_rows.append(("client (server total)", _budget(inputs.client_budget), format_float(totals.client_epsilon),
+                            _remaining(inputs.client_budget, totals.client_epsilon)))
+    blocks.append(Table.of(("unit", "ε budget", "ε spent", "ε remaining"), budget_rows))
+    blocks.append(Image(
+        name="epsilon_per_round.png", alt="Cumulative ε per round (basic composition)",
+        png=epsilon_per_round_plot(
+            totals.rounds, record_budget=inputs.record_budget, client_budget=inputs.client_budget,
+            show_record=UNIT_RECORD in units, show_client=UNIT_CLIENT in units,
+        ),
+    ))
+    return blocks
+
+
+def epsilon_per_client_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
+    """Section 4: every client's record-level Σε and Σδ."""
+    blocks: list[Block] = [Heading(level=2, text="4. ε per client (record unit)")]
+    if not totals.record_epsilon_by_client:
+        return [*blocks, Paragraph(text="No record-level release is in the ledger: no client has been charged.")]
+    blocks.append(Table.of(
+        ("client", "releases", "Σε", "Σδ"),
+        [(client, str(totals.record_releases_by_client[client]), format_float(eps),
+          format_float(totals.record_delta_by_client[client]))
+         for client, eps in totals.record_epsilon_by_client.items()],
+    ))
+    blocks.append(Image(
+        name="epsilon_per_client.png", alt="Record-level ε spent per client",
+        png=epsilon_per_client_plot(totals.record_epsilon_by_client, budget=inputs.record_budget),
+    ))
+    return blocks
+
+
+def _flag(dominated: int, assessed: int) -> str:
+    if not assessed:
+        return NOT_AVAILABLE
+    return f"yes ({dominated} of {assessed})" if dominated else f"no (0 of {assessed})"
+
+
+def mechanisms_section(inputs: RunInputs) -> list[Block]:
+    """Section 5: mechanisms used, with their signal-to-noise figure and noise-dominated flag."""
+    blocks: list[Block] = [Heading(level=2, text="5. Mechanisms")]
+    events = inputs.ledger.events
+    if not events:
+        return [*blocks, Paragraph(text="No release is in the ledger yet.")]
+    rows = mechanism_rows(events, clip_bound=inputs.clip_bound, voters=voters_by_release(inputs.metrics))
+    blocks.append(Table.of(
+        ("phase", "domain", "unit", "mechanism", "sensitivity", "noise scale", "ε per release", "δ per release",
+         "releases", "signal range", "SNR (min)", "noise-dominated"),
+        [(r.phase, r.domain, r.unit, r.mechanism,
+          format_float(r.sensitivity) + (f" ({r.sensitivity_norm})" if r.sensitivity_norm else ""),
+          format_float(r.noise_scale), format_float(r.epsilon), format_float(r.delta), str(r.count), r.signal,
+          format_float(r.snr_min), _flag(r.dominated, r.assessed)) for r in rows],
+    ))
+    blocks.append(Paragraph(text=(
+        "SNR = signal range / noise scale (privacy.diagnostics); a release is noise-dominated when SNR <= 1, i.e."
+        " the noise can move a value across its whole range. Local (record-unit) noise is compared with the clipped"
+        f" score range [0, C], C = {inputs.clip_bound:g}; central (client-unit) noise with the number of voters of"
+        " the release's round (metrics 'voters.<domain>')."
+    )))
+    return blocks
+
+
+def _composition_table(accountant: Accountant, totals: PrivacyTotals, target_delta: float) -> list[Block]:
+    rows = composition_rows(accountant, totals, target_delta=target_delta)
+    if not rows:
+        return []
+    cells, notes = [], []
+    for row in rows:
+        c = row.comparison
+        if c is None:
+            notes.append(f"{row.unit} unit, {row.subject}: no RDP/PLD figure ({row.reason}).")
+            continue
+        cells.append((row.unit, row.subject, str(c.num_events), format_float(c.basic_epsilon),
+                      format_float(c.basic_delta), format_float(c.target_delta), format_float(c.rdp_epsilon),
+                      format_float(c.pld_epsilon)))
+        notes.extend(f"{row.unit} unit: {note}" for note in c.notes)
+    blocks: list[Block] = []
+    if cells:
+        blocks.append(Table.of(
+            ("unit", "composed over", "releases", "basic Σε", "basic Σδ", "target δ", "RDP ε at target δ",
+             "PLD ε at target δ"), cells,
+        ))
+    if notes:
+        blocks.append(BulletList(items=tuple(notes)))
+    return blocks
+
+
+def delta_section(inputs: RunInputs, totals: PrivacyTotals, accountant: Accountant) -> list[Block]:
+    """Section 6: δ, and the RDP/PLD figures beside basic composition."""
+    blocks: list[Block] = [Heading(level=2, text="6. δ and tighter composition")]
+    events = inputs.ledger.events
+    if any(event.delta > 0.0 for event in events):
+        blocks.append(Paragraph(text=(
+            f"Some releases have δ > 0. Basic composition: record unit Σδ = {format_float(totals.record_delta_max)}"
+            f" (largest over clients), client unit Σδ = {format_float(totals.client_delta)}."
+        )))
+    else:
+        blocks.append(Paragraph(text=(
+            "Every release is pure ε-DP: δ = 0 under basic composition. The RDP and PLD columns below, where shown,"
+            f" are (ε, δ)-DP figures at δ = {format_float(inputs.delta_target)} for the same releases (each pure"
+            " ε-DP release represented by a mechanism that dominates it, as privacy.compare_composition documents):"
+            " a different guarantee shown beside the pure-ε one, never instead of it."
+        )))
+    table = _composition_table(accountant, totals, inputs.delta_target)
+    if table:
+        blocks.extend(table)
+    else:
+        blocks.append(Paragraph(text="No release that reads data: no RDP/PLD figure to compare."))
+    return blocks

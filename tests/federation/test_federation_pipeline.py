@@ -1,0 +1,142 @@
+"""The whole run (search, reference, ticket training, summary) on an in-process grid of real ClientApps."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from federation.pipeline import CHECKPOINT_FILE, TICKET_FILE, run_pipeline
+from federation.rundir import RunDirectory
+from kernels import LayerPolicy, Ticket
+from privacy import Ledger
+
+pytestmark = pytest.mark.usefixtures("server_identity")
+
+
+
+def _run(config, path, grid, *, allow_existing: bool = False):
+    run_dir = RunDirectory.create(path, allow_existing=allow_existing)
+    if not allow_existing:
+        run_dir.write_config(config.to_dict())
+    return run_pipeline(grid, config, run_dir, progress=lambda line: None)
+
+
+def _per_client(ledger_path) -> dict[str, float]:
+    totals: dict[str, list[float]] = {}
+    for event in Ledger(ledger_path).events:
+        if event.unit == "record":
+            for client in event.participants:
+                totals.setdefault(client, []).append(event.epsilon)
+    return {client: math.fsum(values) for client, values in totals.items()}
+
+
+def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_budget(small_config, data_dir, tmp_path, grid_type):
+    grid = grid_type(small_config, data_dir)
+    summary = _run(small_config, tmp_path / "run", grid)
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "ledger.jsonl", "summary.json", TICKET_FILE, "weights.safetensors",
+                 CHECKPOINT_FILE, "reference/ledger.jsonl"):
+        assert (run / name).is_file(), name
+    ticket = Ticket.load(run / TICKET_FILE)
+    library = ticket.layers["conv2"].library
+    for layer in ticket.layers.values():
+        if layer.policy is LayerPolicy.PATTERN:
+            kept = layer.mask().reshape(-1, 9)
+            connected = kept.any(dim=1)
+            patterns = library.reshape(-1, 9)
+            # every kept kernel is exactly one library pattern
+            assert bool((kept[connected][:, None, :] == patterns[None]).all(-1).any(-1).all())
+    assert summary["sparsity"]["conv"] == pytest.approx(small_config.sparsity, abs=0.01)
+    # ε: each client took part in every round and spent exactly its budget; the summary is the ledger's sum.
+    per_client = _per_client(run / "ledger.jsonl")
+    assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
+    assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
+    assert summary["epsilon"]["record"]["max"] == max(per_client.values())
+    assert summary["epsilon"]["record"]["per-client"] == per_client
+    assert summary["search"] == {"rounds-planned": 3, "rounds-completed": 3, "stop-reason": None}
+    assert set(summary["accuracy"]) == {"dense", "dp_ticket", "nonprivate_ticket", "random_ticket"}
+    assert all(value is not None for value in summary["accuracy"].values())
+    # the reference search read the data without noise, in its own ledger only
+    assert all(math.isinf(e.epsilon) for e in Ledger(run / "reference" / "ledger.jsonl").events)
+    assert not any(math.isinf(e.epsilon) for e in Ledger(run / "ledger.jsonl").events)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows if r["kind"] == "search-round" and r["phase"] == "search"] == [1, 2, 3]
+    evals = [r for r in rows if r["kind"] == "server-eval"]
+    assert {r["variant"] for r in evals} == {"dense", "dp_ticket", "nonprivate_ticket", "random_ticket"}
+    # the saved pruned model has zeros exactly where the ticket prunes
+    from safetensors.torch import load_file
+
+    weights = load_file(str(run / "weights.safetensors"))
+    mask = ticket.layers["conv3"].mask()
+    assert bool((weights["conv3.weight"][~mask] == 0).all())
+
+
+def test_a_dead_node_is_skipped_and_never_charged(small_config, data_dir, tmp_path, grid_type):
+    grid = grid_type(small_config, data_dir)
+    grid.dead.add(grid.node_of(2))
+    summary = _run(small_config, tmp_path / "run", grid)
+    per_client = _per_client(tmp_path / "run" / "ledger.jsonl")
+    # the dead node never answered the identity query: it is never sampled, never charged
+    assert sorted(per_client) == ["partition-0", "partition-1"]
+    assert summary["search"]["rounds-completed"] == 3 and summary["accuracy"]["dp_ticket"] is not None
+
+
+def test_a_node_that_dies_mid_search_is_not_charged_for_the_rounds_it_missed(small_config, data_dir, tmp_path, grid_type):
+    grid = grid_type(small_config, data_dir)
+    original = grid.send_and_receive
+
+    def send_and_receive(messages, *, timeout=None):
+        if grid.exchanges == 2:  # identity, round 1; then partition-2 dies
+            grid.dead.add(grid.node_of(2))
+        return original(messages, timeout=timeout)
+
+    grid.send_and_receive = send_and_receive  # type: ignore[method-assign]
+    _run(small_config, tmp_path / "run", grid)
+    per_client = _per_client(tmp_path / "run" / "ledger.jsonl")
+    assert math.isclose(per_client["partition-2"], small_config.epsilon / small_config.search_rounds)
+    assert math.isclose(per_client["partition-0"], small_config.epsilon)
+
+
+def test_a_server_crash_mid_search_resumes_without_losing_or_repeating_a_release(
+    small_config, data_dir, tmp_path, grid_type, grid_crash
+):
+    run = tmp_path / "run"
+    with pytest.raises(grid_crash):
+        _run(small_config, run, grid_type(small_config, data_dir, crash_after=3))  # identity, rounds 1 and 2
+    before = Ledger(run / "ledger.jsonl").events
+    assert sorted({e.round for e in before}) == [1, 2]
+    state = json.loads((run / CHECKPOINT_FILE).read_text())
+    assert state["searches"]["search"]["state"]["round"] == 2
+    # a restarted server: new node ids, the same clients
+    summary = _run(small_config, run, grid_type(small_config, data_dir), allow_existing=True)
+    after = Ledger(run / "ledger.jsonl").events
+    assert after[: len(before)] == before  # the ledger was continued, not rewritten
+    assert sorted(e.round for e in after) == [1, 2, 3]  # one release per round, none repeated
+    per_client = _per_client(run / "ledger.jsonl")
+    assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
+    assert summary["search"]["rounds-completed"] == 3
+    assert Ticket.load(run / TICKET_FILE).metadata.round == 3
+
+
+def test_the_client_unit_adds_central_noise_and_charges_the_server(small_config, data_dir, tmp_path, grid_type):
+    config = small_config.replace(unit="client", client_epsilon=3.0, reference_search=False, baselines=False)
+    summary = _run(config, tmp_path / "run", grid_type(config, data_dir))
+    events = Ledger(tmp_path / "run" / "ledger.jsonl").events
+    central = [e for e in events if e.unit == "client"]
+    assert [e.mechanism for e in central] == ["discrete-laplace-histogram"] * 3
+    assert math.isclose(summary["epsilon"]["client"]["total"], 3.0)
+    # clients add no local noise under the client unit: their record-level ε is unbounded
+    assert all(math.isinf(e.epsilon) for e in events if e.unit == "record")
+    assert summary["accuracy"]["dense"] is None and summary["accuracy"]["dp_ticket"] is not None
+
+
+def test_resumed_runs_keep_the_torch_seed_of_theta0(small_config):
+    from federation.model_io import build_model
+
+    first = build_model(small_config, seed=small_config.seed).state_dict()
+    torch.manual_seed(123)
+    second = build_model(small_config, seed=small_config.seed).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
