@@ -94,6 +94,19 @@ def preflight(config: Any) -> None:
             f"partition gives no examples to client(s) {empty[:5]}: raise alpha, lower num-clients or use"
             " partition=iid."
         )
+    if config.score in ("magnitude", "synflow"):
+        return  # data-free scores: every client can vote
+    sizes = [min(p.size, config.max_examples_per_client or p.size) for p in parts]
+    short = sum(1 for size in sizes if size < config.score_examples)
+    if len(sizes) - short < config.min_replies:
+        raise UsageError(
+            f"score-examples must be at most the examples of at least min-replies = {config.min_replies} clients"
+            f" (only {len(sizes) - short} have {config.score_examples}). Lower score-examples or min-replies."
+        )
+    if short:
+        print(f"dppt: warning: {short} of {len(sizes)} clients hold fewer than score-examples ="
+              f" {config.score_examples} examples; they abstain from the search (and are not charged).",
+              file=sys.stderr, flush=True)
 
 
 def default_run_dir(config: Any) -> Path:

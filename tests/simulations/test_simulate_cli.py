@@ -156,3 +156,11 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
     again = _dppt("report", str(out))
     assert again.returncode == 0, again.stderr
     assert (out / "report.md").read_text() == first
+
+
+def test_too_few_clients_able_to_vote_exits_2_before_writing(tmp_path, data_dir, capsys):
+    out = tmp_path / "run"
+    code = main(["simulate", "--out", str(out), "--data-dir", str(data_dir), "--set", "max-examples-per-client=100",
+                 "--set", "score-examples=101"])
+    assert code == 2 and "score-examples must be at most the examples of" in capsys.readouterr().err
+    assert not out.exists()
