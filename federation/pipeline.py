@@ -27,7 +27,7 @@ import torch
 from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
-from federation.config import Config
+from federation.config import DATA_FREE_SCORES, Config
 from federation.data import dataset_info, load_tensors
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
@@ -39,7 +39,10 @@ from kernels import Ticket, TicketMetadata, random_ticket_like
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
 from strategies import PatternTicketSearch, SearchOutcome
 
-__all__ = ["CHECKPOINT_FILE", "TICKET_FILE", "PipelineError", "config_record", "privacy_summary", "run_pipeline"]
+__all__ = [
+    "CHECKPOINT_FILE", "TICKET_FILE", "PipelineError", "config_record", "privacy_summary", "run_pipeline",
+    "search_is_private",
+]
 
 CHECKPOINT_FILE = "checkpoint.json"
 TICKET_FILE = "ticket.safetensors"
@@ -90,6 +93,15 @@ def log_partitions(config: Config, run_dir: RunDirectory) -> None:
     if config.max_examples_per_client:
         report["capped-sizes"] = [min(s, config.max_examples_per_client) for s in report["sizes"]]
     run_dir.log_metrics({"phase": "setup", "round": 0, "kind": "partitions", **report})
+
+
+def search_is_private(config: Config) -> bool:
+    """Whether the search adds noise under its unit, or reads no data at all (data-free scores)."""
+    if config.score in DATA_FREE_SCORES:
+        return True
+    record = config.unit in ("record", "both") and math.isfinite(config.epsilon)
+    central = config.unit in ("client", "both") and math.isfinite(config.client_epsilon)
+    return record or central
 
 
 def privacy_summary(accountant: Accountant, *, record_budget: float, client_budget: float) -> dict[str, Any]:
@@ -182,7 +194,9 @@ def run_pipeline(
         run_dir.file(f".{TICKET_FILE}.tmp").replace(run_dir.file(TICKET_FILE))
     reference_outcome: dict[str, Any] | None = None
     nonprivate_ticket: Ticket | None = None
-    if config.reference_search:
+    if not search_is_private(config):
+        nonprivate_ticket = dp_ticket  # the search itself is the ε = inf pipeline: no second search
+    elif config.reference_search:
         ref_strategy, reference_outcome = _search(
             grid, config, run_dir, model, checkpoint, reference=True, progress=progress
         )
@@ -206,6 +220,9 @@ def run_pipeline(
             continue
         if variant != "dense" and tickets[variant] is None:
             progress(f"[train {variant}] skipped: no ticket")
+            continue
+        if variant == "nonprivate_ticket" and tickets[variant] is dp_ticket and "dp_ticket" in results:
+            results[variant] = results["dp_ticket"]  # the same ticket, trained once
             continue
         results[variant] = train_variant(
             grid, config, run_dir, variant=variant, ticket=tickets[variant], test_set=(images, labels),

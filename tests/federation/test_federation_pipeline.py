@@ -140,3 +140,18 @@ def test_resumed_runs_keep_the_torch_seed_of_theta0(small_config):
     torch.manual_seed(123)
     second = build_model(small_config, seed=small_config.seed).state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_non_private_run_is_its_own_reference_and_data_free_scores_cost_nothing(
+    small_config, data_dir, tmp_path, grid_type
+):
+    config = small_config.replace(epsilon=math.inf, baselines=False)
+    summary = _run(config, tmp_path / "inf", grid_type(config, data_dir))
+    assert not (tmp_path / "inf" / "reference").exists()
+    assert summary["accuracy"]["nonprivate_ticket"] == summary["accuracy"]["dp_ticket"] is not None
+    assert math.isinf(summary["epsilon"]["record"]["max"])
+    free = small_config.replace(score="magnitude", reference_search=False, baselines=False)
+    summary = _run(free, tmp_path / "free", grid_type(free, data_dir))
+    events = Ledger(tmp_path / "free" / "ledger.jsonl").events
+    assert events and all(e.epsilon == 0 and e.mechanism == "data-free" for e in events)
+    assert summary["epsilon"]["record"]["max"] == 0 and summary["search"]["rounds-completed"] == 3
