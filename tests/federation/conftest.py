@@ -9,7 +9,7 @@ Node ids are fresh random 64-bit numbers per grid, as after a SuperLink restart.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,7 @@ class InProcessGrid:
                 node_config={"partition-id": pid, "num-partitions": config.num_clients, "data-dir": str(data_dir)},
                 state=RecordDict(), run_config={},
             )
+        self.apps: dict[int, Callable[[Message, Context], Message]] = {}  # per-node replacement ClientApps
         self.dead: set[int] = set()
         self.silent: set[int] = set()
         self.exchanges = 0
@@ -64,7 +65,8 @@ class InProcessGrid:
                 replies.append(Message(Error(code=0, reason="node died"), reply_to=message))
                 continue
             try:
-                replies.append(client_app(message, self.contexts[node]))
+                app = self.apps.get(node, client_app)
+                replies.append(app(message, self.contexts[node]))
             except Exception as err:  # noqa: BLE001 - a crashing ClientApp becomes an error reply
                 replies.append(Message(Error(code=0, reason=repr(err)), reply_to=message))
         return replies

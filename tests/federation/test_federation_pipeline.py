@@ -155,3 +155,44 @@ def test_a_non_private_run_is_its_own_reference_and_data_free_scores_cost_nothin
     events = Ledger(tmp_path / "free" / "ledger.jsonl").events
     assert events and all(e.epsilon == 0 and e.mechanism == "data-free" for e in events)
     assert summary["epsilon"]["record"]["max"] == 0 and summary["search"]["rounds-completed"] == 3
+
+
+def _hostile_app(message, context):
+    """Honest except for its votes, which break a different rule every round (and one huge payload)."""
+    import numpy as np
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+
+    from federation.client_app import app as honest
+    from strategies import keys
+
+    if message.metadata.message_type != keys.VOTE_MESSAGE_TYPE:
+        return honest(message, context)
+    vote_config = message.content[keys.VOTE_CONFIG_KEY]
+    server_round = int(vote_config[keys.ROUND_FIELD])
+    size = int(vote_config[keys.domain_field("patterns", keys.DOMAIN_SIZE_FIELD)])
+    k = int(vote_config[keys.domain_field("patterns", keys.DOMAIN_MAX_ENTRIES_FIELD)])
+    bad = {
+        1: np.arange(size, size + k, dtype=np.int64),  # out of range
+        2: np.zeros(k, dtype=np.int64),  # duplicates
+        3: np.full(k, np.nan),  # NaN (and a float dtype)
+    }[server_round]
+    votes = {"patterns": Array(bad), "extra": Array(np.zeros(2_000_000, dtype=np.int64))}  # a 16 MB payload
+    content = RecordDict({keys.VOTES_KEY: ArrayRecord(votes),
+                          keys.VOTE_META_KEY: ConfigRecord({keys.ROUND_FIELD: server_round})})
+    return Message(content=content, reply_to=message)
+
+
+def test_a_hostile_client_is_rejected_with_reasons_and_the_rounds_go_on(small_config, data_dir, tmp_path, grid_type):
+    config = small_config.replace(reference_search=False, baselines=False)
+    grid = grid_type(config, data_dir)
+    grid.apps[grid.node_of(2)] = _hostile_app
+    summary = _run(config, tmp_path / "run", grid)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rounds = {r["round"]: r for r in rows if r["kind"] == "search-round"}
+    assert rounds[1]["rejected.out-of-range"] == 1
+    assert rounds[2]["rejected.duplicates"] == 1
+    assert rounds[3]["rejected.not-integer"] + rounds[3]["rejected.non-finite"] == 1
+    assert all(r["rejected.unknown-domain"] == 1 and r["voters.patterns"] == 2 for r in rounds.values())
+    assert summary["search"]["rounds-completed"] == 3 and summary["accuracy"]["dp_ticket"] is not None
+    # it replied, so it is charged like everyone (its release happened, valid or not)
+    assert math.isclose(_per_client(tmp_path / "run" / "ledger.jsonl")["partition-2"], config.epsilon)
