@@ -164,3 +164,24 @@ def test_too_few_clients_able_to_vote_exits_2_before_writing(tmp_path, data_dir,
                  "--set", "score-examples=101"])
     assert code == 2 and "score-examples must be at most the examples of" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.integration
+def test_sweep_writes_a_table_and_a_plot_of_accuracy_against_epsilon(tmp_path, data_dir):
+    out = tmp_path / "sweep"
+    proc = _dppt(
+        "sweep", "--epsilons", "1,inf", "--out", str(out), "--data-dir", str(data_dir),
+        "--set", "num-clients=2", "--set", "search-rounds=1", "--set", "hold-rounds=0", "--set", "train-rounds=1",
+        "--set", "max-examples-per-client=200", "--set", "score-examples=100", "--set", "max-test-examples=500",
+        "--set", "partition=iid",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((out / "sweep.json").read_text())
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert len(rows) == 2
+    assert (out / "sweep.md").is_file() and (out / "plots" / "sweep_accuracy.png").is_file()
+    finite = json.loads((out / "epsilon-1" / "summary.json").read_text())
+    reference = json.loads((out / "epsilon-inf" / "summary.json").read_text())
+    # the references are trained once, by the ε = inf run; the ε = 1 run spends exactly its budget
+    assert finite["accuracy"]["dense"] is None and reference["accuracy"]["dense"] is not None
+    assert finite["epsilon"]["record"]["max"] == pytest.approx(1.0)
