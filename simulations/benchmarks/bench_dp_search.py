@@ -61,13 +61,15 @@ def main(argv: list[str]) -> int:
             return measured.returncode
         sweep = json.loads((out / "sweep.json").read_text())
         summaries = {p.parent.name: json.loads(p.read_text()) for p in out.glob("epsilon-*/summary.json")}
-        refs = next(s["accuracy"] for s in summaries.values() if s["accuracy"].get("dense") is not None)
+        refs = dict(next(s["accuracy"] for s in summaries.values() if s["accuracy"].get("dense") is not None))
+        if "epsilon-inf" in summaries:  # the ε = inf run's DP ticket is the non-private ticket
+            refs["nonprivate_ticket"] = summaries["epsilon-inf"]["accuracy"]["dp_ticket"]
         for label, summary in sorted(summaries.items(), key=lambda kv: float(kv[0].split("-", 1)[1])):
             eps = label.split("-", 1)[1]
             acc = summary["accuracy"]
             rows.append({
                 "dataset": dataset, "epsilon": eps, "dp_ticket": acc["dp_ticket"],
-                "nonprivate_ticket": acc["dp_ticket"] if eps == "inf" else refs.get("nonprivate_ticket"),
+                "nonprivate_ticket": refs.get("nonprivate_ticket"),
                 "dense": refs["dense"], "random_ticket": refs["random_ticket"],
                 "conv-sparsity": summary["sparsity"]["conv"], "epsilon-spent": summary["epsilon"]["record"]["max"],
                 "rounds": f"{summary['search']['rounds-completed']}/{summary['search']['rounds-planned']}",
