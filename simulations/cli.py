@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(sweep)
     sweep.add_argument("--epsilons", metavar="E1,E2,...", default="0.5,1,2,4,8,inf",
                        help="comma-separated ε values; 'inf' is the non-private pipeline (default: %(default)s)")
+    certs = sub.add_parser(
+        "certs", help="make a throwaway CA and a server certificate for a test deployment (TLS)",
+        description="Write ca.crt, ca.key, server.pem and server.key for the given hosts (tests and demos only;"
+        " production uses your organisation's CA, see docs/deployment.md).",
+    )
+    certs.add_argument("--out", required=True, metavar="DIR")
+    certs.add_argument("--host", action="append", default=[], metavar="NAME_OR_IP",
+                       help="host name or IP address of the SuperLink (repeatable; default localhost and 127.0.0.1)")
+    key = sub.add_parser("node-key", help="make a SuperNode key pair for node authentication",
+                         description="Write PATH (private, mode 600) and PATH.pub (register it with"
+                         " `flwr supernode register PATH.pub <connection>`).")
+    key.add_argument("path", metavar="PATH")
     cfg = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) and exit",
                          description="Validate and print the resolved config as JSON; writes nothing.")
     _add_config_args(cfg)
@@ -261,6 +273,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from simulations.deploy import make_test_certificates
+
+    hosts = args.host or ["localhost", "127.0.0.1"]
+    try:
+        out = make_test_certificates(args.out, hosts=hosts)
+    except (FileExistsError, ValueError) as err:
+        raise UsageError(str(err)) from err
+    print(f"dppt: wrote {out}/ca.crt, ca.key, server.pem, server.key for {', '.join(hosts)} (test CA: keep ca.key private)")
+    return EXIT_OK
+
+
+def cmd_node_key(args: argparse.Namespace) -> int:
+    from simulations.deploy import make_node_key
+
+    try:
+        public = make_node_key(args.path)
+    except FileExistsError as err:
+        raise UsageError(str(err)) from err
+    print(f"dppt: wrote {args.path} and {public}; register it with: flwr supernode register {public} <connection>")
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import json
 
@@ -268,7 +303,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"simulate": cmd_simulate, "report": cmd_report, "sweep": cmd_sweep, "config": cmd_config}
+COMMANDS = {
+    "simulate": cmd_simulate, "report": cmd_report, "sweep": cmd_sweep, "certs": cmd_certs, "node-key": cmd_node_key,
+    "config": cmd_config,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
