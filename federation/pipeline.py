@@ -17,7 +17,6 @@ which has no privacy cost.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -190,8 +189,7 @@ def run_pipeline(
     dp_strategy, dp_outcome = _search(grid, config, run_dir, model, checkpoint, reference=False, progress=progress)
     dp_ticket = dp_strategy.ticket
     if dp_ticket is not None:
-        shutil.copyfile(dp_strategy.state_dict()["ticket-path"], run_dir.file(f".{TICKET_FILE}.tmp"))
-        run_dir.file(f".{TICKET_FILE}.tmp").replace(run_dir.file(TICKET_FILE))
+        dp_ticket.save(run_dir.file(TICKET_FILE))  # atomic, like every ticket file
     reference_outcome: dict[str, Any] | None = None
     nonprivate_ticket: Ticket | None = None
     if not search_is_private(config):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from kernels import write_atomic
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -38,19 +39,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(payload), fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to ``path`` atomically (:func:`kernels.write_atomic`)."""
+    write_atomic(path, (json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -111,12 +101,10 @@ class RunDirectory:
 
     def save_weights(self, state_dict: Mapping[str, Any], name: str = WEIGHTS_FILE) -> Path:
         """Save a plain state dict as safetensors (no pickle), atomically."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         target = self.file(name)
-        tmp = target.with_name(f".{target.name}.tmp")
-        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp))
-        os.replace(tmp, target)
+        write_atomic(target, save({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}))
         return target
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:

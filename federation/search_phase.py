@@ -48,6 +48,7 @@ Checkpoint = Callable[[PatternTicketSearch], None]
 class SearchPlan:
     """Everything the strategy of one search needs, derived from the run config."""
 
+    policies: dict[str, LayerPolicy]
     settings: SearchSettings
     privacy: PrivacySettings
     schedule: DensitySchedule
@@ -85,7 +86,7 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         clip_bound=config.clip_bound if config.clip_mode == "clip" else 1.0,  # normalise bounds to [0, 1]
         min_examples=config.score_examples,  # clients score exactly this many examples: Δ = C / n
         central_noise=config.central_noise if central_on and math.isfinite(client_budget) else "none",
-        client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,
+        client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,  # 1.0: unused without central noise
         noise_seed=None if config.noise_seed < 0 else config.noise_seed,
         phase="reference-search" if reference else "search",
     )
@@ -106,15 +107,14 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
     target = min(start, 1.0 - config.sparsity)
     hold = config.hold_rounds
     schedule = DensitySchedule(start=start, target=target, decay_rounds=rounds - hold, hold_rounds=hold)
-    return SearchPlan(settings, privacy, schedule, record_budget, client_budget)
+    return SearchPlan(policies, settings, privacy, schedule, record_budget, client_budget)
 
 
 def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference: bool) -> PatternTicketSearch:
     """The strategy of one search, its ledger ``folder/ledger.jsonl`` opened (and counted, on resume)."""
     plan = plan_search(config, model, reference=reference)
     layers = prunable_layers(model)
-    policies = ticket_policies(model)
-    weights = {name: layers[name].weight.detach().clone() for name in policies}
+    weights = {name: layers[name].weight.detach().clone() for name in plan.policies}
     folder.mkdir(parents=True, exist_ok=True)
     accountant = Accountant(
         Ledger(folder / "ledger.jsonl"),
@@ -122,7 +122,7 @@ def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference:
         client_epsilon_budget=plan.client_budget,
     )
     return PatternTicketSearch(
-        weights=weights, policies=policies, settings=plan.settings, privacy=plan.privacy,
+        weights=weights, policies=plan.policies, settings=plan.settings, privacy=plan.privacy,
         schedule=plan.schedule, accountant=accountant, ticket_dir=folder / "tickets",
     )
 

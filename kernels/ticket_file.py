@@ -17,11 +17,9 @@ Tensors are keyed ``layers.<index>.<field>`` (layer names may contain any charac
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
+from kernels.atomic import write_atomic
 from kernels.errors import KernelsError, TicketFormatError
 from kernels.layer_ticket import LayerTicket
 from kernels.metadata import TicketMetadata
@@ -83,25 +82,7 @@ def write_ticket_file(
     }
     data = safetensors.torch.save(tensors, metadata=file_metadata)
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a ticket is a shareable result
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # Persist the rename itself; not every platform lets a folder be opened, hence best effort.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomic(path, data)  # 0644: a ticket is a shareable result
 
 
 def read_ticket_file(path: str | os.PathLike[str]) -> tuple[dict[str, LayerTicket], TicketMetadata]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Final
 
-from simulations.report.atomic import write_atomic
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.errors import ReportError
 from simulations.report.formatting import format_float, format_int
@@ -134,6 +133,8 @@ def render_sweep(summaries: Sequence[Mapping[str, Any]], out_dir: str | os.PathL
     ReportError
         If ``summaries`` is empty or a summary is malformed.
     """
+    from kernels import write_atomic  # here, not at the top: kernels loads torch, which privacy_totals avoids
+
     if isinstance(summaries, Mapping) or not isinstance(summaries, Sequence) or not summaries:
         raise ReportError(f"summaries must be a non-empty sequence of run summaries. Found {summaries!r:.80}.")
     rows = sorted((_row(i, s) for i, s in enumerate(summaries)), key=_sort_key)

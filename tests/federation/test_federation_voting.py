@@ -13,16 +13,19 @@ from federation.model_io import build_model, ticket_policies
 from federation.voting import VoteError, VoteRequest, build_votes
 from models.scores import ClipMode, Domain, ScoreRequest, get
 from kernels import enumerate_candidates
+from models import prunable_layers
 from strategies import PrivacySettings, SearchSettings, build_domains, keys, round_config_record
+
+
+def _weight_shapes(model, policies) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(layer.weight.shape) for name, layer in prunable_layers(model).items() if name in policies}
 
 
 def _request(*, epsilon: float = 1.0, min_examples: int = 64, kernel_layers: tuple[str, ...] = (),
              score_source: str = "record", density: float = 0.2) -> VoteRequest:
     model = build_model(Config(), seed=0)
     policies = ticket_policies(model)
-    shapes = {name: tuple(p.shape) for name, p in model.named_parameters() if name.removesuffix(".weight") in policies
-              and name.endswith(".weight")}
-    shapes = {name.removesuffix(".weight"): shape for name, shape in shapes.items()}
+    shapes = _weight_shapes(model, policies)
     split = {"patterns": 1.0} if not kernel_layers else {
         "patterns": 0.5, **{f"kernels:{layer}": 0.5 / len(kernel_layers) for layer in kernel_layers}}
     privacy = PrivacySettings(epsilon_split=split, record_epsilon=epsilon, min_examples=min_examples,
@@ -109,8 +112,7 @@ def test_a_vote_config_that_would_release_something_else_is_refused(field, value
     request = _request()
     model = build_model(Config(), seed=0)
     policies = ticket_policies(model)
-    shapes = {n.removesuffix(".weight"): tuple(p.shape) for n, p in model.named_parameters()
-              if n.endswith(".weight") and n.removesuffix(".weight") in policies}
+    shapes = _weight_shapes(model, policies)
     settings = SearchSettings()
     privacy = PrivacySettings(epsilon_split={"patterns": 1.0}, min_examples=request.min_examples)
     record = dict(round_config_record(

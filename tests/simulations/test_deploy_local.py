@@ -86,7 +86,8 @@ def test_superlink_and_three_supernodes_run_the_dppt_app(tmp_path, data_dir):
     assert all(math.isclose(v, 2.0) for v in per_client.values())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epsilon"]["record"]["max"] == max(per_client.values())
-    assert f"{max(per_client.values()):.6g}" in (run / "report.md").read_text()
+    spent = f"{max(per_client.values()):.6g}"
+    assert f"| record (per client, largest Σε) | 2 | {spent} | 0 |" in (run / "report.md").read_text()
 
 
 @pytest.mark.integration

@@ -149,7 +149,8 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
     assert summary["epsilon"]["record"]["max"] == totals.record_epsilon_max
     assert summary["epsilon"]["record"]["mean"] == pytest.approx(totals.record_epsilon_mean, rel=1e-12)
     report = (out / "report.md").read_text()
-    assert f"{totals.record_epsilon_max:.6g}" in report
+    # the budget table row: unit | budget | spent (the ledger's largest Σε) | remaining
+    assert f"| record (per client, largest Σε) | 2 | {totals.record_epsilon_max:.6g} | 0 |" in report
     # `dppt report` re-renders the same report from the run directory alone
     first = report
     (out / "report.md").unlink()
