@@ -9,7 +9,8 @@
    the DP ticket, the non-private ticket and a random ticket of the same structure.
 5. ``summary.json``: accuracies, sparsity, ε per unit (sums of the ledger), rounds, stop reason.
 
-A resumed run re-opens the ledger (every release already charged stays charged), restores each
+A resumed run re-opens the ledger (every release already charged stays charged), charges in full
+any round the server was killed in before charging its replies (the release journal), restores each
 search's strategy from the checkpoint, finishes the searches, then (re)runs ticket training,
 which has no privacy cost.
 """
@@ -159,6 +160,10 @@ def _search(
     state = checkpoint.state(phase)
     if state is not None:
         strategy.load_state(state)
+    for ask in strategy.settle_interrupted_rounds():
+        clients = sorted({p for event in ask.events for p in event.participants})
+        progress(f"[{phase}] round {ask.round} attempt {ask.attempt} was interrupted before its replies were"
+                 f" charged: charged in full for its {len(clients)} sampled clients (any may have released)")
     done = checkpoint.outcome(phase)
     if done is not None:
         progress(f"[{phase}] already finished at round {done['completed-round']} (resumed run)")

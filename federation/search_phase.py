@@ -26,7 +26,7 @@ from federation.model_io import plain_weights, ticket_policies
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy
 from models import prunable_layers
-from privacy import Accountant, Ledger
+from privacy import Accountant, Ledger, ReleaseJournal
 from strategies import (
     PATTERNS_DOMAIN,
     DensitySchedule,
@@ -38,7 +38,9 @@ from strategies import (
     run_search,
 )
 
-__all__ = ["SearchPlan", "build_strategy", "plan_search", "run_search_phase"]
+__all__ = ["JOURNAL_FILE", "SearchPlan", "build_strategy", "plan_search", "run_search_phase"]
+
+JOURNAL_FILE = "ledger.journal.jsonl"
 
 Progress = Callable[[str], None]
 Checkpoint = Callable[[PatternTicketSearch], None]
@@ -111,7 +113,12 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
 
 
 def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference: bool) -> PatternTicketSearch:
-    """The strategy of one search, its ledger ``folder/ledger.jsonl`` opened (and counted, on resume)."""
+    """The strategy of one search, its ledger ``folder/ledger.jsonl`` opened (and counted, on resume).
+
+    Its release journal ``folder/ledger.journal.jsonl`` records, before each round's messages
+    leave, what every sampled client is asked to release (a server killed mid-round is then
+    charged in full on resume, :meth:`PatternTicketSearch.settle_interrupted_rounds`).
+    """
     plan = plan_search(config, model, reference=reference)
     layers = prunable_layers(model)
     weights = {name: layers[name].weight.detach().clone() for name in plan.policies}
@@ -124,6 +131,7 @@ def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference:
     return PatternTicketSearch(
         weights=weights, policies=plan.policies, settings=plan.settings, privacy=plan.privacy,
         schedule=plan.schedule, accountant=accountant, ticket_dir=folder / "tickets",
+        journal=ReleaseJournal(folder / JOURNAL_FILE),
     )
 
 

@@ -16,10 +16,15 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from federation.config import Config
-from federation.pipeline import run_pipeline
-from federation.rundir import RunDirectory
+from federation.pipeline import CHECKPOINT_FILE, PipelineError, run_pipeline
+from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
 
-__all__ = ["app", "build_server_app", "new_run_directory"]
+__all__ = ["DEPLOYMENT_KEYS", "RESUME_KEY", "app", "build_server_app", "new_run_directory", "resume_target"]
+
+RESUME_KEY = "resume-dir"
+DEPLOYMENT_KEYS = {RESUME_KEY: ""}
+"""Run-config keys of the deployed app (``flwr run``) that are not part of a run's config:
+``resume-dir`` names the run directory (on the server's machine) of an interrupted run to continue."""
 
 Progress = Callable[[str], None]
 Finalize = Callable[[RunDirectory], None]
@@ -37,6 +42,40 @@ def new_run_directory(config: Config) -> RunDirectory:
     return run_dir
 
 
+def resume_target(path: Path, *, data_dir: str | None = None) -> tuple[RunDirectory, Config]:
+    """The run directory of an interrupted run and its own ``config.json`` (``data-dir`` may change).
+
+    Raises
+    ------
+    PipelineError
+        If ``path`` is not a run directory, already finished, or never started a search round.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise PipelineError(f"resume needs the folder of an earlier run. Found no folder '{path}'.")
+    if (path / SUMMARY_FILE).exists():
+        raise PipelineError(f"the run in '{path}' already finished (summary.json exists); nothing to resume.")
+    if not (path / CHECKPOINT_FILE).exists() and not (path / "ledger.jsonl").exists():
+        raise PipelineError(f"'{path}' has no checkpoint.json or ledger.jsonl: it never started a search round."
+                            " Start a new run instead.")
+    config = Config.from_mapping(read_json(path / CONFIG_FILE))
+    if data_dir:
+        config = config.replace(data_dir=str(data_dir))
+    return RunDirectory.create(path, allow_existing=True), config
+
+
+def _from_run_config(run_config: dict[str, object], progress: Progress) -> tuple[Config, RunDirectory]:
+    """Config and run directory from ``context.run_config``: a new run, or ``resume-dir``'s run."""
+    values = {key: value for key, value in run_config.items() if key not in DEPLOYMENT_KEYS}
+    resume = str(run_config.get(RESUME_KEY, "") or "").strip()
+    if not resume:
+        config = Config.from_mapping(values)
+        return config, new_run_directory(config)
+    directory, config = resume_target(Path(resume), data_dir=str(values.get("data-dir", "") or "") or None)
+    progress(f"dppt: resuming {directory.path} with its own config.json (other run-config values are ignored)")
+    return config, directory
+
+
 def build_server_app(
     config: Config | None = None,
     run_dir: RunDirectory | None = None,
@@ -49,8 +88,9 @@ def build_server_app(
     Parameters
     ----------
     config, run_dir
-        Bound config and run directory; ``None`` = read ``context.run_config`` and create a new
-        run directory under ``out-dir`` when the app starts.
+        Bound config and run directory; ``None`` = read ``context.run_config`` when the app
+        starts: a new run directory under ``out-dir``, or, when ``resume-dir`` is set, that
+        interrupted run continued with its own ``config.json`` (only ``data-dir`` may change).
     finalize
         Called with the run directory once the pipeline wrote ``summary.json`` (the report).
     """
@@ -58,8 +98,10 @@ def build_server_app(
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        resolved = config if config is not None else Config.from_mapping(dict(context.run_config))
-        directory = run_dir if run_dir is not None else new_run_directory(resolved)
+        if config is None:
+            resolved, directory = _from_run_config(dict(context.run_config), progress)
+        else:
+            resolved, directory = config, run_dir if run_dir is not None else new_run_directory(config)
         progress(f"dppt: run directory {directory.path}")
         run_pipeline(grid, resolved, directory, progress=progress)
         if finalize is not None:

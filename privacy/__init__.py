@@ -6,6 +6,7 @@ numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
 - Client level, on the server (5.2): :func:`tally_votes`, :func:`noisy_topk_histogram`.
 - Enforced sensitivity (5.3): :func:`validate_vote`.
 - Accounting (5.4): :class:`PrivacyEvent`, :class:`Ledger`, :class:`Accountant`,
+  :class:`ReleaseJournal` (write-ahead record of asked releases, for crashes),
   :func:`compare_composition`.
 - Noise (5.5): :func:`make_rng`, :func:`discrete_laplace_noise`.
 - Honest utility (5.6): :func:`signal_to_noise`.
@@ -43,6 +44,7 @@ from privacy.histogram import (
     noisy_topk_histogram,
     tally_votes,
 )
+from privacy.journal import JOURNAL_SCHEMA, ReleaseAsk, ReleaseJournal
 from privacy.ledger import LEDGER_SCHEMA, Ledger, TornRepair
 from privacy.noisy_topk import (
     TopKRelease,
@@ -79,6 +81,7 @@ __all__ = [
     "CentralRelease",
     "CompositionComparison",
     "HistogramCalibration",
+    "JOURNAL_SCHEMA",
     "Ledger",
     "LedgerError",
     "MechanismSpec",
@@ -88,6 +91,8 @@ __all__ = [
     "RejectReason",
     "SeededNoiseWarning",
     "TopKRelease",
+    "ReleaseAsk",
+    "ReleaseJournal",
     "TornLedgerError",
     "TornRepair",
     "VoteCheck",

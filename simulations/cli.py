@@ -184,7 +184,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.resume:
         if args.overrides or args.config or args.out:
             raise UsageError("--resume takes the run's own config.json: drop --config, --set and --out.")
-        run_dir, config = _resume_target(Path(args.resume), args.data_dir)
+        from federation.server_app import resume_target
+
+        run_dir, config = resume_target(Path(args.resume), data_dir=args.data_dir)
         preflight(config)
         return _run(config, run_dir, verbose=args.verbose)
     config = resolve_config(args)
@@ -192,24 +194,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     run_dir = RunDirectory.create(Path(args.out) if args.out else default_run_dir(config))
     run_dir.write_config(config.to_dict())
     return _run(config, run_dir, verbose=args.verbose)
-
-
-def _resume_target(path: Path, data_dir: str | None) -> tuple[Any, Any]:
-    from federation.config import Config
-    from federation.pipeline import CHECKPOINT_FILE
-    from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
-
-    if not path.is_dir():
-        raise UsageError(f"--resume needs the folder of an earlier run. Found no folder '{path}'.")
-    if (path / SUMMARY_FILE).exists():
-        raise UsageError(f"the run in '{path}' already finished (summary.json exists); nothing to resume.")
-    if not (path / CHECKPOINT_FILE).exists() and not (path / "ledger.jsonl").exists():
-        raise UsageError(f"'{path}' has no checkpoint.json or ledger.jsonl: it never started a search round."
-                         " Start a new run instead.")
-    config = Config.from_mapping(read_json(path / CONFIG_FILE))
-    if data_dir:
-        config = config.replace(data_dir=str(data_dir))
-    return RunDirectory.create(path, allow_existing=True), config
 
 
 def cmd_report(args: argparse.Namespace) -> int:

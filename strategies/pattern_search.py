@@ -14,10 +14,12 @@ The search loop (rounds, retries, stop) is :func:`strategies.search_loop.run_sea
 :meth:`PatternTicketSearch.start` calls.
 
 NOTE: the record-level releases happen on the clients when they reply, so the server can only
-charge them once the replies are in (before using them); the central releases are charged
-before their noise is drawn (write-ahead, :mod:`privacy.accountant`). A server crash between
-receiving replies and the charge would leave released votes uncharged; a caller that needs a
-strict write-ahead charge of the record unit can pre-charge every sampled client instead.
+charge them once the replies are in (before using them), and charges only the clients that
+answered; the central releases are charged before their noise is drawn (write-ahead,
+:mod:`privacy.accountant`). With a :class:`privacy.ReleaseJournal`, what each round asks of every
+sampled client is on disk before a message leaves, and a round interrupted before its charge is
+charged in full for every sampled client when the run is opened again
+(:meth:`PatternTicketSearch.settle_interrupted_rounds`): a release is never forgotten.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from privacy import (
     BudgetExceededError,
     RejectReason,
     PrivacyEvent,
+    ReleaseAsk,
+    ReleaseJournal,
     make_rng,
     signal_to_noise,
 )
@@ -94,6 +98,10 @@ class PatternTicketSearch(Strategy):
         Folder where each round's ticket is saved (``ticket-round-0001.safetensors``, ...).
     initial_ticket
         Ticket before round 1 (e.g. from another run), or ``None``.
+    journal
+        Write-ahead journal of the record-level releases each round asks for
+        (:class:`privacy.ReleaseJournal`); ``None`` = no journal (a server crash between the
+        replies and their charge would then forget those releases).
     """
 
     def __init__(
@@ -107,6 +115,7 @@ class PatternTicketSearch(Strategy):
         accountant: Accountant,
         ticket_dir: str | os.PathLike[str],
         initial_ticket: Ticket | None = None,
+        journal: ReleaseJournal | None = None,
     ) -> None:
         for name, value, kind in (
             ("settings", settings, SearchSettings),
@@ -149,6 +158,9 @@ class PatternTicketSearch(Strategy):
         self._pending: _PendingRound | None = None
         self._attempts_sent: dict[int, int] = {}
         self._identities: dict[int, str] = {}
+        if journal is not None and not isinstance(journal, ReleaseJournal):
+            raise StrategyError(f"journal must be a ReleaseJournal or None. Found {type(journal).__name__}.")
+        self._journal = journal
 
     # -- read-only state ---------------------------------------------------------------------
 
@@ -229,6 +241,7 @@ class PatternTicketSearch(Strategy):
         """
         if server_round != self._round + 1:
             raise StrategyError(f"server_round must be {self._round + 1} (next round). Found {server_round}.")
+        self.settle_interrupted_rounds()
         density = self._schedule.density(server_round)
         domains = build_domains(shapes=self._shapes, policies=self._policies, settings=self._settings, density=density)
         nodes = self._sample(grid)
@@ -240,6 +253,10 @@ class PatternTicketSearch(Strategy):
         reason = self._accountant.would_exceed(planned)
         if reason is not None:
             raise SearchStopped(reason, server_round=server_round)
+        if self._journal is not None:
+            # Write-ahead (DESIGN.md 5.4): the clients release when they reply, so what every sampled
+            # client is asked for is on disk before a message leaves; see settle_interrupted_rounds.
+            self._journal.ask(phase=self._privacy.phase, round=server_round, attempt=attempt, events=planned)
         self._attempts_sent[server_round] = attempt
         self._pending = _PendingRound(server_round, attempt, density, nodes, domains)
         content = RecordDict({
@@ -288,6 +305,8 @@ class PatternTicketSearch(Strategy):
             self._accountant.charge(events)  # one ledger batch, on disk before any vote is used
         except BudgetExceededError as err:
             raise SearchStopped(err.message, server_round=server_round) from err
+        if self._journal is not None:  # charged (only the clients that answered): the ask is closed
+            self._journal.close(phase=self._privacy.phase, round=server_round, attempt=pending.attempt)
         metrics = self._round_metrics(pending, collection.replies, collection.failed, collection.participants,
                                       collection.problems)
         if not enough:
@@ -414,6 +433,26 @@ class PatternTicketSearch(Strategy):
                 key = (release.domain, release.spec.mechanism, release.spec.noise_scale, release.spec.epsilon)
                 if key not in charged:
                     raise StrategyError(f"central release of {release.domain!r} must be charged. Found {key}.")
+
+    def settle_interrupted_rounds(self) -> list[ReleaseAsk]:
+        """Charge, in full, every round attempt the journal asked for but never charged; return them.
+
+        Such an attempt was interrupted (the server stopped) after its messages left and before
+        the replies were charged: some clients may have released their votes to the SuperLink,
+        and the server cannot tell which. Every sampled client is charged as if it had answered
+        (conservative; a release is never forgotten, DESIGN.md 5.4), then the ask is closed as
+        ``settled``. Idempotent; :meth:`configure_train` calls it before the first round it runs.
+        """
+        if self._journal is None:
+            return []
+        asks = self._journal.unsettled(self._accountant.ledger.events)
+        for ask in asks:
+            self._accountant.charge(ask.events)
+            self._journal.close(phase=ask.phase, round=ask.round, attempt=ask.attempt, settled=True)
+            log(WARNING, "round %s attempt %s of %s was interrupted before its replies were charged: every"
+                " sampled client (%s) is charged in full", ask.round, ask.attempt, ask.phase,
+                ", ".join(sorted({p for e in ask.events for p in e.participants})))
+        return asks
 
     # -- checkpoints -------------------------------------------------------------------------
 

@@ -15,9 +15,12 @@ def test_defaults_are_the_main_job():
 
 def test_pyproject_run_config_matches_config_defaults():
     """`flwr run .` reads [tool.flwr.app.config]: it must hold every key, with the same defaults."""
+    from federation.server_app import DEPLOYMENT_KEYS
+
     table = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    assert set(table) == set(Config.keys())
-    assert Config.from_mapping(table) == Config()
+    assert set(table) == set(Config.keys()) | set(DEPLOYMENT_KEYS)
+    assert {key: table[key] for key in DEPLOYMENT_KEYS} == DEPLOYMENT_KEYS
+    assert Config.from_mapping({k: v for k, v in table.items() if k not in DEPLOYMENT_KEYS}) == Config()
 
 
 def test_overrides_coerce_types():

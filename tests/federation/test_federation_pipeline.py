@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from federation.pipeline import CHECKPOINT_FILE, TICKET_FILE, run_pipeline
+from federation.pipeline import CHECKPOINT_FILE, TICKET_FILE, PipelineError, run_pipeline
+from federation.search_phase import JOURNAL_FILE
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy, Ticket
 from privacy import Ledger
@@ -104,21 +105,75 @@ def test_a_server_crash_mid_search_resumes_without_losing_or_repeating_a_release
     small_config, data_dir, tmp_path, grid_type, grid_crash
 ):
     run = tmp_path / "run"
-    with pytest.raises(grid_crash):
-        _run(small_config, run, grid_type(small_config, data_dir, crash_after=3))  # identity, rounds 1 and 2
+    with pytest.raises(grid_crash):  # identity, rounds 1 and 2; round 3's messages leave, then the server dies
+        _run(small_config, run, grid_type(small_config, data_dir, crash_after=3))
     before = Ledger(run / "ledger.jsonl").events
     assert sorted({e.round for e in before}) == [1, 2]
     state = json.loads((run / CHECKPOINT_FILE).read_text())
     assert state["searches"]["search"]["state"]["round"] == 2
+    asked = [json.loads(line) for line in (run / JOURNAL_FILE).read_text().splitlines()]
+    assert [(a["kind"], a["round"]) for a in asked] == [("asked", 1), ("closed", 1), ("asked", 2), ("closed", 2),
+                                                         ("asked", 3)]
     # a restarted server: new node ids, the same clients
     summary = _run(small_config, run, grid_type(small_config, data_dir), allow_existing=True)
     after = Ledger(run / "ledger.jsonl").events
     assert after[: len(before)] == before  # the ledger was continued, not rewritten
-    assert sorted(e.round for e in after) == [1, 2, 3]  # one release per round, none repeated
+    # round 3 may have been released to the SuperLink before the crash: charged in full, once, on resume
+    interrupted = [e for e in after if e.round == 3]
+    assert [(e.attempt, sorted(e.participants)) for e in interrupted] == [
+        (0, ["partition-0", "partition-1", "partition-2"])
+    ]
+    assert [e.event_id for e in interrupted] == [e["event_id"] for e in asked[-1]["events"]]
+    assert json.loads((run / JOURNAL_FILE).read_text().splitlines()[-1])["kind"] == "settled"
     per_client = _per_client(run / "ledger.jsonl")
     assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
-    assert summary["search"]["rounds-completed"] == 3
-    assert Ticket.load(run / TICKET_FILE).metadata.round == 3
+    # the budget is spent: round 3 is not re-run, and the ticket of round 2 is the run's ticket
+    assert summary["search"]["rounds-completed"] == 2 and "budget" in summary["search"]["stop-reason"]
+    assert Ticket.load(run / TICKET_FILE).metadata.round == 2
+
+
+def test_a_server_crash_mid_round_with_budget_left_reruns_the_round_once(
+    small_config, data_dir, tmp_path, grid_type, grid_crash
+):
+    config = small_config.replace(search_rounds=4, hold_rounds=1)  # one round of budget to spare after round 3
+    run = tmp_path / "run"
+    with pytest.raises(grid_crash):
+        _run(config, run, grid_type(config, data_dir, crash_after=3))
+    summary = _run(config, run, grid_type(config, data_dir), allow_existing=True)
+    events = Ledger(run / "ledger.jsonl").events
+    assert [(e.round, e.attempt) for e in events] == [(1, 0), (2, 0), (3, 0), (3, 1)]
+    assert len({e.event_id for e in events}) == len(events)
+    assert all(math.isclose(v, config.epsilon) for v in _per_client(run / "ledger.jsonl").values())
+    assert summary["search"]["rounds-completed"] == 3  # round 4 would exceed the budget spent on the crash
+
+
+def test_the_deployed_server_app_resumes_the_run_named_by_resume_dir(
+    small_config, data_dir, tmp_path, grid_type, grid_crash
+):
+    """``flwr run . CONN --run-config 'resume-dir="RUN"'``: the run's own config, the same folder, no new run."""
+    from flwr.app import Context, RecordDict
+
+    from federation.config import Config
+    from federation.server_app import build_server_app
+
+    config = small_config.replace(reference_search=False, baselines=False, out_dir=str(tmp_path / "runs"))
+    lines: list[str] = []
+    app = build_server_app(progress=lines.append)
+
+    def context(run_config):
+        return Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
+
+    with pytest.raises(grid_crash):
+        app(grid_type(config, data_dir, crash_after=3), context({**config.to_dict(), "resume-dir": ""}))
+    (run,) = (tmp_path / "runs").iterdir()
+    # what flwr passes for `--run-config resume-dir=...`: the pyproject defaults plus that key
+    app(grid_type(config, data_dir), context({**Config().to_dict(), "resume-dir": str(run)}))
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.name]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["num-clients"] == 3 and math.isclose(summary["epsilon"]["record"]["max"], config.epsilon)
+    assert any("resuming" in line for line in lines) and any("interrupted" in line for line in lines)
+    with pytest.raises(PipelineError, match="already finished"):
+        app(grid_type(config, data_dir), context({**Config().to_dict(), "resume-dir": str(run)}))
 
 
 def test_the_client_unit_adds_central_noise_and_charges_the_server(small_config, data_dir, tmp_path, grid_type):
