@@ -1,9 +1,10 @@
-"""The dppt ClientApp. Each node scores, votes and trains on its own partition only.
+"""The dppt ClientApp. Each node scores, votes and trains on its own data only.
 
 Everything the client needs comes in the message: the public weights, the current ticket and the
-resolved run config. Its own partition is found through ``node_config`` (``partition-id``,
-``num-partitions``, optionally ``data-dir`` and ``client-id``), which the Simulation Engine sets per
-virtual node and a real SuperNode takes from ``--node-config``.
+resolved run config. Its own data is found through ``node_config``, which the Simulation Engine
+sets per virtual node and a real SuperNode takes from ``--node-config``: a partition of the
+dataset (``partition-id``, ``num-partitions``, optionally ``data-dir`` and ``client-id``), or the
+device's own labelled images (``image-dir`` and ``client-id``, :mod:`federation.image_folder`).
 
 Handlers (message types):
 
@@ -22,7 +23,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from federation.client_data import load_client_data
+from federation.client_data import load_client_data, node_image_dir, require_client_id
 from federation.config import Config, ConfigError
 from federation.messages import (
     ARRAYS_KEY,
@@ -56,16 +57,30 @@ def config_from_message(msg: Message) -> tuple[Config, int]:
 
 
 def client_id_of(context: Context) -> str:
-    """This node's stable client id: node_config ``client-id``, else ``partition-<partition-id>``."""
+    """This node's stable client id: node_config ``client-id``, else ``partition-<partition-id>``.
+
+    A node with ``image-dir`` (its own images) has no partition to be named after: it must give
+    ``client-id``, the id its privacy ledger is charged under (a random one would reset its budget
+    at every restart).
+
+    Raises
+    ------
+    ConfigError
+        If the node gives no usable id, ``image-dir`` comes without ``client-id`` or with a
+        partition, or the id does not match the client-id pattern.
+    """
     node_config = context.node_config
-    if NODE_CLIENT_ID in node_config:
+    if node_image_dir(node_config) is not None:
+        value = require_client_id(node_config)
+    elif NODE_CLIENT_ID in node_config:
         value = str(node_config[NODE_CLIENT_ID])
     elif NODE_PARTITION_ID in node_config:
         value = f"partition-{int(node_config[NODE_PARTITION_ID])}"
     else:
         raise ConfigError(
             f"node_config has neither '{NODE_CLIENT_ID}' nor '{NODE_PARTITION_ID}'. Start the SuperNode with"
-            f" --node-config \"{NODE_PARTITION_ID}=N {NODE_NUM_PARTITIONS}=M\" (or client-id=NAME)."
+            f" --node-config \"{NODE_PARTITION_ID}=N {NODE_NUM_PARTITIONS}=M\" (or client-id=NAME), or with"
+            f" \"image-dir=DIR client-id=NAME\" to use the device's own images."
         )
     if CLIENT_ID_PATTERN.fullmatch(value) is None:
         raise ConfigError(
@@ -97,14 +112,14 @@ def vote(msg: Message, context: Context) -> Message:
     load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
     masks = ticket_masks(msg.content.get(keys.TICKET_KEY))
     attempt = int(msg.content[keys.VOTE_CONFIG_KEY].get(keys.ATTEMPT_FIELD, 0))
-    generator = torch.Generator().manual_seed(_seed(config.seed, request.server_round, attempt, data.partition_id))
+    generator = torch.Generator().manual_seed(_seed(config.seed, request.server_round, attempt, data.seed_key))
     if config.score_train_epochs:
         # Config refuses this outside unit=client (DESIGN.md 4): trained weights void Δ = C/n.
         apply_masks(model, masks)
         train_epochs(model, data.images, data.labels, epochs=config.score_train_epochs, batch_size=config.batch_size,
                      lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, generator=generator)
     # DESIGN.md 5.5: noise from OS entropy unless the user set noise-seed (then it must stay secret).
-    seed = None if config.noise_seed < 0 else _seed(config.noise_seed, request.server_round, attempt, data.partition_id)
+    seed = None if config.noise_seed < 0 else _seed(config.noise_seed, request.server_round, attempt, data.seed_key)
     rng = make_rng(seed)
     scored = request.score_source == "record"
     votes, metrics = build_votes(
@@ -133,7 +148,7 @@ def train(msg: Message, context: Context) -> Message:
     torch.set_num_threads(max(1, int(config.client_cpus)))
     data = load_client_data(context.node_config, config)
     model = _masked_model(msg, config)
-    gen = torch.Generator().manual_seed(_seed(config.seed, server_round, data.partition_id))
+    gen = torch.Generator().manual_seed(_seed(config.seed, server_round, data.seed_key))
     loss = train_epochs(
         model,
         data.images,

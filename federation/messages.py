@@ -12,5 +12,6 @@ TRAIN_LOSS_FIELD = "train-loss"
 NODE_PARTITION_ID = "partition-id"
 NODE_NUM_PARTITIONS = "num-partitions"
 NODE_DATA_DIR = "data-dir"
+NODE_IMAGE_DIR = "image-dir"  # a folder of the device's own labelled images (federation.image_folder)
 TICKET_KEY = "ticket"  # ArrayRecord: the ticket's masks ("mask.<layer>") and library (strategies.keys)
 NODE_CLIENT_ID = "client-id"  # optional node_config key: the stable id the node is charged under

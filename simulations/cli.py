@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write PATH (private, mode 600) and PATH.pub (register it with"
                          " `flwr supernode register PATH.pub <connection>`).")
     key.add_argument("path", metavar="PATH")
+    check = sub.add_parser(
+        "check-node", help="check a SuperNode's --node-config on the device before it joins (id, data, examples)",
+        description="Load this node's data exactly as the ClientApp will (partition-id/num-partitions/data-dir, or"
+        " image-dir/client-id) and say whether it can take part in a run of the given config. Exit 0 when ready,"
+        " 1 when not (the reason is printed), 2 on a bad node config.",
+    )
+    check.add_argument("--node-config", required=True, metavar="TEXT",
+                       help="the SuperNode's --node-config text, e.g. 'partition-id=0 num-partitions=3 data-dir=\"/data\"'")
+    _add_config_args(check)
     cfg = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) and exit",
                          description="Validate and print the resolved config as JSON; writes nothing.")
     _add_config_args(cfg)
@@ -280,6 +289,23 @@ def cmd_node_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check_node(args: argparse.Namespace) -> int:
+    from flwr.common.config import parse_config_args
+
+    from federation.node_check import check_node, format_node_check
+
+    try:
+        node_config = parse_config_args([args.node_config])
+    except Exception as err:  # noqa: BLE001 - Flower raises ValueError or click's exception (as flower-supernode would)
+        raise UsageError(f"--node-config must be space-separated key=value pairs with strings in double quotes, as"
+                         f" flower-supernode reads it (e.g. image-dir=\"/data/mine\"). Found {args.node_config!r}.") from err
+    if not node_config:
+        raise UsageError(f"--node-config must hold key=value pairs. Found {args.node_config!r}.")
+    report = check_node(node_config, resolve_config(args))
+    print(format_node_check(report))
+    return EXIT_OK if report.ready else EXIT_FAILED
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import json
 
@@ -289,7 +315,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "simulate": cmd_simulate, "report": cmd_report, "sweep": cmd_sweep, "certs": cmd_certs, "node-key": cmd_node_key,
-    "config": cmd_config,
+    "check-node": cmd_check_node, "config": cmd_config,
 }
 
 
