@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write PATH (private, mode 600) and PATH.pub (register it with"
                          " `flwr supernode register PATH.pub <connection>`).")
     key.add_argument("path", metavar="PATH")
+    demo = sub.add_parser(
+        "local-deployment", help="start a SuperLink and N SuperNodes on this machine for a demo (Ctrl-C stops them)",
+        description="Start a real Flower deployment on localhost (a SuperLink with a state database, N SuperNodes each"
+        " with its partition of the dataset, TLS by default) and print the `flwr run` command that runs dppt on it."
+        " Every process is stopped on Ctrl-C.",
+    )
+    demo.add_argument("--nodes", type=int, default=3, help="number of SuperNodes (default %(default)s)")
+    demo.add_argument("--work", required=True, metavar="DIR",
+                      help="folder for certificates, keys, logs, the state database and runs/")
+    demo.add_argument("--data-dir", metavar="DIR", help="dataset root of the nodes and the server's test set")
+    demo.add_argument("--insecure", action="store_true", help="no TLS (a trusted machine only; warns)")
+    demo.add_argument("--authenticate", action="store_true",
+                      help="SuperNode authentication: a registered key per node (needs TLS)")
     check = sub.add_parser(
         "check-node", help="check a SuperNode's --node-config on the device before it joins (id, data, examples)",
         description="Load this node's data exactly as the ClientApp will (partition-id/num-partitions/data-dir, or"
@@ -289,6 +302,53 @@ def cmd_node_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_local_deployment(args: argparse.Namespace) -> int:
+    import time
+    import warnings
+
+    from federation.data import resolve_data_dir
+    from simulations.deploy import DeploymentError, LocalDeployment
+    from simulations.deploy.local import CONNECTION
+
+    if args.nodes < 1:
+        raise UsageError(f"--nodes must be at least 1. Found {args.nodes}.")
+    if args.authenticate and args.insecure:
+        raise UsageError("--authenticate needs TLS: drop --insecure (Flower refuses node authentication without TLS).")
+    work = Path(args.work).resolve()
+    data = resolve_data_dir(args.data_dir).resolve()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        deployment = LocalDeployment(work, data_dir=data, num_partitions=args.nodes, secure=not args.insecure,
+                                     authenticate=args.authenticate)
+    if args.insecure:
+        print("dppt: warning: no TLS; use this only on a trusted machine.", file=sys.stderr)
+    try:
+        with deployment:
+            deployment.start()
+            for pid in range(args.nodes):
+                key = deployment.new_key(f"node{pid}") if args.authenticate else None
+                deployment.start_node(pid, key=key)
+            deployment.wait_for_nodes(args.nodes)
+            print(f"dppt: SuperLink on 127.0.0.1:{deployment.port} with {args.nodes} SuperNodes online"
+                  f" (logs in {deployment.logs}). Run dppt on it from this repository, in another shell:\n"
+                  f"  FLWR_HOME={deployment.cli_home} flwr run . {CONNECTION} --run-config"
+                  f" 'num-clients={args.nodes} data-dir=\"{data}\" out-dir=\"{work / 'runs'}\"'\n"
+                  f"dppt: Ctrl-C stops every process.", flush=True)
+            while True:
+                processes = {"superlink": deployment.link, **deployment.nodes}
+                dead = [name for name, process in processes.items() if process is not None and process.poll() is not None]
+                if dead:
+                    print(f"dppt: {', '.join(dead)} exited; see {deployment.logs}. Stopping.", file=sys.stderr)
+                    return EXIT_FAILED
+                time.sleep(1)
+    except KeyboardInterrupt:
+        print("dppt: stopped the SuperLink and every SuperNode.", flush=True)
+        return EXIT_OK
+    except DeploymentError as err:
+        print(f"dppt: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+
+
 def cmd_check_node(args: argparse.Namespace) -> int:
     from flwr.common.config import parse_config_args
 
@@ -315,7 +375,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "simulate": cmd_simulate, "report": cmd_report, "sweep": cmd_sweep, "certs": cmd_certs, "node-key": cmd_node_key,
-    "check-node": cmd_check_node, "config": cmd_config,
+    "local-deployment": cmd_local_deployment, "check-node": cmd_check_node, "config": cmd_config,
 }
 
 

@@ -59,6 +59,23 @@ def run_config_arg(values: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _processes() -> list[tuple[int, int, int, str]]:
+    """``(pid, parent pid, process group, command line)`` of every live process (Linux ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            found.append((int(entry.name), int(fields[1]), int(fields[2]), command))
+    return found
+
+
 class LocalDeployment:
     """SuperLink + SuperNodes on localhost (a context manager that stops everything it started).
 
@@ -108,12 +125,13 @@ class LocalDeployment:
         env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', '')}"  # flower-superexec is found on PATH
         return env
 
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, command: list[str], extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         home = self.work / f"home-{name}"
         home.mkdir(parents=True, exist_ok=True)
-        log = (self.logs / f"{name}.log").open("wb")
-        return subprocess.Popen(command, env=self._env(home), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        env = self._env(home)
+        env.update(extra_env or {})
+        log = (self.logs / f"{name}.log").open("ab")  # appended: a restarted component keeps its history
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the ``flwr`` CLI against this deployment's connection."""
@@ -131,23 +149,79 @@ class LocalDeployment:
         self.port = free_port()
         if self.secure:
             make_test_certificates(self.certificates)
-            security = ["--ssl-ca-certfile", str(self.certificates / "ca.crt"), "--ssl-certfile",
-                        str(self.certificates / "server.pem"), "--ssl-keyfile", str(self.certificates / "server.key")]
-        else:
-            security = ["--insecure"]
-        if self.authenticate:
-            security.append("--enable-supernode-auth")
         self.cli_home.mkdir(parents=True, exist_ok=True)
         trust = f'root-certificates = "{self.certificates / "ca.crt"}"' if self.secure else "insecure = true"
         (self.cli_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
             f'address = "127.0.0.1:{self.port}"\n{trust}\n'
         )
+        self._start_link(timeout)
+
+    def _start_link(self, timeout: float) -> None:
+        if self.secure:
+            security = ["--ssl-ca-certfile", str(self.certificates / "ca.crt"), "--ssl-certfile",
+                        str(self.certificates / "server.pem"), "--ssl-keyfile", str(self.certificates / "server.key")]
+        else:
+            security = ["--insecure"]
+        if self.authenticate:
+            security.append("--enable-supernode-auth")
         self.link = self._spawn("superlink", [
             str(self.bin / "flower-superlink"), *security, "--host", "127.0.0.1", "--port", str(self.port),
             "--database", str(self.work / "state.db"), "--disable-runtime-dependency-installation",
         ])
         self._wait_health(timeout)
+
+    def restart_link(self, *, timeout: float = 60) -> None:
+        """Start the SuperLink again on the same port, database and certificates (after :meth:`kill_server`).
+
+        Running SuperNodes reconnect by themselves (Flower 1.41: within seconds, same node ids).
+        """
+        if self.link is not None and self.link.poll() is None:
+            raise DeploymentError("the SuperLink is still running: kill_server() it before restart_link().")
+        self._start_link(timeout)
+
+    def server_processes(self) -> list[int]:
+        """Process ids of the server side: the SuperLink and every process below it.
+
+        The SuperLink starts ``flower-superexec`` in a session of its own (so a signal to the
+        SuperLink's group misses it), and the ServerApp (``flwr-serverapp``) under that.
+        """
+        if self.link is None or self.link.poll() is not None:
+            return []
+        table = _processes()
+        found = [self.link.pid]
+        for pid in found:  # grows while it is walked: children, grandchildren, ...
+            found.extend(child for child, parent, _, _ in table if parent == pid and child not in found)
+        return found
+
+    def kill_server(self) -> list[int]:
+        """SIGKILL the server side at once (SuperLink, SuperExec, ServerApp): a crash of the server machine.
+
+        Returns the killed process ids. SuperNodes are left running.
+        """
+        pids = self.server_processes()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.link is not None:
+            self.link.wait(timeout=30)
+        return pids
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL a SuperNode and everything it started (its SuperExec and ClientApp processes)."""
+        process = self.nodes[name]
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=30)
+
+    def node_processes(self, name: str) -> list[tuple[int, str]]:
+        """``(pid, command line)`` of a SuperNode's process group (e.g. a running ``flwr-clientapp``)."""
+        group = self.nodes[name].pid
+        return [(pid, command) for pid, _, pgid, command in _processes() if pgid == group]
 
     def _wait_health(self, timeout: float) -> None:
         import httpx  # installed with flwr
@@ -176,8 +250,15 @@ class LocalDeployment:
                 raise DeploymentError(f"registering {public} failed: {(result.stdout + result.stderr).strip()[-300:]}")
         return private
 
-    def start_node(self, partition_id: int, *, name: str | None = None, key: Path | None = None) -> subprocess.Popen[bytes]:
-        """Start one SuperNode for ``partition_id`` (with ``key`` when authentication is on)."""
+    def start_node(
+        self, partition_id: int, *, name: str | None = None, key: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start one SuperNode for ``partition_id`` (with ``key`` when authentication is on).
+
+        ``env``: extra environment variables of this node's processes (e.g. a ``PATH`` whose first
+        folder holds another ``flwr-clientapp``, as the hostile-client test does).
+        """
         name = name or f"supernode-{partition_id}"
         security = ["--root-certificates", str(self.certificates / "ca.crt")] if self.secure else ["--insecure"]
         if key is not None:
@@ -186,7 +267,7 @@ class LocalDeployment:
         process = self._spawn(name, [
             str(self.bin / "flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.port}",
             "--host", "127.0.0.1", "--port", str(free_port()), "--node-config", node_config,
-        ])
+        ], env)
         self.nodes[name] = process
         return process
 
