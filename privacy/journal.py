@@ -75,12 +75,16 @@ class ReleaseJournal:
     ----------
     path
         The journal, conventionally ``ledger.journal.jsonl`` beside the ledger.
+    read_only
+        Only read (a report): a torn last line is ignored but left in place, and writing raises.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self._path = Path(path)
+        self._read_only = read_only
         self._asks: dict[tuple[str, int, int], ReleaseAsk] = {}
         self._closed: set[tuple[str, int, int]] = set()
+        self._settled: set[tuple[str, int, int]] = set()
         if self._path.exists():
             self._read()
 
@@ -92,7 +96,7 @@ class ReleaseJournal:
     def _read(self) -> None:
         data = self._path.read_bytes()
         *complete, torn = data.split(b"\n")
-        if torn:  # bytes after the last newline: a torn write, never acted on; kept aside, then cut off
+        if torn and not self._read_only:  # bytes after the last newline: a torn write, never acted on; kept aside, then cut off
             side = self._path.with_name(self._path.name + ".torn")
             with side.open("ab") as handle:
                 handle.write(torn + b"\n")
@@ -119,8 +123,12 @@ class ReleaseJournal:
                 self._asks[key] = ReleaseAsk(phase=key[0], round=key[1], attempt=key[2], events=events)
             else:
                 self._closed.add(key)
+                if kind == "settled":
+                    self._settled.add(key)
 
     def _append(self, entry: dict[str, Any]) -> None:
+        if self._read_only:
+            raise LedgerError(f"{self._path} was opened read-only. Open it without read_only to write.")
         data = (json.dumps({"journal_schema": JOURNAL_SCHEMA, **entry}, sort_keys=True) + "\n").encode("utf-8")
         new = not self._path.exists()
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -159,6 +167,12 @@ class ReleaseJournal:
             return
         self._append({"kind": "settled" if settled else "closed", "phase": phase, "round": round, "attempt": attempt})
         self._closed.add(key)
+        if settled:
+            self._settled.add(key)
+
+    def settled(self) -> list[ReleaseAsk]:
+        """Asks charged in full after an interruption (``settled``), oldest first."""
+        return [ask for key, ask in self._asks.items() if key in self._settled]
 
     def unsettled(self, charged: Sequence[PrivacyEvent]) -> list[ReleaseAsk]:
         """Asks neither closed nor present in ``charged`` (the ledger's events), oldest first."""

@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -227,7 +228,7 @@ class LocalDeployment:
         import httpx  # installed with flwr
 
         scheme = "https" if self.secure else "http"
-        verify: Any = str(self.certificates / "ca.crt") if self.secure else False
+        verify: Any = ssl.create_default_context(cafile=str(self.certificates / "ca.crt")) if self.secure else False
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.link is not None and self.link.poll() is not None:

@@ -2,7 +2,8 @@
 
 ``privacy.Ledger(path)`` creates the file when it is absent, so the report checks that the file
 exists first: on an existing file the constructor only reads and checks it (no lock, no write).
-The report never calls :meth:`privacy.Ledger.append` or :meth:`privacy.Ledger.repair`.
+The report never calls :meth:`privacy.Ledger.append` or :meth:`privacy.Ledger.repair`, and opens
+the release journal read-only.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from privacy import Ledger, LedgerError, TornLedgerError
+from privacy import Ledger, LedgerError, ReleaseAsk, ReleaseJournal, TornLedgerError
 from simulations.report.errors import ReportError
 
-__all__ = ["LEDGER_FILE", "REFERENCE_LEDGER_FILE", "open_ledger"]
+__all__ = ["JOURNAL_FILE", "LEDGER_FILE", "REFERENCE_LEDGER_FILE", "interrupted_rounds", "open_ledger"]
 
 LEDGER_FILE: Final = "ledger.jsonl"
+JOURNAL_FILE: Final = "ledger.journal.jsonl"
 REFERENCE_LEDGER_FILE: Final = "reference/ledger.jsonl"
 
 
@@ -47,3 +49,21 @@ def open_ledger(path: Path) -> Ledger:
             f"{path} is not a valid privacy ledger ({err}); restore it from a backup, the report cannot"
             " state a guarantee from it."
         ) from err
+
+
+def interrupted_rounds(path: Path) -> tuple[ReleaseAsk, ...]:
+    """Round attempts the release journal at ``path`` says were charged in full after an interruption.
+
+    Read-only (a torn last line is ignored, not moved). A run without a journal has none.
+
+    Raises
+    ------
+    ReportError
+        If the journal is corrupted.
+    """
+    if not path.is_file():
+        return ()
+    try:
+        return tuple(ReleaseJournal(path, read_only=True).settled())
+    except LedgerError as err:
+        raise ReportError(f"{path} is not a valid release journal ({err}); restore it from a backup.") from err

@@ -2,7 +2,8 @@
 
 Required: ``config.json`` and ``ledger.jsonl``. Optional (a partial run may lack them):
 ``metrics.jsonl``, ``summary.json``, the ticket (``summary.json``'s ``ticket-file``, else
-``ticket.safetensors``) and ``reference/ledger.jsonl`` (only its presence is used).
+``ticket.safetensors``), ``reference/ledger.jsonl`` (only its presence is used) and the release
+journal ``ledger.journal.jsonl`` (rounds charged in full after an interruption).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from privacy import Ledger
+from privacy import Ledger, ReleaseAsk
 from simulations.report.errors import ReportError
-from simulations.report.ledger_reader import LEDGER_FILE, REFERENCE_LEDGER_FILE, open_ledger
+from simulations.report.ledger_reader import JOURNAL_FILE, LEDGER_FILE, REFERENCE_LEDGER_FILE, interrupted_rounds, open_ledger
 from simulations.report.metrics import MetricsFile, read_metrics
 from simulations.report.values import as_number, nested
 
@@ -98,6 +99,9 @@ class RunInputs:
     client_budget: float | None = field(metadata={"help": "config 'client-epsilon'"})
     delta_target: float = field(metadata={"help": "config 'delta-target' or 1e-5"})
     clip_bound: float = field(metadata={"help": "signal range of record-level scores"})
+    interrupted: tuple[ReleaseAsk, ...] = field(
+        default=(), metadata={"help": "round attempts charged in full after an interruption (release journal)"}
+    )
 
 
 def _load_ticket(run_dir: Path, summary: Mapping[str, Any] | None) -> tuple[Ticket | None, str | None]:
@@ -150,4 +154,5 @@ def load_run(run_dir: Path) -> RunInputs:
         ticket_file=ticket_file, has_reference=(run_dir / REFERENCE_LEDGER_FILE).is_file(),
         record_budget=_budget(config, "epsilon", source), client_budget=_budget(config, "client-epsilon", source),
         delta_target=DEFAULT_DELTA_TARGET if delta is None else delta, clip_bound=_clip_bound(config, source),
+        interrupted=interrupted_rounds(run_dir / JOURNAL_FILE),
     )

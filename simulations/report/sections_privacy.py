@@ -163,6 +163,19 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
         budget_rows.append(("client (server total)", _budget(inputs.client_budget), format_float(totals.client_epsilon),
                             _remaining(inputs.client_budget, totals.client_epsilon)))
     blocks.append(Table.of(("unit", "ε budget", "ε spent", "ε remaining"), budget_rows))
+    if inputs.interrupted:
+        blocks.append(Paragraph(text=(
+            "Interrupted rounds: the server stopped after these round attempts' messages had left and before their"
+            " replies were charged, so every sampled client is charged in full for them (any of them may have"
+            " released its vote); the round was then run again as a new attempt."
+        )))
+        blocks.append(Table.of(
+            ("phase", "round", "attempt", "sampled clients charged", "record ε each"),
+            [(ask.phase, str(ask.round), str(ask.attempt),
+              str(len({client for event in ask.events for client in event.participants})),
+              format_float(math.fsum(event.epsilon for event in ask.events)))
+             for ask in inputs.interrupted],
+        ))
     blocks.append(Image(
         name="epsilon_per_round.png", alt="Cumulative ε per round (basic composition)",
         png=epsilon_per_round_plot(

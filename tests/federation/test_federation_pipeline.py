@@ -130,6 +130,12 @@ def test_a_server_crash_mid_search_resumes_without_losing_or_repeating_a_release
     # the budget is spent: round 3 is not re-run, and the ticket of round 2 is the run's ticket
     assert summary["search"]["rounds-completed"] == 2 and "budget" in summary["search"]["stop-reason"]
     assert Ticket.load(run / TICKET_FILE).metadata.round == 2
+    from simulations.report import render_report
+
+    journal = (run / JOURNAL_FILE).read_bytes()
+    report = render_report(run).markdown.read_text()
+    assert "Interrupted rounds" in report and "| search | 3 | 0 | 3 |" in report  # said in the report
+    assert (run / JOURNAL_FILE).read_bytes() == journal  # which only read the journal
 
 
 def test_a_server_crash_mid_round_with_budget_left_reruns_the_round_once(

@@ -41,7 +41,7 @@ def test_settling_charges_every_sampled_client_once(tmp_path: Path) -> None:
         journal.close(phase=pending.phase, round=pending.round, attempt=pending.attempt, settled=True)
     assert accountant.record_epsilon_by_client() == {"a": 0.5, "b": 0.5}
     again = ReleaseJournal(tmp_path / "journal.jsonl")
-    assert again.unsettled(accountant.ledger.events) == []
+    assert again.unsettled(accountant.ledger.events) == [] and [a.key for a in again.settled()] == [ask.key]
     assert json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])["kind"] == "settled"
 
 
@@ -66,6 +66,18 @@ def test_a_torn_last_line_is_kept_aside_and_ignored(tmp_path: Path) -> None:
     assert [a.round for a in journal.unsettled([])] == [1]
     journal.ask(phase="search", round=2, attempt=0, events=[_event(2, ("a",))])  # appends cleanly after the cut
     assert [a.round for a in ReleaseJournal(path).unsettled([])] == [1, 2]
+
+
+def test_a_read_only_journal_leaves_the_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    ReleaseJournal(path).ask(phase="search", round=1, attempt=0, events=[_event(1, ("a",))])
+    path.write_bytes(path.read_bytes() + b'{"torn')
+    before = path.read_bytes()
+    journal = ReleaseJournal(path, read_only=True)
+    assert [a.round for a in journal.unsettled([])] == [1] and path.read_bytes() == before
+    with pytest.raises(LedgerError, match="read-only"):
+        journal.close(phase="search", round=1, attempt=0)
+    assert not (tmp_path / "journal.jsonl.torn").exists()
 
 
 def test_a_malformed_line_inside_the_journal_is_corruption(tmp_path: Path) -> None:

@@ -156,10 +156,10 @@ def test_cli_helpers_write_certificates_and_keys_and_refuse_to_overwrite(tmp_pat
 
 
 def _start_with_nodes(deployment: LocalDeployment, count: int) -> None:
-    """The SuperLink, then SuperNodes for partitions ``0 .. count-1``, all online."""
+    """The SuperLink, then SuperNodes for partitions ``0 .. count-1`` (registered keys if auth is on), all online."""
     deployment.start()
     for pid in range(count):
-        deployment.start_node(pid)
+        deployment.start_node(pid, key=deployment.new_key(f"node{pid}") if deployment.authenticate else None)
     deployment.wait_for_nodes(count)
 
 
@@ -205,8 +205,8 @@ def test_a_supernode_killed_mid_round_is_not_charged_for_it_and_the_run_complete
 @pytest.mark.integration
 @pytest.mark.slow  # about 3 min: two ServerApp starts and a SuperLink restart
 def test_the_server_killed_mid_search_resumes_and_charges_every_release_once(tmp_path, data_dir):
-    out = tmp_path / "runs"
-    with _quiet_insecure(tmp_path / "deploy", data_dir) as deployment:
+    out = tmp_path / "runs"  # the production set-up: TLS and node authentication, through the restart
+    with LocalDeployment(tmp_path / "deploy", data_dir=data_dir, num_partitions=3, authenticate=True) as deployment:
         _start_with_nodes(deployment, 3)
         first = deployment.submit(REPO, _search_only(data_dir, out, **{"search-rounds": 4}))
         logs = [deployment.logs / f"supernode-{pid}.log" for pid in range(3)]
@@ -218,7 +218,8 @@ def test_the_server_killed_mid_search_resumes_and_charges_every_release_once(tmp
         journal = [json.loads(line) for line in (run / "ledger.journal.jsonl").read_text().splitlines()]
         assert [(j["kind"], j["round"]) for j in journal] == [("asked", 1), ("closed", 1), ("asked", 2)]
         assert sorted({e.round for e in Ledger(run / "ledger.jsonl").events}) == [1]
-        deployment.restart_link()  # same port and state database: the SuperNodes reconnect by themselves
+        deployment.restart_link()  # same port, certificates and state database (registered keys): the
+        # SuperNodes reconnect by themselves, with no new registration
         deployment.wait_for_nodes(3)
         second = deployment.submit(REPO, {"resume-dir": str(run)})
         status = deployment.wait(second)
