@@ -3,8 +3,9 @@
 Two ways to give a node its data (``--node-config`` of a SuperNode, or the Simulation Engine's
 per-node config):
 
-- ``partition-id=N num-partitions=M [data-dir=DIR]``: partition ``N`` of the shared training set
-  (:mod:`federation.partitions`), as in simulation.
+- ``partition-id=N num-partitions=M [data-dir=DIR] [cache-dir=DIR]``: partition ``N`` of the shared
+  training set (:mod:`federation.partitions`), as in simulation; with ``cache-dir`` the node keeps
+  its examples there after the first message (:mod:`federation.client_cache`).
 - ``image-dir=DIR client-id=NAME``: the device's own labelled images (:mod:`federation.image_folder`).
   The node must name itself: the privacy ledger charges its releases under that id.
 """
@@ -22,8 +23,16 @@ import torch
 
 from federation.config import Config, ConfigError
 from federation.data import dataset_info, load_tensors, resolve_data_dir
+from federation.client_cache import cache_file, read_cached, write_cached
 from federation.image_folder import load_image_folder
-from federation.messages import NODE_CLIENT_ID, NODE_DATA_DIR, NODE_IMAGE_DIR, NODE_NUM_PARTITIONS, NODE_PARTITION_ID
+from federation.messages import (
+    NODE_CACHE_DIR,
+    NODE_CLIENT_ID,
+    NODE_DATA_DIR,
+    NODE_IMAGE_DIR,
+    NODE_NUM_PARTITIONS,
+    NODE_PARTITION_ID,
+)
 from federation.partitions import PartitionSpec, client_indices
 
 __all__ = [
@@ -150,10 +159,22 @@ def load_client_data(node_config: Mapping[str, Any], config: Config) -> ClientDa
         source = f"image folder {Path(image_dir).expanduser().resolve()}"
         return ClientData(images=images, labels=labels, source=source, seed_key=_seed_key(client_id))
     pid, num, data_dir = node_partition(node_config, config)
-    images, labels = load_tensors(config.dataset, data_dir=data_dir, train=True)
-    idx = client_indices(
-        labels.numpy(), partition_spec(config, num), pid, cap=config.max_examples_per_client, seed=config.seed
-    )
-    index = torch.from_numpy(np.asarray(idx))
+    spec = partition_spec(config, num)
     source = f"partition {pid} of {num} in {resolve_data_dir(data_dir)}"
-    return ClientData(images=images[index], labels=labels[index], source=source, seed_key=pid)
+    cache_dir = str(node_config.get(NODE_CACHE_DIR, "") or "").strip()
+
+    def cached_at() -> Path:
+        return cache_file(cache_dir, dataset=config.dataset, data_dir=data_dir, spec=spec, partition_id=pid,
+                          cap=config.max_examples_per_client, seed=config.seed)
+
+    if cache_dir:  # a fresh process per message on a real SuperNode: read only this node's examples
+        cached = read_cached(cached_at())
+        if cached is not None:
+            return ClientData(images=cached[0], labels=cached[1], source=f"{source} (cached)", seed_key=pid)
+    images, labels = load_tensors(config.dataset, data_dir=data_dir, train=True)
+    idx = client_indices(labels.numpy(), spec, pid, cap=config.max_examples_per_client, seed=config.seed)
+    index = torch.from_numpy(np.asarray(idx))
+    data = ClientData(images=images[index], labels=labels[index], source=source, seed_key=pid)
+    if cache_dir:  # keyed after loading: torchvision may have just extracted the dataset's files
+        write_cached(cached_at(), data.images, data.labels)
+    return data

@@ -15,3 +15,4 @@ NODE_DATA_DIR = "data-dir"
 NODE_IMAGE_DIR = "image-dir"  # a folder of the device's own labelled images (federation.image_folder)
 TICKET_KEY = "ticket"  # ArrayRecord: the ticket's masks ("mask.<layer>") and library (strategies.keys)
 NODE_CLIENT_ID = "client-id"  # optional node_config key: the stable id the node is charged under
+NODE_CACHE_DIR = "cache-dir"  # optional node_config key: folder for this node's cached partition (federation.client_cache)

@@ -264,7 +264,9 @@ class LocalDeployment:
         security = ["--root-certificates", str(self.certificates / "ca.crt")] if self.secure else ["--insecure"]
         if key is not None:
             security += ["--auth-supernode-private-key", str(key)]
-        node_config = f'partition-id={partition_id} num-partitions={self.num_partitions} data-dir="{self.data_dir}"'
+        cache = self.work / f"home-{name}" / "client-cache"  # the node's examples, kept between messages
+        node_config = (f'partition-id={partition_id} num-partitions={self.num_partitions} data-dir="{self.data_dir}"'
+                       f' cache-dir="{cache}"')
         process = self._spawn(name, [
             str(self.bin / "flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.port}",
             "--host", "127.0.0.1", "--port", str(free_port()), "--node-config", node_config,
