@@ -302,6 +302,9 @@ def cmd_node_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_RUN_CONFIG = "search-rounds=3 hold-rounds=1 train-rounds=2 max-examples-per-client=500 score-examples=256"
+
+
 def cmd_local_deployment(args: argparse.Namespace) -> int:
     import time
     import warnings
@@ -330,9 +333,10 @@ def cmd_local_deployment(args: argparse.Namespace) -> int:
                 deployment.start_node(pid, key=key)
             deployment.wait_for_nodes(args.nodes)
             print(f"dppt: SuperLink on 127.0.0.1:{deployment.port} with {args.nodes} SuperNodes online"
-                  f" (logs in {deployment.logs}). Run dppt on it from this repository, in another shell:\n"
-                  f"  FLWR_HOME={deployment.cli_home} flwr run . {CONNECTION} --run-config"
-                  f" 'num-clients={args.nodes} data-dir=\"{data}\" out-dir=\"{work / 'runs'}\"'\n"
+                  f" (logs in {deployment.logs}). Run dppt on it from this repository's root, in another shell"
+                  f" (a short demo: {DEMO_RUN_CONFIG}; drop those settings for the full default job):\n"
+                  f"  FLWR_HOME={deployment.cli_home} {deployment.bin / 'flwr'} run . {CONNECTION} --run-config"
+                  f" '{DEMO_RUN_CONFIG} num-clients={args.nodes} data-dir=\"{data}\" out-dir=\"{work / 'runs'}\"'\n"
                   f"dppt: Ctrl-C stops every process.", flush=True)
             while True:
                 processes = {"superlink": deployment.link, **deployment.nodes}

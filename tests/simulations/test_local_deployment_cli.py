@@ -38,6 +38,7 @@ def test_local_deployment_prints_the_run_command_and_stops_every_process_on_ctrl
         command = next(line for line in lines if "flwr run" in line).strip()
         home = command.split()[0].removeprefix("FLWR_HOME=")
         assert f"flwr run . {CONNECTION}" in command and "num-clients=2" in command
+        assert command.split()[1] == str(Path(sys.executable).parent / "flwr")  # works without an activated venv
         listed = subprocess.run(
             [str(Path(sys.executable).parent / "flwr"), "supernode", "ls", CONNECTION, "--format", "json"],
             env={**os.environ, "FLWR_HOME": home}, capture_output=True, text=True, timeout=120,
