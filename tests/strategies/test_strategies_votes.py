@@ -119,3 +119,29 @@ def test_no_reply_moves_the_histogram_by_more_than_c(payload: np.ndarray, server
     votes = honest + ([clean["patterns"]] if "patterns" in clean else [])
     moved = tally_votes(votes, domain_size=DOMAIN.size, max_entries=DOMAIN.max_entries) - base
     assert moved.min() >= 0 and moved.max() <= 1 and moved.sum() <= DOMAIN.max_entries
+
+
+class _Tripwire:
+    """Unpickling this runs code (what a malicious pickle would do): it creates a folder."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def test_a_pickled_payload_is_rejected_without_being_unpickled(tmp_path) -> None:
+    import io
+
+    ran = tmp_path / "the-payload-ran"
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([_Tripwire(str(ran)), 1], dtype=object), allow_pickle=True)  # a .npy holding a pickle
+    hostile = Array(dtype="object", shape=(2,), stype="numpy.ndarray", data=buffer.getvalue())
+    clean, problems = parse_reply(_reply(hostile), domains=DOMAINS, server_round=ROUND)
+    assert "patterns" not in clean and problems == {RejectReason.NOT_AN_ARRAY.value: 1}
+    assert not ran.exists()  # the server never ran the payload's code
+    np.load(io.BytesIO(buffer.getvalue()), allow_pickle=True)  # the tripwire works: loading with pickle runs it
+    assert ran.is_dir()
