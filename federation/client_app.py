@@ -10,13 +10,17 @@ Handlers (message types):
 
 - ``query.identity``: the node's stable client id (its releases are charged under it).
 - ``train.vote``: one record-level noisy top-k vote per domain (:mod:`federation.voting`); the
-  reply holds index arrays and plain metrics only, never scores or weights.
+  reply holds index arrays and plain metrics only, never scores or weights. With ``privacy-log``
+  (and ``max-epsilon``) in its node config, the device logs each release itself and refuses votes
+  past its own budget (:mod:`federation.device_log`).
 - ``train``: local SGD of the model under the ticket's masks (dense without a ticket); the reply
   holds the trained weights (ticket training, not part of the search's privacy guarantee).
 - ``evaluate``: loss and accuracy of the (masked) model on the node's own examples.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -25,6 +29,7 @@ from flwr.clientapp import ClientApp
 
 from federation.client_data import load_client_data, node_image_dir, require_client_id
 from federation.config import Config, ConfigError
+from federation.device_log import DeviceLogError, device_log_of
 from federation.messages import (
     ARRAYS_KEY,
     CONFIG_KEY,
@@ -40,7 +45,7 @@ from federation.messages import (
 from federation.model_io import build_model, load_weights, plain_weights, ticket_policies
 from federation.training import evaluate as evaluate_model
 from federation.training import train_epochs
-from federation.voting import VoteRequest, build_votes, ticket_masks
+from federation.voting import VoteError, VoteRequest, build_votes, ticket_masks
 from models import apply_masks
 from privacy import make_rng
 from strategies import keys
@@ -107,11 +112,18 @@ def vote(msg: Message, context: Context) -> Message:
     config, _ = config_from_message(msg)
     torch.set_num_threads(max(1, int(config.client_cpus)))
     request = VoteRequest.from_record(dict(msg.content[keys.VOTE_CONFIG_KEY]))
+    attempt = int(msg.content[keys.VOTE_CONFIG_KEY].get(keys.ATTEMPT_FIELD, 0))
+    device = device_log_of(context.node_config)
+    released = {d.name: d.epsilon if request.score_source == "record" else 0.0 for d in request.domains}
+    if device is not None:
+        try:
+            device.check(math.fsum(released.values()))  # before any work: the device's own budget
+        except DeviceLogError as err:
+            raise VoteError(str(err)) from None
     data = load_client_data(context.node_config, config)
     model = build_model(config)
     load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
     masks = ticket_masks(msg.content.get(keys.TICKET_KEY))
-    attempt = int(msg.content[keys.VOTE_CONFIG_KEY].get(keys.ATTEMPT_FIELD, 0))
     generator = torch.Generator().manual_seed(_seed(config.seed, request.server_round, attempt, data.seed_key))
     if config.score_train_epochs:
         # Config refuses this outside unit=client (DESIGN.md 4): trained weights void Δ = C/n.
@@ -126,6 +138,11 @@ def vote(msg: Message, context: Context) -> Message:
         model, request, score=config.score, clip_mode=config.clip_mode, policies=ticket_policies(model), masks=masks,
         data=(data.images, data.labels) if scored else None, rng=rng, generator=generator,
     )
+    if device is not None:  # on the device's own record before the reply leaves (fsynced)
+        try:
+            device.record(run=config.run_hash(), server_round=request.server_round, attempt=attempt, domains=released)
+        except DeviceLogError as err:
+            raise VoteError(str(err)) from None
     content = RecordDict({
         keys.VOTES_KEY: ArrayRecord({name: Array(indices) for name, indices in votes.items()}),
         keys.VOTE_META_KEY: ConfigRecord({keys.ROUND_FIELD: request.server_round}),

@@ -16,3 +16,5 @@ NODE_IMAGE_DIR = "image-dir"  # a folder of the device's own labelled images (fe
 TICKET_KEY = "ticket"  # ArrayRecord: the ticket's masks ("mask.<layer>") and library (strategies.keys)
 NODE_CLIENT_ID = "client-id"  # optional node_config key: the stable id the node is charged under
 NODE_CACHE_DIR = "cache-dir"  # optional node_config key: folder for this node's cached partition (federation.client_cache)
+NODE_PRIVACY_LOG = "privacy-log"  # optional node_config key: the device's own release log (federation.device_log)
+NODE_MAX_EPSILON = "max-epsilon"  # optional node_config key: the device's own Σε budget over that log

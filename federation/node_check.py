@@ -18,6 +18,7 @@ from federation.client_app import client_id_of
 from federation.client_data import load_client_data
 from federation.config import DATA_FREE_SCORES, Config
 from federation.data import dataset_info
+from federation.device_log import device_log_of
 
 __all__ = ["NodeCheck", "check_node", "format_node_check"]
 
@@ -33,13 +34,16 @@ class NodeCheck:
     score_examples: int = field(metadata={"help": "examples a vote scores (the run's score-examples)"})
     ready: bool = field(metadata={"help": "no problem: it can vote and train"})
     problems: tuple[str, ...] = field(metadata={"help": "why it is not ready, one line each"})
+    device_spent: float | None = field(default=None, metadata={"help": "Σε of its own privacy-log, None without one"})
+    device_budget: float | None = field(default=None, metadata={"help": "its own max-epsilon, None without one"})
 
 
 def check_node(node_config: Mapping[str, Any], config: Config) -> NodeCheck:
     """Find this node's id and examples as the ClientApp does, and say whether it can take part.
 
     A node is ready when it holds at least one example and, for a data-dependent score (SNIP),
-    at least ``score-examples`` of them (with fewer it abstains from every vote). Data-free
+    at least ``score-examples`` of them (with fewer it abstains from every vote), and, with its
+    own ``privacy-log`` and ``max-epsilon``, has budget left. Data-free
     scores (magnitude, SynFlow) score no example, so only the first condition applies.
 
     Raises
@@ -67,7 +71,14 @@ def check_node(node_config: Mapping[str, Any], config: Config) -> NodeCheck:
         if 0 < cap < config.score_examples:
             problem += f" (max-examples-per-client {cap} caps every node below score-examples)"
         problems.append(problem)
+    device = device_log_of(node_config)
+    spent = device.spent() if device is not None else None
+    budget = device.max_epsilon if device is not None else None
+    if spent is not None and budget is not None and spent >= budget:
+        problems.append(f"its own privacy log holds ε {spent:g} >= max-epsilon {budget:g}: it will refuse every vote")
     return NodeCheck(
+        device_spent=spent,
+        device_budget=budget,
         client_id=client_id,
         source=data.source,
         num_examples=data.num_examples,
@@ -88,5 +99,8 @@ def format_node_check(check: NodeCheck) -> str:
         f"scoring    {check.score_examples} examples per vote",
         f"status     {'ready' if check.ready else 'NOT READY'}",
     ]
+    if check.device_spent is not None:
+        budget = "no budget" if check.device_budget is None else f"max-epsilon {check.device_budget:g}"
+        lines.append(f"own log    ε spent {check.device_spent:g} ({budget})")
     lines.extend(f"problem    {problem}" for problem in check.problems)
     return "\n".join(lines)

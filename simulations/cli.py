@@ -365,7 +365,12 @@ def cmd_check_node(args: argparse.Namespace) -> int:
                          f" flower-supernode reads it (e.g. image-dir=\"/data/mine\"). Found {args.node_config!r}.") from err
     if not node_config:
         raise UsageError(f"--node-config must hold key=value pairs. Found {args.node_config!r}.")
-    report = check_node(node_config, resolve_config(args))
+    from federation.device_log import DeviceLogError
+
+    try:
+        report = check_node(node_config, resolve_config(args))
+    except DeviceLogError as err:
+        raise UsageError(str(err)) from err
     print(format_node_check(report))
     return EXIT_OK if report.ready else EXIT_FAILED
 

@@ -1,0 +1,82 @@
+"""A device's own release log and budget (node_config privacy-log, max-epsilon) against the server's ledger."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from federation.device_log import DeviceLog, DeviceLogError, device_log_of
+from federation.pipeline import run_pipeline
+from federation.rundir import RunDirectory
+from privacy import Ledger
+
+pytestmark = pytest.mark.usefixtures("server_identity")
+
+
+def _charged(ledger_path, client: str) -> float:
+    return math.fsum(e.epsilon for e in Ledger(ledger_path).events if client in e.charged_clients())
+
+
+def _run(config, path, grid):
+    run_dir = RunDirectory.create(path)
+    run_dir.write_config(config.to_dict())
+    return run_pipeline(grid, config, run_dir, progress=lambda line: None)
+
+
+def test_every_device_logs_exactly_what_the_server_charges_it(small_config, data_dir, tmp_path, grid_type):
+    config = small_config.replace(reference_search=False, baselines=False)
+    grid = grid_type(config, data_dir)
+    for context in grid.contexts.values():
+        context.node_config["privacy-log"] = str(tmp_path / "devices" / f"p{context.node_config['partition-id']}.jsonl")
+    _run(config, tmp_path / "run", grid)
+    for pid in range(3):
+        device = DeviceLog(path=tmp_path / "devices" / f"p{pid}.jsonl")
+        lines = device.entries()
+        assert [(line["round"], line["attempt"]) for line in lines] == [(1, 0), (2, 0), (3, 0)]
+        assert {line["run"] for line in lines} == {config.run_hash()}
+        assert math.isclose(device.spent(), _charged(tmp_path / "run" / "ledger.jsonl", f"partition-{pid}"))
+        assert math.isclose(device.spent(), config.epsilon)
+        assert device.path.stat().st_mode & 0o077 == 0
+
+
+def test_a_device_refuses_votes_past_its_own_budget_and_is_not_charged_for_them(
+    small_config, data_dir, tmp_path, grid_type
+):
+    config = small_config.replace(reference_search=False, baselines=False)  # ε 2 over 3 rounds: 2/3 a round
+    grid = grid_type(config, data_dir)
+    log = tmp_path / "device2.jsonl"
+    grid.contexts[grid.node_of(2)].node_config.update({"privacy-log": str(log), "max-epsilon": 1.4})
+    summary = _run(config, tmp_path / "run", grid)
+    assert summary["search"]["rounds-completed"] == 3  # the others carry round 3
+    device = DeviceLog(path=log, max_epsilon=1.4)
+    assert [line["round"] for line in device.entries()] == [1, 2]
+    assert math.isclose(device.spent(), 4 / 3)
+    assert math.isclose(_charged(tmp_path / "run" / "ledger.jsonl", "partition-2"), 4 / 3)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    third = next(r for r in rows if r["kind"] == "search-round" and r["round"] == 3)
+    assert (third["failed"], third["participants"]) == (1, 2)
+
+
+def test_the_log_is_checked_before_it_is_trusted(tmp_path):
+    log = DeviceLog(path=tmp_path / "log.jsonl", max_epsilon=1.0)
+    assert log.record(run="r", server_round=1, attempt=0, domains={"patterns": 0.5, "kernels:conv2": 0.25}) == 0.75
+    with pytest.raises(DeviceLogError, match="own budget would be exceeded: spent 0.75 \\+ this vote 0.5"):
+        log.record(run="r", server_round=2, attempt=0, domains={"patterns": 0.5})
+    log.record(run="r", server_round=2, attempt=0, domains={"patterns": 0.0})  # data-free: ε 0 always fits
+    with pytest.raises(DeviceLogError, match="inf"):
+        log.record(run="r", server_round=3, attempt=0, domains={"patterns": math.inf})  # no noise: refused
+    assert len(log.entries()) == 2
+    log.path.write_bytes(log.path.read_bytes() + b'{"schema": 1, "epsi')  # killed while writing
+    assert len(log.entries()) == 2
+    DeviceLog(path=log.path).record(run="r", server_round=3, attempt=0, domains={"patterns": 0.1})
+    assert [e["round"] for e in log.entries()] == [1, 2, 3]  # the torn bytes were cut, the file stays valid
+    log.path.write_text("garbage\n" + log.path.read_text())
+    with pytest.raises(DeviceLogError, match="line 1 must be a dppt release line"):
+        log.spent()
+    assert device_log_of({}) is None
+    with pytest.raises(DeviceLogError, match="needs privacy-log"):
+        device_log_of({"max-epsilon": 1.0})
+    with pytest.raises(DeviceLogError, match="max-epsilon must be a number"):
+        device_log_of({"privacy-log": str(tmp_path / "x"), "max-epsilon": "lots"})
