@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from federation.messages import NODE_MAX_EPSILON, NODE_PRIVACY_LOG
+from privacy import append_durably
 
 __all__ = ["DEVICE_LOG_SCHEMA", "DeviceLog", "DeviceLogError", "device_log_of"]
 
@@ -105,17 +106,11 @@ class DeviceLog:
             "epsilon": "inf" if math.isinf(epsilon) else epsilon,
             "domains": {name: "inf" if math.isinf(value) else value for name, value in domains.items()},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_file():  # a torn last line (crash while writing: its reply never left) is cut off
             data = self.path.read_bytes()
             if data and not data.endswith(b"\n"):
                 os.truncate(self.path, data.rfind(b"\n") + 1)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (json.dumps(line, sort_keys=True) + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(self.path, (json.dumps(line, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)
         return epsilon
 
 

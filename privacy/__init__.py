@@ -44,6 +44,7 @@ from privacy.histogram import (
     noisy_topk_histogram,
     tally_votes,
 )
+from privacy.durable import append_durably
 from privacy.journal import JOURNAL_SCHEMA, ReleaseAsk, ReleaseJournal
 from privacy.ledger import LEDGER_SCHEMA, Ledger, TornRepair
 from privacy.noisy_topk import (
@@ -96,6 +97,7 @@ __all__ = [
     "TornLedgerError",
     "TornRepair",
     "VoteCheck",
+    "append_durably",
     "clipped_mean",
     "clopper_pearson",
     "compare_composition",

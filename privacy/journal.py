@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from privacy.durable import append_durably
 from privacy.errors import LedgerError, PrivacyError
 from privacy.events import UNIT_RECORD, PrivacyEvent
 
@@ -129,20 +130,8 @@ class ReleaseJournal:
     def _append(self, entry: dict[str, Any]) -> None:
         if self._read_only:
             raise LedgerError(f"{self._path} was opened read-only. Open it without read_only to write.")
-        data = (json.dumps({"journal_schema": JOURNAL_SCHEMA, **entry}, sort_keys=True) + "\n").encode("utf-8")
-        new = not self._path.exists()
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            dir_fd = os.open(self._path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        line = json.dumps({"journal_schema": JOURNAL_SCHEMA, **entry}, sort_keys=True) + "\n"
+        append_durably(self._path, line.encode("utf-8"))
 
     def ask(self, *, phase: str, round: int, attempt: int, events: Iterable[PrivacyEvent]) -> ReleaseAsk | None:  # noqa: A002
         """Record, on disk, the record-unit releases a round attempt asks every sampled client for.

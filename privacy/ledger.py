@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from privacy.durable import fsync_dir, write_all
 from privacy.errors import LedgerError, PrivacyError, TornLedgerError
 from privacy.events import PrivacyEvent
 
@@ -60,14 +61,6 @@ class _Scan:
     complete_bytes: int
     torn_line: int | None
     total_bytes: int
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _scan(path: Path) -> _Scan:
@@ -168,7 +161,7 @@ class Ledger:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                _fsync_dir(self._path.parent)
+                fsync_dir(self._path.parent)
         if not self._path.is_file():
             raise LedgerError(f"ledger path must be a regular file. Found {self._path}.")
         scan = _scan(self._path)
@@ -261,10 +254,7 @@ class Ledger:
                     f"ledger {self._path} changed behind this Ledger (size {size}, expected {self._size}):"
                     " another process writes to it. Open it again."
                 )
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, payload)
             os.fsync(fd)
         finally:
             os.close(fd)  # also releases the lock
@@ -304,5 +294,5 @@ class Ledger:
             handle.truncate(scan.complete_bytes)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_dir(ledger_path.parent)
+        fsync_dir(ledger_path.parent)
         return TornRepair(side_file=side, bytes_moved=len(tail), first_line=scan.torn_line)
