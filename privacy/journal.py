@@ -159,11 +159,18 @@ class ReleaseJournal:
         if settled:
             self._settled.add(key)
 
+    def attempts(self, phase: str, server_round: int) -> list[int]:
+        """Attempt numbers asked for a round of a phase (also those that charged nothing: no reply)."""
+        return [a for (p, r, a) in self._asks if p == phase and r == server_round]
+
     def settled(self) -> list[ReleaseAsk]:
         """Asks charged in full after an interruption (``settled``), oldest first."""
         return [ask for key, ask in self._asks.items() if key in self._settled]
 
     def unsettled(self, charged: Sequence[PrivacyEvent]) -> list[ReleaseAsk]:
         """Asks neither closed nor present in ``charged`` (the ledger's events), oldest first."""
+        open_keys = [key for key in self._asks if key not in self._closed]
+        if not open_keys:  # the usual case, every round: no need to look at the ledger
+            return []
         in_ledger = {(e.phase, e.round, e.attempt) for e in charged}
-        return [ask for key, ask in self._asks.items() if key not in self._closed and key not in in_ledger]
+        return [self._asks[key] for key in open_keys if key not in in_ledger]

@@ -191,7 +191,9 @@ class PatternTicketSearch(Strategy):
             event.attempt for event in self._accountant.ledger.events
             if event.round == server_round and event.phase == self._privacy.phase
         ]
-        return max(max(charged, default=-1), self._attempts_sent.get(server_round, -1)) + 1
+        # An attempt no client answered charges nothing, but its number was used (the journal asked it).
+        asked = self._journal.attempts(self._privacy.phase, server_round) if self._journal is not None else []
+        return max(max(charged, default=-1), max(asked, default=-1), self._attempts_sent.get(server_round, -1)) + 1
 
     @property
     def identities(self) -> dict[int, str]:
@@ -441,7 +443,8 @@ class PatternTicketSearch(Strategy):
         the replies were charged: some clients may have released their votes to the SuperLink,
         and the server cannot tell which. Every sampled client is charged as if it had answered
         (conservative; a release is never forgotten, DESIGN.md 5.4), then the ask is closed as
-        ``settled``. Idempotent; :meth:`configure_train` calls it before the first round it runs.
+        ``settled``. Idempotent and cheap when nothing is open; :meth:`configure_train` calls it before
+        every round it runs.
         """
         if self._journal is None:
             return []

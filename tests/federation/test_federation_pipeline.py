@@ -153,6 +153,31 @@ def test_a_server_crash_mid_round_with_budget_left_reruns_the_round_once(
     assert summary["search"]["rounds-completed"] == 3  # round 4 would exceed the budget spent on the crash
 
 
+def test_a_crash_after_an_attempt_nobody_answered_resumes_with_the_next_attempt_number(
+    small_config, data_dir, tmp_path, grid_type, grid_crash
+):
+    config = small_config.replace(reference_search=False, baselines=False)
+    grid = grid_type(config, data_dir)
+    send, node_ids = grid.send_and_receive, grid.get_node_ids
+
+    def silent_round_2(messages, *, timeout=None):  # exchange 3 = round 2, attempt 0: no node answers
+        grid.silent = set(grid.contexts) if grid.exchanges == 2 else set()
+        return send(messages, timeout=timeout)
+
+    def killed_before_attempt_1():
+        if grid.exchanges == 3:
+            raise grid_crash("server killed between two attempts of round 2")
+        return node_ids()
+
+    grid.send_and_receive, grid.get_node_ids = silent_round_2, killed_before_attempt_1
+    run = tmp_path / "run"
+    with pytest.raises(grid_crash):
+        _run(config, run, grid)
+    summary = _run(config, run, grid_type(config, data_dir), allow_existing=True)  # attempt 0 is not asked twice
+    assert [(e.round, e.attempt) for e in Ledger(run / "ledger.jsonl").events] == [(1, 0), (2, 1), (3, 0)]
+    assert summary["search"]["rounds-completed"] == 3
+
+
 def test_the_deployed_server_app_resumes_the_run_named_by_resume_dir(
     small_config, data_dir, tmp_path, grid_type, grid_crash
 ):
