@@ -38,11 +38,12 @@ CACHE_SCHEMA: Final = 1
 _LOG = logging.getLogger(__name__)
 
 
-def _dataset_stamp(dataset: str, data_dir: str) -> list[tuple[str, int, int]]:
-    folder = resolve_data_dir(data_dir or None).expanduser().resolve() / dataset_info(dataset).folder
+def _dataset_stamp(dataset: str, root: Path) -> list[tuple[str, int, int]]:
+    folder = root / dataset_info(dataset).folder
     if not folder.is_dir():
         return []
-    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    stats = [(p.name, p.stat()) for p in folder.iterdir() if p.is_file()]
+    return sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats)
 
 
 def cache_file(
@@ -50,10 +51,9 @@ def cache_file(
     cap: int, seed: int,
 ) -> Path:
     """The cache file of one node's partition (it may not exist yet)."""
+    root = resolve_data_dir(data_dir or None).expanduser().resolve()
     key = {
-        "schema": CACHE_SCHEMA, "dataset": dataset,
-        "data-root": str(resolve_data_dir(data_dir or None).expanduser().resolve()),
-        "files": _dataset_stamp(dataset, data_dir), "spec": [spec.scheme, spec.num_partitions, spec.alpha,
+        "schema": CACHE_SCHEMA, "dataset": dataset, "data-root": str(root), "files": _dataset_stamp(dataset, root), "spec": [spec.scheme, spec.num_partitions, spec.alpha,
                                                              spec.classes_per_partition, spec.seed],
         "partition-id": partition_id, "cap": cap, "seed": seed,
     }

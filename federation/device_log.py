@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from federation.messages import NODE_MAX_EPSILON, NODE_PRIVACY_LOG
-from privacy import append_durably
+from privacy import BUDGET_RTOL, append_durably
 
 __all__ = ["DEVICE_LOG_SCHEMA", "DeviceLog", "DeviceLogError", "device_log_of"]
 
@@ -64,11 +64,12 @@ class DeviceLog:
         if self.max_epsilon is not None and not (self.max_epsilon >= 0 and not math.isnan(self.max_epsilon)):
             raise DeviceLogError(f"max-epsilon must be a number >= 0. Found {self.max_epsilon!r}.")
 
-    def entries(self) -> list[dict[str, Any]]:
-        """Every complete line of the log (a torn last line, from a crash while writing, is skipped)."""
+    def _read(self) -> tuple[bytes, list[dict[str, Any]]]:
+        """The file's bytes and its complete lines, parsed (a torn last line is skipped)."""
         if not self.path.is_file():
-            return []
-        *complete, _torn = self.path.read_bytes().split(b"\n")
+            return b"", []
+        data = self.path.read_bytes()
+        *complete, _torn = data.split(b"\n")
         entries = []
         for number, raw in enumerate(complete, start=1):
             try:
@@ -78,27 +79,35 @@ class DeviceLog:
                 raise DeviceLogError(f"{self.path} line {number} must be a dppt release line. Found {raw[:80]!r}"
                                      f" ({err}). Restore the file: it is this device's privacy record.") from None
             entries.append(entry)
-        return entries
+        return data, entries
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every complete line of the log (a torn last line, from a crash while writing, is skipped)."""
+        return self._read()[1]
 
     def spent(self) -> float:
         """Σε of every release in the log."""
-        return math.fsum(_number(entry["epsilon"]) for entry in self.entries())
+        return _spent(self.entries())
 
-    def check(self, epsilon: float) -> None:
-        """Raise :class:`DeviceLogError` if releasing ``epsilon`` more would exceed ``max_epsilon``."""
+    def _refuse_over_budget(self, spent: float, epsilon: float) -> None:
         if self.max_epsilon is None or epsilon == 0:
             return
-        spent = self.spent()
-        if spent + epsilon > self.max_epsilon * (1 + 1e-9):
+        if spent + epsilon > self.max_epsilon * (1 + BUDGET_RTOL):
             raise DeviceLogError(
                 f"this device's own budget would be exceeded: spent {spent:g} + this vote {epsilon:g} > max-epsilon"
                 f" {self.max_epsilon:g} (its log {self.path}); the node abstains"
             )
 
+    def check(self, epsilon: float) -> None:
+        """Raise :class:`DeviceLogError` if releasing ``epsilon`` more would exceed ``max_epsilon``."""
+        if self.max_epsilon is not None and epsilon != 0:
+            self._refuse_over_budget(self.spent(), epsilon)
+
     def record(self, *, run: str, server_round: int, attempt: int, domains: dict[str, float]) -> float:
-        """Check the budget, then append the release (fsynced); return its ε."""
+        """Check the budget, then append the release (fsynced); return its ε. The log is read once."""
         epsilon = math.fsum(domains.values())
-        self.check(epsilon)
+        data, entries = self._read()
+        self._refuse_over_budget(_spent(entries), epsilon)
         line = {
             "schema": DEVICE_LOG_SCHEMA,
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -106,12 +115,14 @@ class DeviceLog:
             "epsilon": "inf" if math.isinf(epsilon) else epsilon,
             "domains": {name: "inf" if math.isinf(value) else value for name, value in domains.items()},
         }
-        if self.path.is_file():  # a torn last line (crash while writing: its reply never left) is cut off
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                os.truncate(self.path, data.rfind(b"\n") + 1)
+        if data and not data.endswith(b"\n"):  # a torn last line (crash while writing: its reply never left)
+            os.truncate(self.path, data.rfind(b"\n") + 1)
         append_durably(self.path, (json.dumps(line, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)
         return epsilon
+
+
+def _spent(entries: list[dict[str, Any]]) -> float:
+    return math.fsum(_number(entry["epsilon"]) for entry in entries)
 
 
 def device_log_of(node_config: Mapping[str, Any]) -> DeviceLog | None:

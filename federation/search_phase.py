@@ -68,6 +68,8 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
     policies = ticket_policies(model)
     pattern_layers = [name for name, policy in policies.items() if policy is LayerPolicy.PATTERN]
     kernel_layers = tuple(pattern_layers) if config.kernel_votes else ()
+    # DESIGN.md 5.4: within a round, the domains' releases compose sequentially; the split of the
+    # round's ε over them is explicit config (pattern-share) and sums to 1.
     if kernel_layers:
         rest = (1.0 - config.pattern_share) / len(kernel_layers)
         split = {PATTERNS_DOMAIN: config.pattern_share, **{kernel_domain_name(name): rest for name in kernel_layers}}
@@ -83,12 +85,14 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         epsilon_split=split,
         score_source="data-free" if data_free else "record",
         local_mechanism=config.mechanism,
-        # Per round: ε / T of the whole-search budget (basic composition over T rounds).
+        # DESIGN.md 5.4: per round ε / T of the whole-search budget (basic composition over T rounds).
         record_epsilon=record_budget / rounds if math.isfinite(record_budget) else math.inf,
         clip_bound=config.clip_bound if config.clip_mode == "clip" else 1.0,  # normalise bounds to [0, 1]
-        min_examples=config.score_examples,  # clients score exactly this many examples: Δ = C / n
+        min_examples=config.score_examples,  # DESIGN.md 5.1: clients score exactly n examples, Δ = C / n
         central_noise=config.central_noise if central_on and math.isfinite(client_budget) else "none",
-        client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,  # 1.0: unused without central noise
+        # DESIGN.md 5.2/5.4: the server's central releases, ε / T per round (basic composition); 1.0 is unused
+        # without central noise.
+        client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,
         noise_seed=None if config.noise_seed < 0 else config.noise_seed,
         phase="reference-search" if reference else "search",
     )

@@ -170,10 +170,6 @@ def print_summary(summary: dict[str, Any]) -> None:
     print("-" * (width + 40), flush=True)
 
 
-def _progress(line: str) -> None:
-    print(line, flush=True)
-
-
 def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
     """Run the pipeline on the Simulation Engine into ``run_dir``, then render the report."""
     from federation.client_app import app as client_app
@@ -184,7 +180,7 @@ def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
 
     print(f"dppt: run directory {run_dir.path}", flush=True)
     try:
-        run_on_simulation_engine(build_server_app(config, run_dir, progress=_progress), client_app, config,
+        run_on_simulation_engine(build_server_app(config, run_dir), client_app, config,
                                  verbose=verbose)
     except Exception as err:  # noqa: BLE001 - reported in one line; files written so far are kept
         print(f"dppt: the run failed: {type(err).__name__}: {err}. Files written so far are in {run_dir.path};"
@@ -306,7 +302,6 @@ DEMO_RUN_CONFIG = "search-rounds=3 hold-rounds=1 train-rounds=2 max-examples-per
 
 
 def cmd_local_deployment(args: argparse.Namespace) -> int:
-    import time
     import warnings
 
     from federation.data import resolve_data_dir

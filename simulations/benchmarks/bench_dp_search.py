@@ -4,7 +4,7 @@ random references, wall time and peak memory.
 Runs ``dppt sweep`` (one run per ε; the references are trained once, by the ε = inf run) for each
 dataset and writes ``results/dp_search.json`` and ``results/dp_search.md``.
 
-    python -m simulations.benchmarks.bench_dp_search --data-dir DIR [--quick]
+    python -m simulations.benchmarks.bench_dp_search --data-dir DIR [--datasets mnist,fashion-mnist]
 
 The fixed settings (below) are the benchmark's: MNIST and Fashion-MNIST, 100 clients, Dirichlet
 alpha = 0.5, the default Conv4 (every 3x3 conv a pattern layer), 90% of conv weights pruned.

@@ -16,6 +16,7 @@ CA] [--auth-supernode-private-key KEY] --superlink H:P --host H --port P2 --node
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -53,7 +54,7 @@ def run_config_arg(values: Mapping[str, Any]) -> str:
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, (int, float)):
-            text = repr(value) if value == value and abs(value) != float("inf") else json.dumps(str(value))
+            text = repr(value) if math.isfinite(value) else json.dumps(str(value))
         else:
             text = json.dumps(str(value))
         parts.append(f"{key}={text}")
@@ -131,8 +132,8 @@ class LocalDeployment:
         home.mkdir(parents=True, exist_ok=True)
         env = self._env(home)
         env.update(extra_env or {})
-        log = (self.logs / f"{name}.log").open("ab")  # appended: a restarted component keeps its history
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with (self.logs / f"{name}.log").open("ab") as log:  # appended: a restarted component keeps its history
+            return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the ``flwr`` CLI against this deployment's connection."""

@@ -6,7 +6,7 @@ run's ledger by basic composition (DESIGN.md 5.4), with RDP/PLD figures beside i
 
 - :func:`render_report`: the report of one run directory.
 - :func:`render_sweep`: table and plot over the runs of an ε sweep.
-- :func:`privacy_totals`: the ledger's ε/δ totals, for ``summary.json`` and the report alike.
+- :func:`privacy_totals`: the ledger's ε/δ totals, as the report shows them (torch-free).
 """
 
 from simulations.report.errors import ReportError

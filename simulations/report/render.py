@@ -44,7 +44,7 @@ class ReportPaths:
 def _blocks(run_dir: Path) -> list[Block]:
     inputs = load_run(run_dir)
     accountant = Accountant(inputs.ledger, record_epsilon_budget=float("inf"), client_epsilon_budget=float("inf"))
-    totals = totals_from_ledger(inputs.ledger)
+    totals = totals_from_ledger(inputs.ledger, accountant)
     return [
         *header_section(inputs),
         *statement_section(inputs, totals),

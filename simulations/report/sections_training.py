@@ -11,7 +11,6 @@ from simulations.report.formatting import NOT_AVAILABLE, format_float, format_in
 from simulations.report.metrics import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, PHASE_SEARCH, MetricRow
 from simulations.report.plots import accuracy_plot, convergence_plot, sparsity_plot
 from simulations.report.run_inputs import METRICS_FILE, SUMMARY_FILE, RunInputs
-from simulations.report.statement import SEARCH_PHASE
 from simulations.report.totals import PrivacyTotals
 from simulations.report.values import as_number, nested
 
@@ -122,7 +121,7 @@ def _ticket_epsilon(inputs: RunInputs, totals: PrivacyTotals) -> Paragraph:
     if not metadata.epsilon_spent:
         return Paragraph(text=f"The ticket (round {metadata.round}) records no ε spent (it read no private data).")
     spent = ", ".join(f"{unit} = {format_float(eps)}" for unit, eps in metadata.epsilon_spent.items())
-    at_round = [r for r in totals.rounds if r.phase == SEARCH_PHASE and r.round == metadata.round]
+    at_round = [r for r in totals.rounds if r.phase == PHASE_SEARCH and r.round == metadata.round]
     if not at_round:
         return Paragraph(text=(
             f"The ticket records ε spent {spent} at search round {metadata.round}; the ledger has no search round"
@@ -131,7 +130,7 @@ def _ticket_epsilon(inputs: RunInputs, totals: PrivacyTotals) -> Paragraph:
     ledger = {UNIT_RECORD: at_round[0].record_epsilon_max, UNIT_CLIENT: at_round[0].client_epsilon}
     differ = [
         f"{unit}: ledger {format_float(ledger[unit])}" for unit, eps in metadata.epsilon_spent.items()
-        if unit in ledger and not (eps == ledger[unit] or math.isclose(eps, ledger[unit], rel_tol=1e-9))
+        if unit in ledger and not math.isclose(eps, ledger[unit], rel_tol=1e-9)
     ]
     verdict = (
         "This matches the ledger's cumulative figures at that round." if not differ

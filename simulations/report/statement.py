@@ -7,11 +7,12 @@ import math
 from privacy import UNIT_CLIENT, UNIT_RECORD
 from simulations.report.formatting import format_float
 from simulations.report.ledger_reader import REFERENCE_LEDGER_FILE
+from simulations.report.metrics import PHASE_SEARCH
 from simulations.report.totals import PrivacyTotals
 
 __all__ = ["SEARCH_PHASE", "UNIT_BOTH", "privacy_statement", "stated_units"]
 
-SEARCH_PHASE = "search"
+SEARCH_PHASE = PHASE_SEARCH  # one name for the phase, defined with the metrics
 UNIT_BOTH = "both"
 
 

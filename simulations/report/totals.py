@@ -122,9 +122,10 @@ def _per_round(events: Sequence[PrivacyEvent]) -> tuple[RoundTotal, ...]:
     return tuple(out)
 
 
-def totals_from_ledger(ledger: Ledger) -> PrivacyTotals:
-    """:class:`PrivacyTotals` of an open ledger (read only)."""
-    accountant = Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
+def totals_from_ledger(ledger: Ledger, accountant: Accountant | None = None) -> PrivacyTotals:
+    """:class:`PrivacyTotals` of an open ledger (read only); ``accountant``: one already counting it."""
+    if accountant is None:
+        accountant = Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
     events = ledger.events
     eps = accountant.record_epsilon_by_client()
     deltas = accountant.record_delta_by_client()
@@ -133,8 +134,8 @@ def totals_from_ledger(ledger: Ledger) -> PrivacyTotals:
     for event in events:
         if event.unit == UNIT_RECORD:
             record_releases += 1
-            for client in event.participants:
-                releases[client] += 1
+        for client in event.charged_clients():
+            releases[client] += 1
     clients = sorted(eps, key=natural_key)
     return PrivacyTotals(
         num_events=len(events),

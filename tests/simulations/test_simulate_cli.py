@@ -177,8 +177,7 @@ def test_sweep_writes_a_table_and_a_plot_of_accuracy_against_epsilon(tmp_path, d
         "--set", "partition=iid",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = json.loads((out / "sweep.json").read_text())
-    rows = rows["rows"] if isinstance(rows, dict) else rows
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert len(rows) == 2
     assert (out / "sweep.md").is_file() and (out / "plots" / "sweep_accuracy.png").is_file()
     finite = json.loads((out / "epsilon-1" / "summary.json").read_text())

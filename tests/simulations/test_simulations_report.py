@@ -596,7 +596,7 @@ def test_run_dir_must_be_a_directory(tmp_path: Path) -> None:
 
 
 def test_privacy_totals_loads_neither_matplotlib_nor_torch(tmp_path: Path) -> None:
-    # The lead's server calls privacy_totals for summary.json: it must stay a light import.
+    # privacy_totals reads a ledger anywhere (no torch, no plotting): it must stay a light import.
     run = tmp_path / "run"
     run.mkdir()
     Ledger(run / "ledger.jsonl")
