@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save
 
 from federation.data import dataset_info, resolve_data_dir
 from federation.partitions import PartitionSpec
-from kernels import write_atomic
+from storage import write_atomic
 
 __all__ = ["CACHE_SCHEMA", "cache_file", "read_cached", "write_cached"]
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from federation.messages import NODE_MAX_EPSILON, NODE_PRIVACY_LOG
-from privacy import BUDGET_RTOL, append_durably
+from privacy import BUDGET_RTOL
+from storage import append_durably, decode_float, encode_float
 
 __all__ = ["DEVICE_LOG_SCHEMA", "DeviceLog", "DeviceLogError", "device_log_of"]
 
@@ -41,7 +42,7 @@ class DeviceLogError(ValueError):
 
 
 def _number(value: object) -> float:
-    return math.inf if value == "inf" else float(value)  # type: ignore[arg-type]
+    return float(decode_float(value))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,8 +113,8 @@ class DeviceLog:
             "schema": DEVICE_LOG_SCHEMA,
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "run": run, "round": server_round, "attempt": attempt,
-            "epsilon": "inf" if math.isinf(epsilon) else epsilon,
-            "domains": {name: "inf" if math.isinf(value) else value for name, value in domains.items()},
+            "epsilon": encode_float(epsilon),
+            "domains": {name: encode_float(value) for name, value in domains.items()},
         }
         if data and not data.endswith(b"\n"):  # a torn last line (crash while writing: its reply never left)
             os.truncate(self.path, data.rfind(b"\n") + 1)

@@ -37,6 +37,7 @@ from federation.search_phase import build_strategy, run_search_phase
 from federation.ticket_training import VARIANTS, train_variant
 from kernels import Ticket, TicketMetadata, random_ticket_like
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
+from storage import encode_float
 from strategies import PatternTicketSearch, SearchOutcome
 
 __all__ = [
@@ -64,10 +65,8 @@ def config_record(config: Config, **extra: Any) -> ConfigRecord:
     """The resolved config as a ConfigRecord (what clients rebuild their typed config from)."""
     values: dict[str, Any] = dict(config.to_dict())
     values.update(extra)
-    for key, value in values.items():
-        if isinstance(value, float) and math.isinf(value):
-            values[key] = "inf"  # ConfigRecord floats travel fine, but config.json and TOML spell it "inf"
-    return ConfigRecord(values)
+    # ConfigRecord floats travel fine, but config.json and TOML spell inf "inf" (storage.encode_float).
+    return ConfigRecord({key: encode_float(value) for key, value in values.items()})
 
 
 def test_set(config: Config) -> tuple[torch.Tensor, torch.Tensor]:

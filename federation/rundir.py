@@ -7,14 +7,13 @@ so a crash never leaves a half-written JSON file and never loses a line already 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kernels import write_atomic
+from storage import jsonable, write_atomic
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -26,21 +25,9 @@ class RunDirError(RuntimeError):
     """The run directory cannot be created or would overwrite an earlier run."""
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _jsonable(value.item())
-    return value
-
-
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Write JSON to ``path`` atomically (:func:`kernels.write_atomic`)."""
-    write_atomic(path, (json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    write_atomic(path, (json.dumps(jsonable(payload), indent=2, sort_keys=False) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -88,7 +75,7 @@ class RunDirectory:
 
     def log_metrics(self, record: Mapping[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl`` (flushed, so ``tail -f`` shows progress)."""
-        line = json.dumps(_jsonable(dict(record)), sort_keys=False)
+        line = json.dumps(jsonable(dict(record)), sort_keys=False)
         with open(self.file(METRICS_FILE), "a") as fh:
             fh.write(line + "\n")
             fh.flush()

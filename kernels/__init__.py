@@ -33,7 +33,6 @@ from kernels.projection import (
 )
 from kernels.report import LayerSparsity, SparsityReport, compression_ratio
 from kernels.ticket import Ticket
-from kernels.atomic import write_atomic
 from kernels.ticket_file import FORMAT_NAME, FORMAT_VERSION, read_ticket_file, write_ticket_file
 
 __all__ = [
@@ -69,6 +68,5 @@ __all__ = [
     "select_library",
     "unstructured_mask",
     "validate_library",
-    "write_atomic",
     "write_ticket_file",
 ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import math
 import numbers
 import types
 from collections.abc import Mapping
 from typing import Any
 
 from kernels.errors import KernelsError
+from storage import decode_float, encode_float
 
 __all__ = ["TicketMetadata"]
 
@@ -64,7 +64,7 @@ class TicketMetadata:
         """Plain-JSON form (an infinite ε is written as the string ``"inf"``)."""
         return {
             "config_hash": self.config_hash,
-            "epsilon_spent": {u: ("inf" if math.isinf(e) else e) for u, e in self.epsilon_spent.items()},
+            "epsilon_spent": {u: encode_float(e) for u, e in self.epsilon_spent.items()},
             "round": self.round,
             "created_at": self.created_at,
         }
@@ -81,7 +81,7 @@ class TicketMetadata:
             raise KernelsError(f"epsilon_spent must be a mapping. Found {type(epsilons).__name__}.")
         return cls(
             config_hash=data["config_hash"],
-            epsilon_spent={u: (math.inf if e == "inf" else e) for u, e in epsilons.items()},
+            epsilon_spent={u: decode_float(e) for u, e in epsilons.items()},
             round=data["round"],
             created_at=data["created_at"],
         )

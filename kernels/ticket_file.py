@@ -28,7 +28,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
-from kernels.atomic import write_atomic
+from storage import write_atomic
 from kernels.errors import KernelsError, TicketFormatError
 from kernels.layer_ticket import LayerTicket
 from kernels.metadata import TicketMetadata

@@ -44,7 +44,6 @@ from privacy.histogram import (
     noisy_topk_histogram,
     tally_votes,
 )
-from privacy.durable import append_durably
 from privacy.journal import JOURNAL_SCHEMA, ReleaseAsk, ReleaseJournal
 from privacy.ledger import LEDGER_SCHEMA, Ledger, TornRepair
 from privacy.noisy_topk import (
@@ -97,7 +96,6 @@ __all__ = [
     "TornLedgerError",
     "TornRepair",
     "VoteCheck",
-    "append_durably",
     "clipped_mean",
     "clopper_pearson",
     "compare_composition",

@@ -23,6 +23,7 @@ import numpy as np
 
 from privacy._checks import check_int, check_nonnegative
 from privacy.errors import PrivacyError
+from storage import decode_float, encode_float
 
 __all__ = [
     "DATA_FREE",
@@ -159,15 +160,9 @@ def data_free_spec(unit: str) -> MechanismSpec:
     )
 
 
-def _encode_float(value: float) -> float | str:
-    # JSON has no infinity; "inf" keeps the ledger readable by any JSON tool.
-    return "inf" if math.isinf(value) else value
-
-
 def _decode_float(name: str, value: object) -> float:
-    if value == "inf":
-        return math.inf
-    return _as_float(name, value)
+    # JSON has no infinity: the ledger spells it "inf" (storage.encode_float).
+    return _as_float(name, decode_float(value))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,7 +265,7 @@ class PrivacyEvent:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in _NUMBER_FIELDS:
-                value = _encode_float(value)
+                value = encode_float(value)
             elif f.name == "participants":
                 value = list(value)
             out[f.name] = value

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from privacy.durable import append_durably
+from storage import append_durably
 from privacy.errors import LedgerError, PrivacyError
 from privacy.events import UNIT_RECORD, PrivacyEvent
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from privacy.durable import fsync_dir, write_all
+from storage import fsync_dir, write_all
 from privacy.errors import LedgerError, PrivacyError, TornLedgerError
 from privacy.events import PrivacyEvent
 

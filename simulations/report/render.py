@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Final
 
 from privacy import Accountant
+from storage import write_atomic
 from simulations.report.document import Block, Image
 from simulations.report.html_render import to_html
 from simulations.report.markdown_render import PLOTS_DIR, to_markdown
@@ -83,7 +84,6 @@ def render_report(run_dir: str | os.PathLike[str]) -> ReportPaths:
         On a missing or malformed input, with one line naming the file and the fix. Nothing is
         written in that case.
     """
-    from kernels import write_atomic  # here, not at the top: kernels loads torch, which privacy_totals avoids
 
     root = Path(run_dir)
     blocks = _blocks(root)  # every input is read and checked before anything is written

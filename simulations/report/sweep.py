@@ -17,6 +17,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Final
 
+from storage import encode_float, write_atomic
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.errors import ReportError
 from simulations.report.formatting import format_float, format_int
@@ -59,13 +60,10 @@ class SweepRow:
 
     def to_json(self) -> dict[str, Any]:
         """The row as written to sweep.json (``inf`` as ``"inf"``, missing as ``null``)."""
-        def encode(value: float | None) -> float | str | None:
-            return format_float(value) if value is not None and not math.isfinite(value) else value
-
         return {
-            "run-dir": self.run_dir, "epsilon": encode(self.epsilon),
-            **{variant: encode(self.accuracy.get(variant)) for variant in _VARIANTS},
-            "conv-sparsity": encode(self.conv_sparsity), "record-epsilon-max": encode(self.record_epsilon_max),
+            "run-dir": self.run_dir, "epsilon": encode_float(self.epsilon),
+            **{variant: encode_float(self.accuracy.get(variant)) for variant in _VARIANTS},
+            "conv-sparsity": encode_float(self.conv_sparsity), "record-epsilon-max": encode_float(self.record_epsilon_max),
             "rounds-completed": self.rounds_completed, "stop-reason": self.stop_reason,
         }
 
@@ -133,7 +131,6 @@ def render_sweep(summaries: Sequence[Mapping[str, Any]], out_dir: str | os.PathL
     ReportError
         If ``summaries`` is empty or a summary is malformed.
     """
-    from kernels import write_atomic  # here, not at the top: kernels loads torch, which privacy_totals avoids
 
     if isinstance(summaries, Mapping) or not isinstance(summaries, Sequence) or not summaries:
         raise ReportError(f"summaries must be a non-empty sequence of run summaries. Found {summaries!r:.80}.")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from simulations.report.errors import ReportError
+from storage import decode_float
 
 __all__ = ["as_number", "nested"]
-
-_SPECIAL = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
 def as_number(value: object, *, where: str, fix: str = "regenerate the file with the run") -> float | None:
@@ -36,8 +34,9 @@ def as_number(value: object, *, where: str, fix: str = "regenerate the file with
         raise ReportError(f"{where} must be a number or \"inf\". Found {value!r}; {fix}.")
     if isinstance(value, (int, float)):
         return float(value)
-    if isinstance(value, str) and value.strip().lower() in _SPECIAL:
-        return _SPECIAL[value.strip().lower()]
+    decoded = decode_float(value)  # the one spelling of inf, -inf and nan (storage.encode_float)
+    if isinstance(decoded, float):
+        return decoded
     raise ReportError(f"{where} must be a number or \"inf\". Found {value!r}; {fix}.")
 
 

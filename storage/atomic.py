@@ -1,4 +1,4 @@
-"""Atomic file writes shared by every package that writes results (tickets, run files, reports).
+"""Atomic file writes for every package that writes results (tickets, run files, reports).
 
 A temporary file in the target's folder, fsynced, then ``os.replace``, then (best effort) an
 fsync of the folder: a reader sees the old file or the new one, never a part, and a crash never
@@ -11,6 +11,8 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from storage.durable import fsync_dir
 
 __all__ = ["write_atomic"]
 
@@ -37,8 +39,4 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
         raise
     # Persist the rename itself; not every platform lets a folder be opened, hence best effort.
     with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(path.parent)
