@@ -1,5 +1,6 @@
 """Flower glue: the ServerApp and ClientApp, data and partitions, the message schema, the run config."""
 
-from federation.config import Config, ConfigError
+from federation.config import Config
+from federation.errors import ConfigError, FederationError
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "FederationError"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from federation.errors import ConfigError
+
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "pathological")
 UNITS = ("record", "client", "both")
@@ -26,9 +28,6 @@ MECHANISMS = ("laplace-topk", "gumbel-topk")
 CENTRAL_NOISES = ("discrete-laplace", "laplace")
 CLIP_MODES = ("normalise", "clip")
 
-
-class ConfigError(ValueError):
-    """A configuration value, key or file is wrong. The message is one line that says how to fix it."""
 
 
 def _help(text: str) -> dict[str, str]:

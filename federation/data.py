@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
+from federation.errors import DataError
+
 ENV_DATA_DIR = "DPPT_DATA"
 
-
-class DataError(RuntimeError):
-    """A dataset cannot be found or read. The message says which folder and files, and how to fix it."""
 
 
 @dataclass(frozen=True)

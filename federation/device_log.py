@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from federation.errors import DeviceLogError
 from federation.messages import NODE_MAX_EPSILON, NODE_PRIVACY_LOG
 from privacy import BUDGET_RTOL
 from storage import append_durably, decode_float, encode_float
@@ -36,9 +37,6 @@ __all__ = ["DEVICE_LOG_SCHEMA", "DeviceLog", "DeviceLogError", "device_log_of"]
 
 DEVICE_LOG_SCHEMA: Final = 1
 
-
-class DeviceLogError(ValueError):
-    """The device's log is unreadable, or a vote would exceed the device's own budget."""
 
 
 def _number(value: object) -> float:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from federation.errors import PartitionError
 
-class PartitionError(ValueError):
-    """A partition scheme cannot be built for these settings."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,6 +27,7 @@ import torch
 from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
+from federation.errors import PipelineError
 from federation.config import DATA_FREE_SCORES, Config
 from federation.data import dataset_info, load_tensors
 from federation.partitions import partition_indices, partition_report
@@ -52,9 +53,6 @@ CHECKPOINT_SCHEMA = 1
 
 Progress = Callable[[str], None]
 
-
-class PipelineError(RuntimeError):
-    """A run cannot start or resume (the message says how to fix it)."""
 
 
 def _print_progress(line: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from federation.errors import RunDirError
 from storage import jsonable, write_atomic
 
 CONFIG_FILE = "config.json"
@@ -20,9 +21,6 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 WEIGHTS_FILE = "weights.safetensors"
 
-
-class RunDirError(RuntimeError):
-    """The run directory cannot be created or would overwrite an earlier run."""
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from federation.errors import VoteError
 from kernels import enumerate_candidates
 from models import apply_masks
 from models.scores import ClipMode, Domain, ScoreRequest, get
@@ -41,9 +42,6 @@ __all__ = ["VoteDomainRequest", "VoteError", "VoteRequest", "build_votes", "tick
 # Slack for the client's check that its scores' sensitivity is within the planned Δ (float rounding of C/n).
 _SENSITIVITY_RTOL = 1e-9
 
-
-class VoteError(ValueError):
-    """The round's vote configuration cannot be answered (the reply is an error; nothing is released)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -360,12 +360,7 @@ def cmd_check_node(args: argparse.Namespace) -> int:
                          f" flower-supernode reads it (e.g. image-dir=\"/data/mine\"). Found {args.node_config!r}.") from err
     if not node_config:
         raise UsageError(f"--node-config must hold key=value pairs. Found {args.node_config!r}.")
-    from federation.device_log import DeviceLogError
-
-    try:
-        report = check_node(node_config, resolve_config(args))
-    except DeviceLogError as err:
-        raise UsageError(str(err)) from err
+    report = check_node(node_config, resolve_config(args))  # a DeviceLogError is bad input: exit 2 (main)
     print(format_node_check(report))
     return EXIT_OK if report.ready else EXIT_FAILED
 
@@ -389,16 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    from federation.config import ConfigError
-    from federation.data import DataError
-    from federation.partitions import PartitionError
-    from federation.pipeline import PipelineError
-    from federation.rundir import RunDirError
+    from federation.errors import FederationError
     from simulations.report import ReportError
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DataError, PartitionError, PipelineError, ReportError, RunDirError, UsageError) as err:
+    except (FederationError, ReportError, UsageError) as err:
         print(f"dppt: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,0 +1,52 @@
+"""The errors of the federation package: one base, one subclass per kind of problem.
+
+Every message is one line that names what is wrong and how to fix it. Callers that only need to
+report a problem (the ``dppt`` command line) catch :class:`FederationError`; the subclasses also
+derive from the built-in error a caller would expect (``ValueError`` for a bad value,
+``RuntimeError`` for a state that cannot go on), so existing ``except ValueError`` code still works.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DeviceLogError",
+    "FederationError",
+    "PartitionError",
+    "PipelineError",
+    "RunDirError",
+    "VoteError",
+]
+
+
+class FederationError(Exception):
+    """Base of every federation error (a one-line message that says how to fix it)."""
+
+
+class ConfigError(FederationError, ValueError):
+    """A configuration value, key or file is wrong."""
+
+
+class DataError(FederationError, RuntimeError):
+    """A dataset cannot be found or read; the message names the folder and files."""
+
+
+class PartitionError(FederationError, ValueError):
+    """A partition scheme cannot be built for these settings."""
+
+
+class RunDirError(FederationError, RuntimeError):
+    """The run directory cannot be created or would overwrite an earlier run."""
+
+
+class PipelineError(FederationError, RuntimeError):
+    """A run cannot start or resume."""
+
+
+class VoteError(FederationError, ValueError):
+    """The round's vote configuration cannot be answered (the reply is an error; nothing is released)."""
+
+
+class DeviceLogError(FederationError, ValueError):
+    """The device's log is unreadable, or a vote would exceed the device's own budget."""
