@@ -15,7 +15,9 @@ Handlers (message types):
   past its own budget (:mod:`federation.device_log`).
 - ``train``: local SGD of the model under the ticket's masks (dense without a ticket); the reply
   holds the trained weights (ticket training, not part of the search's privacy guarantee).
-- ``evaluate``: loss and accuracy of the (masked) model on the node's own examples.
+
+There is no ``evaluate`` handler: tickets are evaluated on the server's test set, so a node
+never answers a question about its data beyond the vote and the training update.
 """
 
 from __future__ import annotations
@@ -30,20 +32,8 @@ from flwr.clientapp import ClientApp
 from federation.client_data import load_client_data, node_image_dir, require_client_id
 from federation.config import Config, ConfigError
 from federation.device_log import DeviceLogError, device_log_of
-from federation.messages import (
-    ARRAYS_KEY,
-    CONFIG_KEY,
-    METRICS_KEY,
-    NODE_CLIENT_ID,
-    NODE_NUM_PARTITIONS,
-    NODE_PARTITION_ID,
-    NUM_EXAMPLES_FIELD,
-    ROUND_FIELD,
-    TICKET_KEY,
-    TRAIN_LOSS_FIELD,
-)
+from federation.messages import NODE_CLIENT_ID, NODE_NUM_PARTITIONS, NODE_PARTITION_ID, NUM_EXAMPLES_FIELD, TRAIN_LOSS_FIELD
 from federation.model_io import build_model, load_weights, plain_weights, ticket_policies
-from federation.training import evaluate as evaluate_model
 from federation.training import train_epochs
 from federation.voting import VoteError, VoteRequest, build_votes, ticket_masks
 from models import apply_masks
@@ -56,8 +46,8 @@ app = ClientApp()
 
 def config_from_message(msg: Message) -> tuple[Config, int]:
     """The run config and the server round carried by a message."""
-    raw = dict(msg.content[CONFIG_KEY])
-    server_round = int(raw.pop(ROUND_FIELD, 0))
+    raw = dict(msg.content[keys.CONFIG_KEY])
+    server_round = int(raw.pop(keys.ROUND_FIELD, 0))
     return Config.from_mapping(raw), server_round
 
 
@@ -146,15 +136,15 @@ def vote(msg: Message, context: Context) -> Message:
     content = RecordDict({
         keys.VOTES_KEY: ArrayRecord({name: Array(indices) for name, indices in votes.items()}),
         keys.VOTE_META_KEY: ConfigRecord({keys.ROUND_FIELD: request.server_round}),
-        METRICS_KEY: MetricRecord(metrics),
+        keys.METRICS_KEY: MetricRecord(metrics),
     })
     return Message(content=content, reply_to=msg)
 
 
 def _masked_model(msg: Message, config: Config) -> torch.nn.Module:
     model = build_model(config)
-    load_weights(model, msg.content[ARRAYS_KEY].to_torch_state_dict())
-    apply_masks(model, ticket_masks(msg.content.get(TICKET_KEY)))
+    load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
+    apply_masks(model, ticket_masks(msg.content.get(keys.TICKET_KEY)))
     return model
 
 
@@ -178,16 +168,5 @@ def train(msg: Message, context: Context) -> Message:
         generator=gen,
     )
     metrics = MetricRecord({TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples})
-    content = RecordDict({ARRAYS_KEY: ArrayRecord(plain_weights(model)), METRICS_KEY: metrics})
+    content = RecordDict({keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)), keys.METRICS_KEY: metrics})
     return Message(content=content, reply_to=msg)
-
-
-@app.evaluate()
-def evaluate(msg: Message, context: Context) -> Message:
-    """Loss and accuracy of the (masked) model on this node's own examples."""
-    config, _ = config_from_message(msg)
-    torch.set_num_threads(max(1, int(config.client_cpus)))
-    data = load_client_data(context.node_config, config)
-    loss, accuracy = evaluate_model(_masked_model(msg, config), data.images, data.labels)
-    metrics = MetricRecord({"eval-loss": loss, "eval-accuracy": accuracy, NUM_EXAMPLES_FIELD: data.num_examples})
-    return Message(content=RecordDict({METRICS_KEY: metrics}), reply_to=msg)

@@ -1,20 +1,24 @@
-"""Record keys of the messages between the ServerApp and the ClientApp (module constants, as Flower does)."""
+"""The ClientApp's own message fields and the node_config keys a SuperNode sets.
 
-ARRAYS_KEY = "arrays"  # ArrayRecord: plain model state dict (public weights)
-CONFIG_KEY = "config"  # ConfigRecord: the resolved run config plus round fields
-METRICS_KEY = "metrics"  # MetricRecord: plain metrics of the reply
+The records shared with the search strategy (``arrays``, ``config``, ``ticket``, ``metrics``, the
+server round) are defined once, in :mod:`strategies.keys`; this module only adds what the ticket
+training and the nodes need beyond them.
+"""
 
-ROUND_FIELD = "server-round"  # int, added to CONFIG_KEY by the server
-NUM_EXAMPLES_FIELD = "num-examples"  # int, FedAvg weighting key in METRICS_KEY
-TRAIN_LOSS_FIELD = "train-loss"
+from __future__ import annotations
+
+from typing import Final
+
+# Fields of a training reply's METRICS_KEY record (strategies.keys).
+NUM_EXAMPLES_FIELD: Final = "num-examples"  # int, FedAvg's weighting key (flwr FedAvg weighted_by_key)
+TRAIN_LOSS_FIELD: Final = "train-loss"
 
 # node_config keys a SuperNode (or the Simulation Engine) sets for each client.
-NODE_PARTITION_ID = "partition-id"
-NODE_NUM_PARTITIONS = "num-partitions"
-NODE_DATA_DIR = "data-dir"
-NODE_IMAGE_DIR = "image-dir"  # a folder of the device's own labelled images (federation.image_folder)
-TICKET_KEY = "ticket"  # ArrayRecord: the ticket's masks ("mask.<layer>") and library (strategies.keys)
-NODE_CLIENT_ID = "client-id"  # optional node_config key: the stable id the node is charged under
-NODE_CACHE_DIR = "cache-dir"  # optional node_config key: folder for this node's cached partition (federation.client_cache)
-NODE_PRIVACY_LOG = "privacy-log"  # optional node_config key: the device's own release log (federation.device_log)
-NODE_MAX_EPSILON = "max-epsilon"  # optional node_config key: the device's own Σε budget over that log
+NODE_PARTITION_ID: Final = "partition-id"
+NODE_NUM_PARTITIONS: Final = "num-partitions"
+NODE_DATA_DIR: Final = "data-dir"
+NODE_IMAGE_DIR: Final = "image-dir"  # a folder of the device's own labelled images (federation.image_folder)
+NODE_CLIENT_ID: Final = "client-id"  # optional: the stable id the node is charged under
+NODE_CACHE_DIR: Final = "cache-dir"  # optional: folder for this node's cached partition (federation.client_cache)
+NODE_PRIVACY_LOG: Final = "privacy-log"  # optional: the device's own release log (federation.device_log)
+NODE_MAX_EPSILON: Final = "max-epsilon"  # optional: the device's own Σε budget over that log

@@ -19,7 +19,7 @@ from federation.config import Config
 from federation.pipeline import CHECKPOINT_FILE, PipelineError, run_pipeline
 from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
 
-__all__ = ["DEPLOYMENT_KEYS", "RESUME_KEY", "app", "build_server_app", "new_run_directory", "resume_target"]
+__all__ = ["DEPLOYMENT_KEYS", "RESUME_KEY", "build_server_app", "new_run_directory", "resume_target"]
 
 RESUME_KEY = "resume-dir"
 DEPLOYMENT_KEYS = {RESUME_KEY: ""}
@@ -108,7 +108,3 @@ def build_server_app(
             finalize(directory)
 
     return server_app
-
-
-app = build_server_app()
-"""The pipeline without the report; ``simulations.flwr_app:app`` is the one ``flwr run`` loads."""

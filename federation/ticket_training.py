@@ -17,13 +17,12 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from federation.config import Config
-from federation.messages import TICKET_KEY
 from federation.model_io import build_model, load_weights, plain_weights
 from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
 from models import apply_ticket
-from strategies import ticket_record
+from strategies import keys, ticket_record
 
 __all__ = ["VARIANTS", "TicketFedAvg", "train_variant"]
 
@@ -47,7 +46,7 @@ class TicketFedAvg(FedAvg):
         messages = list(super().configure_train(server_round, arrays, config, grid))
         if self._ticket_arrays is not None:
             for message in messages:
-                message.content[TICKET_KEY] = self._ticket_arrays
+                message.content[keys.TICKET_KEY] = self._ticket_arrays
         return messages
 
     def aggregate_train(

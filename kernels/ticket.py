@@ -1,8 +1,7 @@
 """A ticket: per-layer sparsity decisions plus provenance, its masks, statistics and file.
 
-:func:`build_ticket`, :func:`random_ticket` and :func:`random_ticket_like` are defined in
-:mod:`kernels.builders` (they construct tickets, a separate concept) and are also reachable as
-``kernels.ticket.build_ticket`` etc.; the public entry point is the :mod:`kernels` package.
+Tickets are constructed by :mod:`kernels.builders` (which imports this module, never the other
+way round); the public entry point is the :mod:`kernels` package.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import dataclasses
 import os
 import types
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 
@@ -220,15 +218,3 @@ class Ticket:
             f"Ticket(layers={len(self.layers)}, density={self.density():.4f}, "
             f"round={self.metadata.round}, config_hash={self.metadata.config_hash!r})"
         )
-
-
-_BUILDERS = ("build_ticket", "random_ticket", "random_ticket_like")
-
-
-def __getattr__(name: str) -> Any:
-    # The builders import Ticket from here; a lazy re-export avoids a circular import.
-    if name in _BUILDERS:
-        from kernels import builders
-
-        return getattr(builders, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,10 @@ Client -> server (the reply), a ``RecordDict`` holding:
 - :data:`VOTES_KEY` (``ArrayRecord``): one 1-D integer array per domain, keyed by domain name,
   of at most ``max-entries`` distinct indices in ``[0, size)``.
 - :data:`VOTE_META_KEY` (``ConfigRecord``): :data:`ROUND_FIELD` (int), the round answered.
-- optionally ``"metrics"`` (``MetricRecord``), ignored by the strategy.
+- optionally :data:`METRICS_KEY` (``MetricRecord``), plain metrics, ignored by the strategy.
+
+The ticket training (Flower's ``FedAvg``) uses :data:`ARRAYS_KEY`, :data:`CONFIG_KEY` (with
+:data:`ROUND_FIELD`), :data:`TICKET_KEY` and :data:`METRICS_KEY` too: FedAvg's default record keys.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ VOTE_CONFIG_KEY: Final = "vote-config"
 # Records of the client's reply.
 VOTES_KEY: Final = "votes"
 VOTE_META_KEY: Final = "vote-meta"
+METRICS_KEY: Final = "metrics"
 
 # Entries of TICKET_KEY.
 LIBRARY_ARRAY: Final = "library"

@@ -15,7 +15,8 @@ from federation.client_app import app as client_app
 from federation.client_app import client_id_of
 from federation.config import Config, ConfigError
 from federation.data import load_tensors
-from federation.messages import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY, NUM_EXAMPLES_FIELD
+from federation.messages import NUM_EXAMPLES_FIELD
+from strategies.keys import ARRAYS_KEY, CONFIG_KEY, METRICS_KEY
 from federation.model_io import build_model, plain_weights, ticket_policies
 from federation.node_check import NodeCheck, check_node, format_node_check
 from federation.pipeline import config_record

@@ -4,7 +4,7 @@
 - ``train.vote``: the real reply structure (``votes`` ArrayRecord keyed by domain, ``vote-meta``
   with the round) but every domain's vote is malformed, the kind cycling with round and domain,
   plus a 16 MiB int64 array under a key that is no domain.
-- ``train`` and ``evaluate``: the real ClientApp.
+- ``train``: the real ClientApp.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from federation.client_app import app as honest_app
-from federation.messages import METRICS_KEY
+from strategies.keys import METRICS_KEY
 from strategies import keys
 
 CLIENT_ID = "partition-2"
@@ -68,9 +68,4 @@ def vote(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    return honest_app(msg, context)
-
-
-@app.evaluate()
-def evaluate(msg: Message, context: Context) -> Message:
     return honest_app(msg, context)
