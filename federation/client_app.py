@@ -40,6 +40,7 @@ from models import apply_masks
 from privacy import make_rng
 from strategies import keys
 from strategies.identity import CLIENT_ID_PATTERN
+from strategies.settings import SCORE_RECORD
 
 app = ClientApp()
 
@@ -104,7 +105,7 @@ def vote(msg: Message, context: Context) -> Message:
     request = VoteRequest.from_record(dict(msg.content[keys.VOTE_CONFIG_KEY]))
     attempt = int(msg.content[keys.VOTE_CONFIG_KEY].get(keys.ATTEMPT_FIELD, 0))
     device = device_log_of(context.node_config)
-    released = {d.name: d.epsilon if request.score_source == "record" else 0.0 for d in request.domains}
+    released = {d.name: d.epsilon if request.score_source == SCORE_RECORD else 0.0 for d in request.domains}
     if device is not None:
         try:
             device.check(math.fsum(released.values()))  # before any work: the device's own budget
@@ -123,7 +124,7 @@ def vote(msg: Message, context: Context) -> Message:
     # DESIGN.md 5.5: noise from OS entropy unless the user set noise-seed (then it must stay secret).
     seed = None if config.noise_seed < 0 else _seed(config.noise_seed, request.server_round, attempt, data.seed_key)
     rng = make_rng(seed)
-    scored = request.score_source == "record"
+    scored = request.score_source == SCORE_RECORD
     votes, metrics = build_votes(
         model, request, score=config.score, clip_mode=config.clip_mode, policies=ticket_policies(model), masks=masks,
         data=(data.images, data.labels) if scored else None, rng=rng, generator=generator,

@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from federation.errors import ConfigError
+from privacy import GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS, UNIT_CLIENT, UNIT_RECORD
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "pathological")
-UNITS = ("record", "client", "both")
-SCORES = ("snip", "magnitude", "synflow")
-DATA_FREE_SCORES = ("magnitude", "synflow")
-MECHANISMS = ("laplace-topk", "gumbel-topk")
-CENTRAL_NOISES = ("discrete-laplace", "laplace")
-CLIP_MODES = ("normalise", "clip")
+UNIT_BOTH = "both"  # the record unit on the clients and the client unit on the server
+UNITS = (UNIT_RECORD, UNIT_CLIENT, UNIT_BOTH)
+MECHANISMS = (LAPLACE_TOPK, GUMBEL_TOPK)  # the clients' local noisy top-k (privacy owns them)
+CENTRAL_NOISES = NOISE_KINDS  # the server's noise on the vote counts (privacy owns them)
+# Names owned by the registries of models/ and kernels/ (model, score, clip mode) and the library
+# size are checked by `check_names`, lazily: those packages load torch, which `dppt --help` and the
+# report do without.
 
 
 
@@ -53,15 +55,15 @@ class Config:
     unit: str = field(default="record", metadata=_help(f"privacy unit, one of {', '.join(UNITS)}"))
     client_epsilon: float = field(default=1.0, metadata=_help("the server's client-level ε budget for the whole search (unit client or both)"))
     central_noise: str = field(default="discrete-laplace", metadata=_help(f"central noise of the client unit, one of {', '.join(CENTRAL_NOISES)}"))
-    score: str = field(default="snip", metadata=_help(f"mask score, one of {', '.join(SCORES)} (magnitude, synflow read no data)"))
+    score: str = field(default="snip", metadata=_help("mask score, a name of the models.scores registry (snip reads data; magnitude, synflow do not)"))
     mechanism: str = field(default="laplace-topk", metadata=_help(f"clients' local noisy top-k, one of {', '.join(MECHANISMS)}"))
     patterns: int = field(default=8, metadata=_help("P: patterns in the library"))
     pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
     kernel_votes: bool = field(default=False, metadata=_help("also vote each pattern layer's kernel connectivity (else post-processing of public weights)"))
     pattern_share: float = field(default=0.5, metadata=_help("with kernel-votes: share of each round's ε spent on the pattern vote (rest split evenly over layers)"))
     score_examples: int = field(default=512, metadata=_help("examples each client scores per round (a fresh random subset); clients with fewer abstain"))
-    clip_mode: str = field(default="normalise", metadata=_help(f"per-example score bounding, one of {', '.join(CLIP_MODES)}"))
-    clip_bound: float = field(default=1.0, metadata=_help("C of clip-mode=clip (normalise always uses C = 1)"))
+    clip_mode: str = field(default="normalise", metadata=_help("per-example score bounding: normalise (each example's vector divided by its max, C = 1) or clip (clamped to [0, clip-bound])"))
+    clip_bound: float = field(default=1.0, metadata=_help("C: per-example scores lie in [0, C]; must stay 1 under clip-mode=normalise"))
     score_train_epochs: int = field(default=0, metadata=_help("local epochs before scoring; only sound with unit=client"))
     min_replies: int = field(default=2, metadata=_help("replies a search round needs to update the ticket (else retried, then stopped)"))
     reference_search: bool = field(default=True, metadata=_help("also run the non-private (ε = inf) search as a simulation-only reference"))
@@ -95,7 +97,6 @@ class Config:
         _check(not math.isnan(self.client_epsilon) and self.client_epsilon > 0, "client-epsilon", "a number > 0 (inf = no central noise)", self.client_epsilon)
         _check(self.unit in UNITS, "unit", f"one of {', '.join(UNITS)}", self.unit)
         _check(self.central_noise in CENTRAL_NOISES, "central-noise", f"one of {', '.join(CENTRAL_NOISES)}", self.central_noise)
-        _check(self.score in SCORES, "score", f"one of {', '.join(SCORES)}", self.score)
         _check(self.mechanism in MECHANISMS, "mechanism", f"one of {', '.join(MECHANISMS)}", self.mechanism)
         _check(1 <= self.pattern_entries <= 9, "pattern-entries", "an int in [1, 9]", self.pattern_entries)
         _check(self.patterns >= 1, "patterns", "at least 1", self.patterns)
@@ -107,13 +108,12 @@ class Config:
         )
         _check(0 < self.pattern_share < 1, "pattern-share", "in (0, 1)", self.pattern_share)
         _check(self.score_examples >= 1, "score-examples", "at least 1", self.score_examples)
-        _check(self.clip_mode in CLIP_MODES, "clip-mode", f"one of {', '.join(CLIP_MODES)}", self.clip_mode)
         _check(math.isfinite(self.clip_bound) and self.clip_bound > 0, "clip-bound", "a finite number > 0", self.clip_bound)
         _check(self.score_train_epochs >= 0, "score-train-epochs", ">= 0", self.score_train_epochs)
         # DESIGN.md 4: local training before scoring makes every score depend on every example through
         # the trained weights, so the record-level bound Δ = C/n no longer holds.
         _check(
-            self.score_train_epochs == 0 or self.unit == "client", "score-train-epochs",
+            self.score_train_epochs == 0 or self.unit == UNIT_CLIENT, "score-train-epochs",
             "0 unless unit=client (training before scoring voids the record-level sensitivity C/n;"
             " DP-SGD before scoring is not available yet)", self.score_train_epochs,
         )
@@ -134,8 +134,7 @@ class Config:
             self.min_replies <= per_round, "min-replies",
             f"<= the {per_round} clients sampled per round (num-clients x fraction-train)", self.min_replies,
         )
-        # The model name is checked against the registry lazily (models is a lower package and importing
-        # torch here would make `dppt --help` slow); see `check_model_name`.
+        # The names the registries own are checked by `check_names` (lazily: torch).
 
     # ----------------------------------------------------------------------------------------------
     @classmethod
@@ -208,12 +207,51 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def check_model_name(config: Config) -> None:
-    """Raise `ConfigError` when ``config.model`` is not in the models registry."""
-    from models import registry  # local import: torch is heavy and not needed for --help
+def check_names(config: Config) -> None:
+    """Check what the lower packages' registries own; call it before anything runs or is written.
 
-    if config.model not in registry.names():
-        raise ConfigError(f"model must be one of {', '.join(registry.names())}. Found '{config.model}'.")
+    - ``model``: a name of the models registry; ``score``: of the models.scores registry;
+      ``clip-mode``: a :class:`models.scores.ClipMode`.
+    - ``clip-bound``: under ``clip-mode=normalise`` every example's scores are divided by their
+      maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
+      would be silently replaced, so it is refused.
+    - ``patterns``: at most the number of candidate patterns of ``pattern-entries`` entries with
+      the centre kept (:func:`kernels.candidate_count`, 56 for m = 4).
+
+    The imports are local: torch is heavy and neither ``dppt --help`` nor the report needs it.
+
+    Raises
+    ------
+    ConfigError
+        On the first value that fails, in one line.
+    """
+    from kernels import candidate_count
+    from models import registry
+    from models.scores import ClipMode
+    from models.scores import names as score_names
+
+    _check(config.model in registry.names(), "model", f"one of {', '.join(registry.names())}", config.model)
+    _check(config.score in score_names(), "score", f"one of {', '.join(score_names())}", config.score)
+    modes = [mode.value for mode in ClipMode]
+    _check(config.clip_mode in modes, "clip-mode", f"one of {', '.join(modes)}", config.clip_mode)
+    _check(
+        config.clip_mode == ClipMode.CLIP or config.clip_bound == 1.0, "clip-bound",
+        "1.0 under clip-mode=normalise (normalised scores lie in [0, 1]); set clip-mode=clip to clamp scores to"
+        f" [0, {config.clip_bound:g}]", config.clip_bound,
+    )
+    candidates = candidate_count(config.pattern_entries, centre_fixed=True)
+    _check(
+        config.patterns <= candidates, "patterns",
+        f"at most the {candidates} candidate patterns of pattern-entries = {config.pattern_entries} (centre kept)",
+        config.patterns,
+    )
+
+
+def reads_client_data(config: Config) -> bool:
+    """Whether ``config.score`` reads the clients' examples (``False``: data-free, ε = 0; torch)."""
+    from models.scores import reads_data
+
+    return reads_data(config.score)
 
 
 def _check(ok: bool, key: str, constraint: str, value: Any) -> None:

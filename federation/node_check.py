@@ -16,7 +16,7 @@ from flwr.app import Context, RecordDict
 
 from federation.client_app import client_id_of
 from federation.client_data import load_client_data
-from federation.config import DATA_FREE_SCORES, Config
+from federation.config import Config, reads_client_data
 from federation.data import dataset_info
 from federation.device_log import device_log_of
 
@@ -62,7 +62,7 @@ def check_node(node_config: Mapping[str, Any], config: Config) -> NodeCheck:
     problems: list[str] = []
     if data.num_examples == 0:
         problems.append("holds no examples: it cannot vote, train or evaluate")
-    elif config.score not in DATA_FREE_SCORES and data.num_examples < config.score_examples:
+    elif reads_client_data(config) and data.num_examples < config.score_examples:
         problem = (
             f"holds {data.num_examples} examples < score-examples {config.score_examples}:"
             " it will abstain from every vote"

@@ -28,7 +28,7 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from federation.errors import PipelineError
-from federation.config import DATA_FREE_SCORES, Config
+from federation.config import UNIT_BOTH, Config, reads_client_data
 from federation.data import dataset_info, load_tensors
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
@@ -94,10 +94,10 @@ def log_partitions(config: Config, run_dir: RunDirectory) -> None:
 
 def search_is_private(config: Config) -> bool:
     """Whether the search adds noise under its unit, or reads no data at all (data-free scores)."""
-    if config.score in DATA_FREE_SCORES:
+    if not reads_client_data(config):
         return True
-    record = config.unit in ("record", "both") and math.isfinite(config.epsilon)
-    central = config.unit in ("client", "both") and math.isfinite(config.client_epsilon)
+    record = config.unit in (UNIT_RECORD, UNIT_BOTH) and math.isfinite(config.epsilon)
+    central = config.unit in (UNIT_CLIENT, UNIT_BOTH) and math.isfinite(config.client_epsilon)
     return record or central
 
 

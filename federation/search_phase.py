@@ -21,14 +21,17 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 from flwr.serverapp import Grid
 from torch import nn
 
-from federation.config import DATA_FREE_SCORES, Config
+from federation.config import UNIT_BOTH, Config, reads_client_data
 from federation.model_io import plain_weights, ticket_policies
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy
 from models import prunable_layers
-from privacy import Accountant, Ledger, ReleaseJournal
+from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, ReleaseJournal
 from strategies import (
+    NO_CENTRAL_NOISE,
     PATTERNS_DOMAIN,
+    SCORE_DATA_FREE,
+    SCORE_RECORD,
     DensitySchedule,
     PatternTicketSearch,
     PrivacySettings,
@@ -75,21 +78,21 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         split = {PATTERNS_DOMAIN: config.pattern_share, **{kernel_domain_name(name): rest for name in kernel_layers}}
     else:
         split = {PATTERNS_DOMAIN: 1.0}
-    data_free = config.score in DATA_FREE_SCORES
-    record_on = config.unit in ("record", "both") and not reference
-    central_on = config.unit in ("client", "both") and not reference and not data_free
+    data_free = not reads_client_data(config)
+    record_on = config.unit in (UNIT_RECORD, UNIT_BOTH) and not reference
+    central_on = config.unit in (UNIT_CLIENT, UNIT_BOTH) and not reference and not data_free
     rounds = config.search_rounds
     record_budget = config.epsilon if record_on else math.inf
     client_budget = config.client_epsilon if central_on else math.inf
     privacy = PrivacySettings(
         epsilon_split=split,
-        score_source="data-free" if data_free else "record",
+        score_source=SCORE_DATA_FREE if data_free else SCORE_RECORD,
         local_mechanism=config.mechanism,
         # DESIGN.md 5.4: per round ε / T of the whole-search budget (basic composition over T rounds).
         record_epsilon=record_budget / rounds if math.isfinite(record_budget) else math.inf,
-        clip_bound=config.clip_bound if config.clip_mode == "clip" else 1.0,  # normalise bounds to [0, 1]
+        clip_bound=config.clip_bound,  # C; 1 under clip-mode=normalise (config.check_names)
         min_examples=config.score_examples,  # DESIGN.md 5.1: clients score exactly n examples, Δ = C / n
-        central_noise=config.central_noise if central_on and math.isfinite(client_budget) else "none",
+        central_noise=config.central_noise if central_on and math.isfinite(client_budget) else NO_CENTRAL_NOISE,
         # DESIGN.md 5.2/5.4: the server's central releases, ε / T per round (basic composition); 1.0 is unused
         # without central noise.
         client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,
@@ -144,9 +147,9 @@ def _progress_line(label: str, server_round: int, total: int, metrics: Mapping[s
         eps = "ticket kept"
     else:
         parts = []
-        if config.unit in ("record", "both"):
+        if config.unit in (UNIT_RECORD, UNIT_BOTH):
             parts.append(f"ε record max {float(metrics.get('epsilon-record-max', 0.0)):.4g}/{config.epsilon:.4g}")
-        if config.unit in ("client", "both"):
+        if config.unit in (UNIT_CLIENT, UNIT_BOTH):
             parts.append(f"ε client {float(metrics.get('epsilon-client', 0.0)):.4g}/{config.client_epsilon:.4g}")
         eps = "  ".join(parts)
     jaccard = metrics.get("jaccard")

@@ -15,7 +15,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from federation.config import Config
+from federation.config import Config, check_names
 from federation.pipeline import CHECKPOINT_FILE, PipelineError, run_pipeline
 from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
 
@@ -70,6 +70,7 @@ def _from_run_config(run_config: dict[str, object], progress: Progress) -> tuple
     resume = str(run_config.get(RESUME_KEY, "") or "").strip()
     if not resume:
         config = Config.from_mapping(values)
+        check_names(config)  # before the run directory exists: a bad name writes nothing
         return config, new_run_directory(config)
     directory, config = resume_target(Path(resume), data_dir=str(values.get("data-dir", "") or "") or None)
     progress(f"dppt: resuming {directory.path} with its own config.json (other run-config values are ignored)")

@@ -32,15 +32,18 @@ from federation.errors import VoteError
 from kernels import enumerate_candidates
 from models import apply_masks
 from models.scores import ClipMode, Domain, ScoreRequest, get
-from privacy import gumbel_topk, laplace_topk
+from privacy import GUMBEL_TOPK, LAPLACE_TOPK, gumbel_topk, laplace_topk
 from strategies import keys
 from strategies.aggregation import plain_topk
 from strategies.domains import KERNELS_PREFIX, PATTERNS_DOMAIN
+from strategies.settings import SCORE_DATA_FREE, SCORE_RECORD, SCORE_SOURCES
 
 __all__ = ["VoteDomainRequest", "VoteError", "VoteRequest", "build_votes", "ticket_masks"]
 
 # Slack for the client's check that its scores' sensitivity is within the planned Δ (float rounding of C/n).
 _SENSITIVITY_RTOL = 1e-9
+# The clients' local mechanisms (DESIGN.md 5.1), by the name privacy gives them.
+_LOCAL_TOPK = {LAPLACE_TOPK: laplace_topk, GUMBEL_TOPK: gumbel_topk}
 
 
 
@@ -116,13 +119,13 @@ class VoteRequest:
 
     def check(self) -> None:
         """Refuse configurations whose release would not be what the server charged."""
-        if self.score_source not in ("record", "data-free"):
-            raise VoteError(f"score-source must be 'record' or 'data-free'. Found {self.score_source!r}.")
-        if self.score_source == "record" and self.mechanism not in ("laplace-topk", "gumbel-topk"):
-            raise VoteError(f"mechanism must be laplace-topk or gumbel-topk. Found {self.mechanism!r}.")
+        if self.score_source not in SCORE_SOURCES:
+            raise VoteError(f"score-source must be one of {list(SCORE_SOURCES)}. Found {self.score_source!r}.")
+        if self.score_source == SCORE_RECORD and self.mechanism not in _LOCAL_TOPK:
+            raise VoteError(f"mechanism must be one of {list(_LOCAL_TOPK)}. Found {self.mechanism!r}.")
         if self.min_examples < 1:
             raise VoteError(f"min-examples must be >= 1. Found {self.min_examples}.")
-        if self.score_source == "record":
+        if self.score_source == SCORE_RECORD:
             planned = self.clip_bound / self.min_examples
             if not math.isclose(self.sensitivity, planned, rel_tol=_SENSITIVITY_RTOL):
                 raise VoteError(f"sensitivity must be clip-bound / min-examples = {planned}. Found {self.sensitivity}.")
@@ -153,7 +156,7 @@ def _score_request(request: VoteRequest, *, clip_mode: str, policies: Mapping[st
     bound = None
     if mode is ClipMode.CLIP:
         bound = {"pooled_patterns": request.clip_bound, "kernels": request.clip_bound}
-    elif request.score_source == "record" and request.clip_bound != 1.0:
+    elif request.score_source == SCORE_RECORD and request.clip_bound != 1.0:
         raise VoteError(f"clip-bound must be 1 with clip-mode normalise. Found {request.clip_bound}.")
     return ScoreRequest(
         domains=domains,
@@ -198,7 +201,7 @@ def build_votes(
     """
     started = time.perf_counter()
     scorer = get(score)
-    if (request.score_source == "data-free") == scorer.data_dependent:
+    if (request.score_source == SCORE_DATA_FREE) == scorer.data_dependent:
         raise VoteError(f"score-source {request.score_source!r} does not match the scorer {score!r}.")
     apply_masks(model, dict(masks))
     metrics: dict[str, float] = {}
@@ -229,14 +232,14 @@ def build_votes(
         scores = vector.detach().double().cpu().numpy()
         if scores.size != domain.size:
             raise VoteError(f"domain {domain.name!r} must have {scores.size} items here. Found size {domain.size}.")
-        if request.score_source == "data-free":
+        if request.score_source == SCORE_DATA_FREE:
             votes[domain.name] = plain_topk(scores, domain.max_entries)
             continue
         actual = result.sensitivity(key)
         if actual > request.sensitivity * (1 + _SENSITIVITY_RTOL):
             raise VoteError(f"scores of {domain.name!r} have sensitivity {actual} > the planned Δ {request.sensitivity}.")
         # DESIGN.md 5.1: one-shot noisy top-k, noise 2kΔ/ε with Δ = C/n the server planned and charged.
-        mechanism = laplace_topk if request.mechanism == "laplace-topk" else gumbel_topk
+        mechanism = _LOCAL_TOPK[request.mechanism]
         release = mechanism(scores, k=domain.max_entries, epsilon=domain.epsilon, sensitivity=request.sensitivity, rng=rng)
         votes[domain.name] = np.sort(np.asarray(release.indices, dtype=np.int64))
     metrics["score-seconds"] = time.perf_counter() - started

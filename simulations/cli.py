@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> Any:
-    from federation.config import Config, check_model_name
+    from federation.config import Config, check_names
 
     config = Config()
     if args.config:
@@ -104,7 +104,7 @@ def resolve_config(args: argparse.Namespace) -> Any:
     config = Config.from_overrides(list(args.overrides), base=config)
     if args.data_dir:
         config = config.replace(data_dir=str(args.data_dir))
-    check_model_name(config)
+    check_names(config)
     return config
 
 
@@ -128,7 +128,9 @@ def preflight(config: Any) -> None:
             f"partition gives no examples to client(s) {empty[:5]}: raise alpha, lower num-clients or use"
             " partition=iid."
         )
-    if config.score in ("magnitude", "synflow"):
+    from federation.config import reads_client_data
+
+    if not reads_client_data(config):
         return  # data-free scores: every client can vote
     sizes = [min(p.size, config.max_examples_per_client or p.size) for p in parts]
     short = sum(1 for size in sizes if size < config.score_examples)

@@ -7,7 +7,7 @@ Entry point: :func:`get` (``"magnitude"``, ``"synflow"``, ``"snip"``), then
 from models.scores.base import DEFAULT_CLIP_BOUND, Batch, Scorer, ScoreRequest, plain_copy, scored_layers
 from models.scores.domains import bound_per_example, domain_vectors
 from models.scores.magnitude import Magnitude
-from models.scores.registry import get, names, register
+from models.scores.registry import get, names, reads_data, register
 from models.scores.result import VECTOR_KEYS, ClipMode, Domain, ScoreResult
 from models.scores.snip import Snip
 from models.scores.synflow import SynFlow
@@ -31,6 +31,7 @@ __all__ = [
     "global_topk_masks",
     "names",
     "plain_copy",
+    "reads_data",
     "register",
     "scored_layers",
 ]

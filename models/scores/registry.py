@@ -10,7 +10,7 @@ from models.scores.magnitude import Magnitude
 from models.scores.snip import Snip
 from models.scores.synflow import SynFlow
 
-__all__ = ["get", "names", "register"]
+__all__ = ["get", "names", "reads_data", "register"]
 
 _REGISTRY: dict[str, type[Scorer]] = {}
 
@@ -29,6 +29,20 @@ def register(name: str, scorer: type[Scorer], *, force: bool = False) -> None:
 def names() -> tuple[str, ...]:
     """The registered scorer names, sorted."""
     return tuple(sorted(_REGISTRY))
+
+
+def reads_data(name: str) -> bool:
+    """Whether the scorer ``name`` reads private examples (``False``: a data-free score, ε = 0).
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not registered; the message lists the valid names.
+    """
+    try:
+        return _REGISTRY[name].data_dependent
+    except (KeyError, TypeError) as err:
+        raise UnknownNameError(f"scorer must be one of {list(names())}. Found {name!r}.") from err
 
 
 def get(name: str, **options: Any) -> Scorer:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from federation.config import Config, ConfigError
+from federation.config import Config, ConfigError, check_names, reads_client_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,3 +83,22 @@ def test_run_hash_ignores_defaults_and_paths():
 def test_to_dict_round_trips():
     c = Config(num_clients=3, alpha=2.0, seed=5)
     assert Config.from_mapping(c.to_dict()) == c
+
+
+def test_check_names_takes_the_registries_names_and_refuses_what_would_be_ignored():
+    check_names(Config())  # the defaults pass
+    check_names(Config.from_overrides(["clip-mode=clip", "clip-bound=0.5", "patterns=56"]))
+    for pairs, message in [
+        (["clip-bound=2"], "clip-bound must be 1.0 under clip-mode=normalise"),
+        (["patterns=57"], "patterns must be at most the 56 candidate patterns"),
+        (["score=grasp"], "score must be one of magnitude, snip, synflow"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            check_names(Config.from_overrides(pairs))
+
+
+def test_data_free_is_the_scorer_registry_s_word():
+    from models.scores import names, reads_data
+
+    assert {name: reads_data(name) for name in names()} == {"magnitude": False, "snip": True, "synflow": False}
+    assert reads_client_data(Config()) and not reads_client_data(Config.from_overrides(["score=synflow"]))

@@ -103,7 +103,7 @@ def test_a_scorer_that_does_not_match_the_score_source_is_refused():
     ("field", "value", "message"),
     [
         (keys.SENSITIVITY_FIELD, 0.5, "sensitivity must be clip-bound / min-examples"),
-        (keys.MECHANISM_FIELD, "exponential", "mechanism must be laplace-topk or gumbel-topk"),
+        (keys.MECHANISM_FIELD, "exponential", "mechanism must be one of \\['laplace-topk', 'gumbel-topk'\\]"),
         (keys.domain_field("patterns", keys.DOMAIN_EPSILON_FIELD), 0.0, "epsilon of domain 'patterns' must be > 0"),
         (keys.DOMAINS_FIELD, "patterns", "must be <class 'list'>"),
     ],

@@ -34,6 +34,11 @@ def test_help_on_every_subcommand(sub, capsys):
     [
         (["--set", "alpha=0"], "alpha must be a finite number > 0"),
         (["--set", "model=vgg99"], "model must be one of conv4, lenet5, resnet20. Found 'vgg99'."),
+        (["--set", "patterns=100"], "patterns must be at most the 56 candidate patterns of pattern-entries = 4"),
+        (["--set", "patterns=9", "--set", "pattern-entries=2"], "patterns must be at most the 8 candidate patterns"),
+        (["--set", "clip-bound=0.5"], "clip-bound must be 1.0 under clip-mode=normalise"),
+        (["--set", "score=grasp"], "score must be one of magnitude, snip, synflow. Found 'grasp'."),
+        (["--set", "clip-mode=clamp"], "clip-mode must be one of clip, normalise. Found 'clamp'."),
         (["--set", "dataset=imagenet"], "dataset must be one of"),
         (["--set", "bogus=1"], "Unknown config key 'bogus'"),
         (["--config", "missing.toml"], "does not exist"),
