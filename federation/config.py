@@ -60,6 +60,7 @@ class Config:
     patterns: int = field(default=8, metadata=_help("P: patterns in the library"))
     pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
     kernel_votes: bool = field(default=False, metadata=_help("also vote each pattern layer's kernel connectivity (else post-processing of public weights)"))
+    other_layers: str = field(default="dense", metadata=_help("policy of the layers that are not 3x3 convolutions (linear, other convs): dense, or unstructured (the largest |w| of the public weights at the round's density; ε = 0)"))
     pattern_share: float = field(default=0.5, metadata=_help("with kernel-votes: share of each round's ε spent on the pattern vote (rest split evenly over layers)"))
     score_examples: int = field(default=512, metadata=_help("examples each client scores per round (a fresh random subset); clients with fewer abstain"))
     clip_mode: str = field(default="normalise", metadata=_help("per-example score bounding: normalise (each example's vector divided by its max, C = 1) or clip (clamped to [0, clip-bound])"))
@@ -211,7 +212,8 @@ def check_names(config: Config) -> None:
     """Check what the lower packages' registries own; call it before anything runs or is written.
 
     - ``model``: a name of the models registry; ``score``: of the models.scores registry;
-      ``clip-mode``: a :class:`models.scores.ClipMode`.
+      ``clip-mode``: a :class:`models.scores.ClipMode`; ``other-layers``: ``dense`` or
+      ``unstructured`` (:class:`kernels.LayerPolicy`).
     - ``clip-bound``: under ``clip-mode=normalise`` every example's scores are divided by their
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
       would be silently replaced, so it is refused.
@@ -225,13 +227,15 @@ def check_names(config: Config) -> None:
     ConfigError
         On the first value that fails, in one line.
     """
-    from kernels import candidate_count
+    from kernels import LayerPolicy, candidate_count
     from models import registry
     from models.scores import ClipMode
     from models.scores import names as score_names
 
     _check(config.model in registry.names(), "model", f"one of {', '.join(registry.names())}", config.model)
     _check(config.score in score_names(), "score", f"one of {', '.join(score_names())}", config.score)
+    others = [LayerPolicy.DENSE.value, LayerPolicy.UNSTRUCTURED.value]
+    _check(config.other_layers in others, "other-layers", f"one of {', '.join(others)}", config.other_layers)
     modes = [mode.value for mode in ClipMode]
     _check(config.clip_mode in modes, "clip-mode", f"one of {', '.join(modes)}", config.clip_mode)
     _check(

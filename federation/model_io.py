@@ -44,12 +44,14 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     load_plain_state_dict(model, state)
 
 
-def ticket_policies(model: nn.Module) -> dict[str, LayerPolicy]:
-    """Layer policies of a dppt ticket: 3x3 convolutions follow patterns, every other layer stays dense.
+def ticket_policies(model: nn.Module, *, other_layers: str = "dense") -> dict[str, LayerPolicy]:
+    """Layer policies of a dppt ticket: 3x3 convolutions follow patterns, every other layer gets ``other_layers``.
 
-    The search's sparsity target is the conv weights' (DESIGN.md 3); the server and every client
-    must use the same policies, so both call this.
+    ``other_layers`` is the config's ``other-layers``: ``"dense"`` (the default: the search's
+    sparsity target is the conv weights', DESIGN.md 3) or ``"unstructured"`` (those layers keep
+    their largest ``|w|`` of the public weights at the round's density: post-processing, ε = 0).
+    The server and every client must use the same policies, so both call this with the run's config.
     """
     from models import default_policies
 
-    return default_policies(model, linear="dense", other_conv="dense")
+    return default_policies(model, linear=other_layers, other_conv=other_layers)  # type: ignore[arg-type]

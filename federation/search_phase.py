@@ -68,7 +68,7 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
     plain top-k and the server adds central noise (``client-epsilon``); ``both``: both. The
     reference search adds no noise anywhere (ε = inf), with the same scores and schedule.
     """
-    policies = ticket_policies(model)
+    policies = ticket_policies(model, other_layers=config.other_layers)
     pattern_layers = [name for name, policy in policies.items() if policy is LayerPolicy.PATTERN]
     kernel_layers = tuple(pattern_layers) if config.kernel_votes else ()
     # DESIGN.md 5.4: within a round, the domains' releases compose sequentially; the split of the

@@ -282,3 +282,20 @@ def test_a_hostile_client_is_rejected_with_reasons_and_the_rounds_go_on(small_co
     assert summary["search"]["rounds-completed"] == 3 and summary["accuracy"]["dp_ticket"] is not None
     # it replied, so it is charged like everyone (its release happened, valid or not)
     assert math.isclose(_per_client(tmp_path / "run" / "ledger.jsonl")["partition-2"], config.epsilon)
+
+
+def test_other_layers_unstructured_prunes_the_linear_layers_by_public_magnitude(small_config, data_dir, tmp_path, grid_type):
+    config = small_config.replace(other_layers="unstructured", reference_search=False, baselines=False, train_rounds=1)
+    summary = _run(config, tmp_path / "run", grid_type(config, data_dir))
+    ticket = Ticket.load(tmp_path / "run" / TICKET_FILE)
+    linear = {name: layer for name, layer in ticket.layers.items() if layer.policy is LayerPolicy.UNSTRUCTURED}
+    assert linear, "the linear layers of conv4 must carry unstructured masks"
+    for name, layer in linear.items():
+        assert layer.density == pytest.approx(1 - config.sparsity, abs=0.01), name
+    assert summary["sparsity"]["conv"] == pytest.approx(config.sparsity, abs=0.01)
+    assert summary["sparsity"]["model"] == pytest.approx(config.sparsity, abs=0.02)  # every layer is pruned now
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "run" / "weights.safetensors"))
+    name = next(iter(linear))
+    assert bool((weights[f"{name}.weight"][~linear[name].mask()] == 0).all())

@@ -39,6 +39,7 @@ def test_help_on_every_subcommand(sub, capsys):
         (["--set", "clip-bound=0.5"], "clip-bound must be 1.0 under clip-mode=normalise"),
         (["--set", "score=grasp"], "score must be one of magnitude, snip, synflow. Found 'grasp'."),
         (["--set", "clip-mode=clamp"], "clip-mode must be one of clip, normalise. Found 'clamp'."),
+        (["--set", "other-layers=pattern"], "other-layers must be one of dense, unstructured. Found 'pattern'."),
         (["--set", "dataset=imagenet"], "dataset must be one of"),
         (["--set", "bogus=1"], "Unknown config key 'bogus'"),
         (["--config", "missing.toml"], "does not exist"),
