@@ -157,6 +157,11 @@ class PatternSearch(SearchStart, Strategy):
         return self._schedule
 
     @property
+    def settings(self) -> SearchSettings:
+        """The search settings (sampling, library, kernel votes)."""
+        return self._settings
+
+    @property
     def privacy(self) -> PrivacySettings:
         """The privacy settings of the votes (split, mechanisms, ε per round)."""
         return self._privacy

@@ -131,10 +131,11 @@ def make_search(
     privacy: PrivacySettings | None = None,
     schedule: DensitySchedule | None = None,
     journal: bool = False,
+    gate: type[PrivacyGate] = PrivacyGate,
 ) -> PrivacyGate:
     """A gated search over the small model with kernel votes on conv2 (defaults: record-level ε = 4).
 
-    ``journal``: with a release journal ``tmp_path / "journal.jsonl"``.
+    ``journal``: with a release journal ``tmp_path / "journal.jsonl"``; ``gate``: the wrapper class.
     """
     settings = settings or SearchSettings(kernel_vote_layers=("conv2",), min_replies=2)
     privacy = privacy or PrivacySettings(
@@ -148,7 +149,7 @@ def make_search(
         weights=weights, policies=POLICIES, settings=settings, privacy=privacy, schedule=schedule,
         ticket_dir=tmp_path / "tickets",
     )
-    return PrivacyGate(
+    return gate(
         strategy=search, accountant=accountant, journal=ReleaseJournal(tmp_path / "journal.jsonl") if journal else None
     )
 
