@@ -49,30 +49,22 @@ from strategies.domains import VoteDomain, plan_round_events
 from strategies.errors import SearchStopped, StrategyError
 from strategies.rounds import Releaser, RoundPlan, RoundVotes
 from strategies.schedule import DensitySchedule
-from strategies.search_loop import SearchStart
+from strategies.search_loop import SearchRunner, SearchStart
 from strategies.settings import PrivacySettings
 
 __all__ = ["GatedSearch", "PrivacyGate"]
 
 
 @runtime_checkable
-class GatedSearch(Protocol):
-    """What the gate needs of the search it wraps (:class:`strategies.PatternSearch`)."""
+class GatedSearch(SearchRunner, Protocol):
+    """What the gate needs of the search it wraps (:class:`strategies.PatternSearch`): the loop's
+    hooks, and the staged round (``pending`` plan, ``collect`` then ``conclude``) it accounts for."""
 
-    @property
-    def ticket(self) -> Ticket | None: ...
-    @property
-    def completed_round(self) -> int: ...
-    @property
-    def schedule(self) -> DensitySchedule: ...
     @property
     def privacy(self) -> PrivacySettings: ...
     @property
     def pending(self) -> RoundPlan | None: ...
     def skip_attempts(self, server_round: int, used: Iterable[int]) -> None: ...
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]: ...
     def collect(self, server_round: int, replies: Iterable[Message]) -> RoundVotes: ...
     def conclude(
         self, votes: RoundVotes, *, releaser: Releaser | None = None, epsilon_spent: Mapping[str, float] | None = None

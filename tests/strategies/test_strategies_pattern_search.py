@@ -231,3 +231,32 @@ def test_start_runs_the_search_as_a_flower_strategy(kit: SimpleNamespace) -> Non
     assert sorted(result.train_metrics_clientapp) == [1, 2]
     assert result.arrays[keys.LIBRARY_ARRAY].numpy().dtype == np.bool_
     assert result.train_metrics_clientapp[1][f"rejected.{RejectReason.EMPTY.value}"] == 0  # every reason reported
+
+
+def test_the_plain_search_runs_alone_charges_nothing_and_refuses_central_noise(kit: SimpleNamespace) -> None:
+    gate = kit.make_search()
+    result = gate.strategy.start(_honest_grid(kit), ARRAYS, num_rounds=2)  # the same loop, without the gate
+    assert sorted(result.train_metrics_clientapp) == [1, 2] and gate.strategy.completed_round == 2
+    assert gate.accountant.ledger.num_batches == 0  # the plain search knows no ledger
+    assert "epsilon-client" not in result.train_metrics_clientapp[1]  # ε metrics are the gate's
+    central = PrivacySettings(epsilon_split={"patterns": 0.5, "kernels:conv2": 0.5}, record_epsilon=1.0,
+                              min_examples=kit.min_examples, central_noise="laplace")
+    plain = kit.make_search(privacy=central).strategy
+    with pytest.raises(StrategyError, match="releaser must draw the central noise 'laplace'"):
+        run_search(plain, _honest_grid(kit), arrays=ARRAYS, num_rounds=1)
+    assert plain.ticket is None
+
+
+def test_the_loop_module_imports_no_strategy() -> None:
+    """No import cycle: the strategies import the loop, the loop types them by a Protocol."""
+    import ast
+
+    import strategies
+
+    folder = Path(strategies.__file__).parent
+    imported = {
+        node.module for node in ast.walk(ast.parse((folder / "search_loop.py").read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not imported & {"strategies.pattern_search", "strategies.privacy_gate"}
+    assert "strategies.privacy_gate" not in (folder / "pattern_search.py").read_text()
