@@ -205,10 +205,12 @@ class PrivacyGate(SearchStart, Strategy):
                     metrics[f"snr-local.{event.domain}"] = local.ratio
         return arrays, MetricRecord(metrics)
 
-    def _release(self, domain: VoteDomain, votes: Sequence[np.ndarray], events: Sequence[PrivacyEvent]) -> DomainRelease:
+    def _release(
+        self, domain: VoteDomain, votes: Sequence[np.ndarray], events: Sequence[PrivacyEvent]
+    ) -> DomainRelease:
         """One domain's winners; with central noise (DESIGN.md 5.2) a release already charged."""
-        # DESIGN.md 5.2/5.4: the domain's share of the round's client-level ε, Laplace of scale
-        # min(c, K)/ε on every count then top-K (privacy.noisy_topk_histogram), as planned and charged.
+        # DESIGN.md 5.2/5.4: the domain's share of the round's client-level ε, as planned and charged;
+        # Laplace of scale min(c, K)/ε (discrete Laplace c/ε) then top-K (privacy.histogram_calibration).
         release = release_domain(
             votes, domain, central_noise=self._privacy.central_noise,
             epsilon=self._privacy.epsilon_split[domain.name] * self._privacy.client_epsilon, rng=self._noise_rng,

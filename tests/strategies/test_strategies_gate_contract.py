@@ -165,7 +165,7 @@ def _check_repliers_are_charged_once_before_their_votes_are_used(
     declared = gate.strategy.settings.identify_clients  # type: ignore[attr-defined]
     repliers = {_client_id(node, declared) for node in range(1, 7)}
     assert seen, "the wrapped strategy must use the votes"
-    assert seen["batches"] == 1, f"the round must be one ledger batch before its votes are used. Found {seen['batches']}"
+    assert seen["batches"] == 1, f"the round must be one ledger batch before its votes are used. Found {seen}"
     charged = seen["charged"]
     assert set(charged) == repliers, f"exactly the clients that replied must be charged. Found {sorted(charged)}"
     assert all(v == pytest.approx(gate.strategy.privacy.record_epsilon) for v in charged.values())
