@@ -9,11 +9,15 @@ they break, so that a check that cannot fail is caught too.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from privacy import UNIT_CLIENT, UNIT_RECORD, Ledger, ReleaseJournal
@@ -80,8 +84,24 @@ def _declaring(kit: SimpleNamespace, client: Callable[[int, Message], RecordDict
     return reply
 
 
-def _grid(kit: SimpleNamespace, gate: PrivacyGate, special: dict | None = None) -> object:
-    clients = {node: kit.honest_client for node in range(1, 7)} | (special or {})
+def _hostile(kit: SimpleNamespace) -> Callable[[int, Message], RecordDict]:
+    def reply(node: int, message: Message) -> RecordDict:  # replies (so it released), every vote invalid
+        server_round = int(message.content[keys.VOTE_CONFIG_KEY][keys.ROUND_FIELD])
+        return kit.vote_reply({"patterns": np.array([3, 3]), "kernels:conv2": np.array([[1, 2]])}, server_round)
+
+    return reply
+
+
+def _behaviours(kit: SimpleNamespace) -> dict[str, Callable[[int, Message], RecordDict | None]]:
+    return {"honest": kit.honest_client, "hostile": _hostile(kit), "failing": kit.failing_client,
+            "silent": kit.silent_client}
+
+
+def _grid(
+    kit: SimpleNamespace, gate: PrivacyGate, special: dict | None = None, clients: dict | None = None
+) -> object:
+    """Six honest nodes, updated by ``special``; or exactly ``clients`` (at least ``min_replies``)."""
+    clients = clients or ({node: kit.honest_client for node in range(1, 7)} | (special or {}))
     if gate.strategy.settings.identify_clients:  # type: ignore[attr-defined]
         clients = {node: _declaring(kit, client) for node, client in clients.items()}
     return kit.FakeGrid(clients)
@@ -139,12 +159,17 @@ def _check_ask_is_on_disk_before_the_messages_return(kit: SimpleNamespace, make:
 
 
 def _check_repliers_are_charged_once_before_their_votes_are_used(
-    kit: SimpleNamespace, make: Make, tmp_path: Path
+    kit: SimpleNamespace, make: Make, tmp_path: Path, behaviours: Mapping[int, str] | None = None
 ) -> None:
-    """Only the clients that replied are charged, in one ledger batch, before the ticket changes;
-    a central release is charged before its noise is drawn."""
+    """Only the clients that replied (hostile ones too) are charged, in one ledger batch, before the
+    ticket changes; a central release is charged before its noise is drawn.
+
+    ``behaviours``: node -> a key of ``_behaviours`` (default: six honest, one failing, one silent).
+    """
+    behaviours = behaviours or {**dict.fromkeys(range(1, 7), "honest"), 7: "failing", 8: "silent"}
     gate = make(tmp_path, journal=True)
-    grid = _grid(kit, gate, special={7: kit.failing_client, 8: kit.silent_client})
+    kinds = _behaviours(kit)
+    grid = _grid(kit, gate, clients={node: kinds[kind] for node, kind in behaviours.items()})
     ledger = tmp_path / "ledger.jsonl"
     seen: dict[str, object] = {}
     conclude = gate.strategy.conclude
@@ -163,17 +188,20 @@ def _check_repliers_are_charged_once_before_their_votes_are_used(
     replies = grid.send_and_receive(gate.configure_train(1, ARRAYS, ConfigRecord(), grid))
     arrays, _ = gate.aggregate_train(1, replies)
     declared = gate.strategy.settings.identify_clients  # type: ignore[attr-defined]
-    repliers = {_client_id(node, declared) for node in range(1, 7)}
-    assert seen, "the wrapped strategy must use the votes"
-    assert seen["batches"] == 1, f"the round must be one ledger batch before its votes are used. Found {seen}"
+    repliers = {_client_id(node, declared) for node, kind in behaviours.items() if kind in ("honest", "hostile")}
+    enough = len(repliers) >= gate.strategy.settings.min_replies  # type: ignore[attr-defined]
+    assert seen, "the wrapped strategy must be handed the votes"
+    batches = 1 if repliers else 0
+    assert seen["batches"] == batches, f"the round must be {batches} ledger batch before its votes are used. Found {seen}"
     charged = seen["charged"]
     assert set(charged) == repliers, f"exactly the clients that replied must be charged. Found {sorted(charged)}"
     assert all(v == pytest.approx(gate.strategy.privacy.record_epsilon) for v in charged.values())
     assert seen["ticket"] is None and seen["open"] == [], "charged and the ask closed before the ticket changes"
     privacy = gate.strategy.privacy
-    if privacy.central:
+    if privacy.central and enough:
         assert seen["client-eps"] == pytest.approx(privacy.client_epsilon), "charged before the noise is drawn"
-    assert arrays is not None and gate.ticket is not None and Ledger(ledger).num_batches == 1
+    assert (arrays is not None) == enough == (gate.ticket is not None)
+    assert Ledger(ledger).num_batches == batches and _record_charges(ledger) == charged, "nothing charged after use"
 
 
 def _check_an_interrupted_round_is_charged_in_full_on_reopening(
@@ -227,3 +255,18 @@ def test_the_contract_catches_a_broken_gate(kit: SimpleNamespace, tmp_path: Path
 
     with pytest.raises(AssertionError):
         CHECKS[check](kit, make, tmp_path)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from(["honest", "hostile", "failing", "silent"]), min_size=2, max_size=7))
+@pytest.mark.parametrize("search", list(SEARCHES), ids=list(SEARCHES))
+@pytest.mark.parametrize("gate", list(GATES), ids=list(GATES))
+def test_gate_charges_exactly_the_repliers_for_any_reply_pattern(
+    kit: SimpleNamespace, gate: str, search: str, kinds: list[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        def make(path: Path, **kwargs: object) -> PrivacyGate:
+            return kit.make_search(path, gate=GATES[gate], **SEARCHES[search], **kwargs)
+
+        behaviours = {node: kind for node, kind in enumerate(kinds, start=1)}
+        _check_repliers_are_charged_once_before_their_votes_are_used(kit, make, Path(folder), behaviours)
