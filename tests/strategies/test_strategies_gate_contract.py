@@ -1,24 +1,25 @@
 """The contract every privacy gate honours around every search strategy it wraps (DESIGN.md 5.4).
 
 Each ``_check_*`` states one property; the contract runs every check for every gate in
-:data:`GATES` around every inner search of :data:`SEARCHES`. Negative controls: two broken
-gates (one that only delegates, one that charges after the votes are used) must fail the checks
-they break, so that a check that cannot fail is caught too.
+:data:`GATES` around every inner search of :data:`SEARCHES`, and the charge check for any reply
+pattern (hypothesis). Negative controls: two broken gates (one that only delegates, one that
+charges after the votes are used) must fail the checks they break, so that a check that cannot
+fail is caught too.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from privacy import UNIT_CLIENT, UNIT_RECORD, Ledger, ReleaseJournal
 from strategies import (
@@ -192,7 +193,7 @@ def _check_repliers_are_charged_once_before_their_votes_are_used(
     enough = len(repliers) >= gate.strategy.settings.min_replies  # type: ignore[attr-defined]
     assert seen, "the wrapped strategy must be handed the votes"
     batches = 1 if repliers else 0
-    assert seen["batches"] == batches, f"the round must be {batches} ledger batch before its votes are used. Found {seen}"
+    assert seen["batches"] == batches, f"the round must be {batches} ledger batch before its votes are used: {seen}"
     charged = seen["charged"]
     assert set(charged) == repliers, f"exactly the clients that replied must be charged. Found {sorted(charged)}"
     assert all(v == pytest.approx(gate.strategy.privacy.record_epsilon) for v in charged.values())
