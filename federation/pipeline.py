@@ -39,7 +39,7 @@ from federation.ticket_training import VARIANTS, train_variant
 from kernels import Ticket, TicketMetadata, random_ticket_like
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
 from storage import encode_float
-from strategies import PatternTicketSearch, SearchOutcome
+from strategies import PrivacyGate, SearchOutcome
 
 __all__ = [
     "CHECKPOINT_FILE", "TICKET_FILE", "PipelineError", "config_record", "privacy_summary", "run_pipeline",
@@ -139,7 +139,7 @@ class _Checkpoint:
         entry = self.data["searches"].get(phase)
         return None if entry is None else entry.get("outcome")
 
-    def save(self, phase: str, strategy: PatternTicketSearch, outcome: SearchOutcome | None = None) -> None:
+    def save(self, phase: str, strategy: PrivacyGate, outcome: SearchOutcome | None = None) -> None:
         entry: dict[str, Any] = {"state": strategy.state_dict()}
         if outcome is not None:
             entry["outcome"] = {"completed-round": outcome.completed_round, "stop-reason": outcome.stop_reason}
@@ -150,7 +150,7 @@ class _Checkpoint:
 def _search(
     grid: Grid, config: Config, run_dir: RunDirectory, model: torch.nn.Module, checkpoint: _Checkpoint, *,
     reference: bool, progress: Progress,
-) -> tuple[PatternTicketSearch, dict[str, Any]]:
+) -> tuple[PrivacyGate, dict[str, Any]]:
     phase = "reference-search" if reference else "search"
     folder = run_dir.path / REFERENCE_DIR if reference else run_dir.path
     strategy = build_strategy(config, model, folder, reference=reference)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+import torch
 from flwr.serverapp import Grid
 from torch import nn
 
@@ -33,7 +34,8 @@ from strategies import (
     SCORE_DATA_FREE,
     SCORE_RECORD,
     DensitySchedule,
-    PatternTicketSearch,
+    PatternSearch,
+    PrivacyGate,
     PrivacySettings,
     SearchOutcome,
     SearchSettings,
@@ -46,7 +48,7 @@ __all__ = ["JOURNAL_FILE", "SearchPlan", "build_strategy", "plan_search", "run_s
 JOURNAL_FILE = "ledger.journal.jsonl"
 
 Progress = Callable[[str], None]
-Checkpoint = Callable[[PatternTicketSearch], None]
+Checkpoint = Callable[[PrivacyGate], None]
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,15 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
     return SearchPlan(policies, settings, privacy, schedule, record_budget, client_budget)
 
 
-def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference: bool) -> PatternTicketSearch:
+def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference: bool) -> PrivacyGate:
     """The strategy of one search, its ledger ``folder/ledger.jsonl`` opened (and counted, on resume).
+
+    A :class:`PatternSearch` wrapped in the :class:`PrivacyGate` that plans, checks, journals and
+    charges its releases.
 
     Its release journal ``folder/ledger.journal.jsonl`` records, before each round's messages
     leave, what every sampled client is asked to release (a server killed mid-round is then
-    charged in full on resume, :meth:`PatternTicketSearch.settle_interrupted_rounds`).
+    charged in full on resume, :meth:`PrivacyGate.settle_interrupted_rounds`).
     """
     plan = plan_search(config, model, reference=reference)
     layers = prunable_layers(model)
@@ -135,11 +140,22 @@ def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference:
         record_epsilon_budget=plan.record_budget,
         client_epsilon_budget=plan.client_budget,
     )
-    return PatternTicketSearch(
+    return _gated_search(
         weights=weights, policies=plan.policies, settings=plan.settings, privacy=plan.privacy,
         schedule=plan.schedule, accountant=accountant, ticket_dir=folder / "tickets",
         journal=ReleaseJournal(folder / JOURNAL_FILE),
     )
+
+
+def _gated_search(
+    *, accountant: Accountant, journal: ReleaseJournal, weights: Mapping[str, torch.Tensor],
+    policies: Mapping[str, LayerPolicy], settings: SearchSettings, privacy: PrivacySettings,
+    schedule: DensitySchedule, ticket_dir: Path,
+) -> PrivacyGate:
+    """The plain search strategy, wrapped in the gate that accounts for its releases."""
+    search = PatternSearch(weights=weights, policies=policies, settings=settings, privacy=privacy,
+                           schedule=schedule, ticket_dir=ticket_dir)
+    return PrivacyGate(strategy=search, accountant=accountant, journal=journal)
 
 
 def _progress_line(label: str, server_round: int, total: int, metrics: Mapping[str, Any], config: Config) -> str:
@@ -162,7 +178,7 @@ def run_search_phase(
     grid: Grid,
     config: Config,
     run_dir: RunDirectory,
-    strategy: PatternTicketSearch,
+    strategy: PrivacyGate,
     model: nn.Module,
     *,
     reference: bool,
@@ -176,7 +192,7 @@ def run_search_phase(
     total = strategy.schedule.total_rounds
     shown = config.replace(epsilon=math.inf, client_epsilon=math.inf) if reference else config
 
-    def on_round(server_round: int, metrics: MetricRecord, search: PatternTicketSearch) -> None:
+    def on_round(server_round: int, metrics: MetricRecord, search: PrivacyGate) -> None:
         row = {"phase": phase, "kind": "search-round", **dict(metrics), "round": server_round,
                "elapsed-s": round(time.time() - start, 2)}
         run_dir.log_metrics(row)

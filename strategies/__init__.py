@@ -3,7 +3,8 @@
 Imports kernels, privacy and Flower only (DESIGN.md section 6); works on arrays, tensors and
 tickets, never on ``nn.Module`` s. Public API:
 
-- :class:`PatternTicketSearch` (the strategy) and :func:`run_search` (the loop), :class:`SearchOutcome`.
+- :class:`PatternSearch` (the plain search strategy), :class:`PrivacyGate` (the accounting wrapper
+  around it) and :func:`run_search` (the one loop), :class:`SearchOutcome`.
 - Settings: :class:`SearchSettings`, :class:`PrivacySettings`, :class:`DensitySchedule`.
 - Domains and accounting plan: :class:`VoteDomain`, :func:`build_domains`, :func:`plan_round_events`.
 - Replies: :func:`collect_votes`, :func:`parse_reply`, :class:`ReplyIssue`.
@@ -26,10 +27,12 @@ from strategies.domains import (
     plan_round_events,
 )
 from strategies.errors import SearchStopped, StrategyError
-from strategies.pattern_search import STATE_SCHEMA, PatternTicketSearch
+from strategies.pattern_search import STATE_SCHEMA, PatternSearch
 from strategies.payload import round_config_record, ticket_record
+from strategies.privacy_gate import GatedSearch, PrivacyGate
+from strategies.rounds import Releaser, RoundPlan, RoundVotes
 from strategies.schedule import DensitySchedule
-from strategies.search_loop import SearchOutcome, run_search
+from strategies.search_loop import SearchOutcome, SearchRunner, run_search
 from strategies.settings import (
     CENTRAL_NOISE_KINDS,
     LOCAL_MECHANISMS,
@@ -54,10 +57,16 @@ __all__ = [
     "STATE_SCHEMA",
     "DensitySchedule",
     "DomainRelease",
-    "PatternTicketSearch",
+    "GatedSearch",
+    "PatternSearch",
+    "PrivacyGate",
     "PrivacySettings",
+    "Releaser",
     "ReplyIssue",
+    "RoundPlan",
+    "RoundVotes",
     "SearchOutcome",
+    "SearchRunner",
     "SearchSettings",
     "SearchStopped",
     "StrategyError",

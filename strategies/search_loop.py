@@ -1,23 +1,56 @@
-"""The search loop: rounds of :class:`PatternTicketSearch` on a grid until the schedule ends or the
-search is stopped (budget, nodes, or a round that keeps missing its minimum of replies)."""
+"""The search loop: rounds of a search strategy on a grid until the schedule ends or the search
+is stopped (budget, nodes, or a round that keeps missing its minimum of replies).
+
+:func:`run_search` is the one loop. :class:`SearchStart` gives a strategy Flower's ``start()``
+entry point by calling it, so Flower's template loop (which would send the returned ticket as
+the next round's weights) never runs a search. The loop is typed against :class:`SearchRunner`,
+not against a strategy class: the strategies import this module, never the other way round.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
+from typing import Protocol, TypeVar
 
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result
 from flwr.supercore.logger import log
 
 from kernels import Ticket
 from strategies.errors import SearchStopped, StrategyError
-from strategies.pattern_search import PatternTicketSearch
+from strategies.payload import ticket_record
+from strategies.schedule import DensitySchedule
 
-__all__ = ["SearchOutcome", "run_search"]
+__all__ = ["RoundCallback", "SearchOutcome", "SearchRunner", "SearchStart", "run_search"]
 
-RoundCallback = Callable[[int, MetricRecord, PatternTicketSearch], None]
+
+class SearchRunner(Protocol):
+    """What the loop needs of a search strategy (:class:`strategies.PrivacyGate`,
+    :class:`strategies.PatternSearch`)."""
+
+    @property
+    def ticket(self) -> Ticket | None: ...
+
+    @property
+    def completed_round(self) -> int: ...
+
+    @property
+    def schedule(self) -> DensitySchedule: ...
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]: ...
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord]: ...
+
+
+S = TypeVar("S", bound=SearchRunner)
+RoundCallback = Callable[[int, MetricRecord, S], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +81,7 @@ class SearchOutcome:
 
 
 def run_search(
-    strategy: PatternTicketSearch,
+    strategy: S,
     grid: Grid,
     *,
     arrays: ArrayRecord,
@@ -56,7 +89,7 @@ def run_search(
     timeout: float | None = None,
     config: ConfigRecord | None = None,
     max_attempts: int = 2,
-    on_round: RoundCallback | None = None,
+    on_round: RoundCallback[S] | None = None,
 ) -> SearchOutcome:
     """Run the search from ``strategy.completed_round + 1`` (a resumed strategy continues).
 
@@ -105,3 +138,31 @@ def run_search(
     return SearchOutcome(
         ticket=strategy.ticket, completed_round=strategy.completed_round, stop_reason=stop_reason, metrics=metrics
     )
+
+
+class SearchStart:
+    """Mixin: Flower's ``Strategy.start`` entry point, running :func:`run_search` (the one loop)."""
+
+    def start(
+        self: SearchRunner,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+    ) -> Result:
+        """Run :func:`run_search`; ``Result.arrays`` is the last ticket's record.
+
+        ``initial_arrays`` are the public weights sent every round; they never change.
+        """
+        if evaluate_fn is not None:
+            raise StrategyError("evaluate_fn must be None: evaluate the ticket after the search. Found a function.")
+        outcome = run_search(self, grid, arrays=initial_arrays, num_rounds=num_rounds, timeout=timeout,
+                             config=train_config)
+        result = Result()
+        if outcome.ticket is not None:
+            result.arrays = ticket_record(outcome.ticket)
+        result.train_metrics_clientapp.update(outcome.metrics)
+        return result

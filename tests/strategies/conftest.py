@@ -17,8 +17,8 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from privacy import Accountant, Ledger, laplace_topk
-from strategies import DensitySchedule, PatternTicketSearch, PrivacySettings, SearchSettings, keys
+from privacy import Accountant, Ledger, ReleaseJournal, laplace_topk
+from strategies import DensitySchedule, PatternSearch, PrivacyGate, PrivacySettings, SearchSettings, keys
 
 ClientFn = Callable[[int, Message], RecordDict | None]
 
@@ -130,8 +130,13 @@ def make_search(
     settings: SearchSettings | None = None,
     privacy: PrivacySettings | None = None,
     schedule: DensitySchedule | None = None,
-) -> PatternTicketSearch:
-    """A search over the small model with kernel votes on conv2 (defaults: record-level ε = 4)."""
+    journal: bool = False,
+    gate: type[PrivacyGate] = PrivacyGate,
+) -> PrivacyGate:
+    """A gated search over the small model with kernel votes on conv2 (defaults: record-level ε = 4).
+
+    ``journal``: with a release journal ``tmp_path / "journal.jsonl"``; ``gate``: the wrapper class.
+    """
     settings = settings or SearchSettings(kernel_vote_layers=("conv2",), min_replies=2)
     privacy = privacy or PrivacySettings(
         epsilon_split={"patterns": 0.5, "kernels:conv2": 0.5}, record_epsilon=4.0, min_examples=MIN_EXAMPLES
@@ -140,9 +145,12 @@ def make_search(
     accountant = Accountant(
         Ledger(tmp_path / "ledger.jsonl"), record_epsilon_budget=record_budget, client_epsilon_budget=client_budget
     )
-    return PatternTicketSearch(
+    search = PatternSearch(
         weights=weights, policies=POLICIES, settings=settings, privacy=privacy, schedule=schedule,
-        accountant=accountant, ticket_dir=tmp_path / "tickets",
+        ticket_dir=tmp_path / "tickets",
+    )
+    return gate(
+        strategy=search, accountant=accountant, journal=ReleaseJournal(tmp_path / "journal.jsonl") if journal else None
     )
 
 

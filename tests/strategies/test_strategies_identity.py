@@ -34,7 +34,7 @@ def test_releases_are_charged_under_the_declared_ids(kit: SimpleNamespace) -> No
     run_search(search, grid, arrays=kit_arrays(), num_rounds=2)
     participants = {p for e in search.accountant.ledger.events for p in e.participants}
     assert participants == {"alice", "bob", "carol"}
-    assert search.identities == {11: "alice", 12: "bob", 13: "carol"}
+    assert search.strategy.identities == {11: "alice", 12: "bob", 13: "carol"}
     assert sum(1 for batch in grid.sent if batch[0].metadata.message_type == keys.IDENTITY_MESSAGE_TYPE) == 1
 
 

@@ -1,4 +1,4 @@
-"""PatternTicketSearch on a fake grid: honest and hostile clients, failures, budget stop,
+"""PrivacyGate(PatternSearch) on a fake grid: honest and hostile clients, failures, budget stop,
 ledger totals and checkpoints."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def test_hostile_and_failing_clients(kit: SimpleNamespace) -> None:
     assert outcome.ticket is not None
     planted = enumerate_candidates(4)[torch.tensor(kit.planted_library)]
     assert torch.equal(outcome.ticket.layers["conv1"].library, planted)
-    charged = search._accountant.record_epsilon_by_client()
+    charged = search.accountant.record_epsilon_by_client()
     assert set(charged) == {str(n) for n in range(1, 10)}  # hostile replies are charged; "10" and "11" are not
     assert all(value == pytest.approx(4.0) for value in charged.values())
 
@@ -127,13 +127,13 @@ def test_ledger_equals_the_planned_events_of_the_clients_that_replied(kit: Simpl
     for server_round, sent in enumerate(grid.sent, start=1):
         crashed = {n for n, rounds in flaky_rounds.items() if server_round in rounds}
         repliers = sorted(str(m.metadata.dst_node_id) for m in sent if m.metadata.dst_node_id not in crashed)
-        domains = build_domains(shapes={k: tuple(v.shape) for k, v in search._weights.items()},
+        domains = build_domains(shapes=search.strategy.shapes,
                                 policies=kit.policies, settings=settings, density=search.schedule.density(server_round))
         for event in plan_round_events(domains, privacy, participants=repliers, server_round=server_round):
             for client in event.charged_clients():
                 expected[client] += event.epsilon
         assert outcome.metrics[server_round]["participants"] == len(repliers)
-    ledger = Ledger(search._accountant.ledger.path)  # re-read from disk
+    ledger = Ledger(search.accountant.ledger.path)  # re-read from disk
     accountant = Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
     assert accountant.record_epsilon_by_client() == pytest.approx(dict(expected))
     assert accountant.client_level_epsilon() == pytest.approx(4 * 0.5)
@@ -149,8 +149,8 @@ def test_budget_refusal_stops_cleanly_and_keeps_the_last_ticket(kit: SimpleNames
     assert outcome.completed_round == 2 and search.ticket is outcome.ticket
     assert outcome.ticket is not None and outcome.ticket.metadata.round == 2
     assert len(grid.sent) == 2  # round 3 sent nothing
-    assert search._accountant.ledger.num_batches == 2
-    assert max(search._accountant.record_epsilon_by_client().values()) == pytest.approx(8.0)
+    assert search.accountant.ledger.num_batches == 2
+    assert max(search.accountant.record_epsilon_by_client().values()) == pytest.approx(8.0)
 
 
 def test_too_few_replies_keeps_the_ticket_then_stops(kit: SimpleNamespace) -> None:
@@ -177,7 +177,7 @@ def test_too_few_replies_charges_the_repliers_but_not_the_central_release(kit: S
     grid = kit.FakeGrid({1: kit.honest_client, 2: kit.honest_client, 3: kit.failing_client})
     outcome = run_search(search, grid, arrays=ARRAYS, max_attempts=1)
     assert outcome.completed_round == 0 and outcome.ticket is None and outcome.stopped
-    accountant = search._accountant
+    accountant = search.accountant
     assert accountant.record_epsilon_by_client() == {"1": pytest.approx(1.0), "2": pytest.approx(1.0)}
     assert accountant.client_level_epsilon() == 0.0
 
@@ -231,3 +231,32 @@ def test_start_runs_the_search_as_a_flower_strategy(kit: SimpleNamespace) -> Non
     assert sorted(result.train_metrics_clientapp) == [1, 2]
     assert result.arrays[keys.LIBRARY_ARRAY].numpy().dtype == np.bool_
     assert result.train_metrics_clientapp[1][f"rejected.{RejectReason.EMPTY.value}"] == 0  # every reason reported
+
+
+def test_the_plain_search_runs_alone_charges_nothing_and_refuses_central_noise(kit: SimpleNamespace) -> None:
+    gate = kit.make_search()
+    result = gate.strategy.start(_honest_grid(kit), ARRAYS, num_rounds=2)  # the same loop, without the gate
+    assert sorted(result.train_metrics_clientapp) == [1, 2] and gate.strategy.completed_round == 2
+    assert gate.accountant.ledger.num_batches == 0  # the plain search knows no ledger
+    assert "epsilon-client" not in result.train_metrics_clientapp[1]  # ε metrics are the gate's
+    central = PrivacySettings(epsilon_split={"patterns": 0.5, "kernels:conv2": 0.5}, record_epsilon=1.0,
+                              min_examples=kit.min_examples, central_noise="laplace")
+    plain = kit.make_search(privacy=central).strategy
+    with pytest.raises(StrategyError, match="releaser must draw the central noise 'laplace'"):
+        run_search(plain, _honest_grid(kit), arrays=ARRAYS, num_rounds=1)
+    assert plain.ticket is None
+
+
+def test_the_loop_module_imports_no_strategy() -> None:
+    """No import cycle: the strategies import the loop, the loop types them by a Protocol."""
+    import ast
+
+    import strategies
+
+    folder = Path(strategies.__file__).parent
+    imported = {
+        node.module for node in ast.walk(ast.parse((folder / "search_loop.py").read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not imported & {"strategies.pattern_search", "strategies.privacy_gate"}
+    assert "strategies.privacy_gate" not in (folder / "pattern_search.py").read_text()
