@@ -127,7 +127,7 @@ def vote(msg: Message, context: Context) -> Message:
     scored = request.score_source == SCORE_RECORD
     policies = ticket_policies(model, other_layers=config.other_layers)
     votes, metrics = build_votes(
-        model, request, score=config.score, clip_mode=config.clip_mode, policies=policies, masks=masks,
+        model, request, score=config.score, policies=policies, masks=masks,
         data=(data.images, data.labels) if scored else None, rng=rng, generator=generator,
     )
     if device is not None:  # on the device's own record before the reply leaves (fsynced)

@@ -92,6 +92,7 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         local_mechanism=config.mechanism,
         # DESIGN.md 5.4: per round ε / T of the whole-search budget (basic composition over T rounds).
         record_epsilon=record_budget / rounds if math.isfinite(record_budget) else math.inf,
+        clip_mode=config.clip_mode,
         clip_bound=config.clip_bound,  # C; 1 under clip-mode=normalise (config.check_names)
         min_examples=config.score_examples,  # DESIGN.md 5.1: clients score exactly n examples, Δ = C / n
         central_noise=config.central_noise if central_on and math.isfinite(client_budget) else NO_CENTRAL_NOISE,

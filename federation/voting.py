@@ -46,7 +46,6 @@ _SENSITIVITY_RTOL = 1e-9
 _LOCAL_TOPK = {LAPLACE_TOPK: laplace_topk, GUMBEL_TOPK: gumbel_topk}
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class VoteDomainRequest:
     """One domain of the round, as the server configured it."""
@@ -65,6 +64,7 @@ class VoteRequest:
     server_round: int = field(metadata={"help": "round answered"})
     score_source: str = field(metadata={"help": "record or data-free"})
     mechanism: str = field(metadata={"help": "laplace-topk, gumbel-topk or data-free"})
+    clip_mode: str = field(metadata={"help": "normalise or clip: how each example's contribution is bounded"})
     clip_bound: float = field(metadata={"help": "C"})
     sensitivity: float = field(metadata={"help": "Δ the noise is calibrated to"})
     min_examples: int = field(metadata={"help": "n: examples scored"})
@@ -106,6 +106,7 @@ class VoteRequest:
             server_round=int(get_field(keys.ROUND_FIELD, int)),
             score_source=str(get_field(keys.SCORE_SOURCE_FIELD, str)),
             mechanism=str(get_field(keys.MECHANISM_FIELD, str)),
+            clip_mode=str(get_field(keys.CLIP_MODE_FIELD, str)),
             clip_bound=float(get_field(keys.CLIP_BOUND_FIELD, (int, float))),
             sensitivity=float(get_field(keys.SENSITIVITY_FIELD, (int, float))),
             min_examples=int(get_field(keys.MIN_EXAMPLES_FIELD, int)),
@@ -123,6 +124,9 @@ class VoteRequest:
             raise VoteError(f"score-source must be one of {list(SCORE_SOURCES)}. Found {self.score_source!r}.")
         if self.score_source == SCORE_RECORD and self.mechanism not in _LOCAL_TOPK:
             raise VoteError(f"mechanism must be one of {list(_LOCAL_TOPK)}. Found {self.mechanism!r}.")
+        modes = [mode.value for mode in ClipMode]
+        if self.clip_mode not in modes:
+            raise VoteError(f"clip-mode must be one of {modes}. Found {self.clip_mode!r}.")
         if self.min_examples < 1:
             raise VoteError(f"min-examples must be >= 1. Found {self.min_examples}.")
         if self.score_source == SCORE_RECORD:
@@ -148,11 +152,11 @@ def ticket_masks(record: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
     return masks
 
 
-def _score_request(request: VoteRequest, *, clip_mode: str, policies: Mapping[str, Any]) -> ScoreRequest:
+def _score_request(request: VoteRequest, *, policies: Mapping[str, Any]) -> ScoreRequest:
     domains = {Domain.PATTERNS}
     if any(d.name.startswith(KERNELS_PREFIX) for d in request.domains):
         domains.add(Domain.KERNELS)
-    mode = ClipMode(clip_mode)
+    mode = ClipMode(request.clip_mode)  # the bounding the server planned Δ for, from the same record as C
     bound = None
     if mode is ClipMode.CLIP:
         bound = {"pooled_patterns": request.clip_bound, "kernels": request.clip_bound}
@@ -173,7 +177,6 @@ def build_votes(
     request: VoteRequest,
     *,
     score: str,
-    clip_mode: str,
     policies: Mapping[str, Any],
     masks: Mapping[str, torch.Tensor],
     data: tuple[torch.Tensor, torch.Tensor] | None,
@@ -181,6 +184,9 @@ def build_votes(
     generator: torch.Generator,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """One vote per domain (int64 indices) and a few plain metrics.
+
+    How the scores are bounded (``clip-mode``, C) is read from ``request``, the record the server
+    planned and charged Δ = C / n for, never from a second source.
 
     Parameters
     ----------
@@ -219,7 +225,7 @@ def build_votes(
         subset = torch.randperm(available, generator=generator)[: request.min_examples]
         batch = (images[subset], labels[subset])
         metrics["scored-examples"] = float(request.min_examples)
-    result = scorer.score(model, _score_request(request, clip_mode=clip_mode, policies=policies), batch)
+    result = scorer.score(model, _score_request(request, policies=policies), batch)
     votes: dict[str, np.ndarray] = {}
     for domain in request.domains:
         if domain.name == PATTERNS_DOMAIN:

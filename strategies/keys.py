@@ -55,7 +55,8 @@ ATTEMPT_FIELD: Final = "attempt"
 DOMAINS_FIELD: Final = "domains"  # list[str], in order
 SCORE_SOURCE_FIELD: Final = "score-source"  # "record" or "data-free"
 MECHANISM_FIELD: Final = "mechanism"  # local mechanism: "laplace-topk", "gumbel-topk" or "data-free"
-CLIP_BOUND_FIELD: Final = "clip-bound"  # C: per-example contributions are clipped to [0, C]
+CLIP_MODE_FIELD: Final = "clip-mode"  # how each example's contribution is bounded: "normalise" or "clip"
+CLIP_BOUND_FIELD: Final = "clip-bound"  # C: per-example contributions lie in [0, C] (1 under normalise)
 SENSITIVITY_FIELD: Final = "sensitivity"  # Δ = C / min-examples the client calibrates its noise to
 MIN_EXAMPLES_FIELD: Final = "min-examples"  # a client with fewer examples must not vote
 DENSITY_FIELD: Final = "density"  # weight density of the ticket this round builds

@@ -44,6 +44,7 @@ def round_config_record(
         keys.DOMAINS_FIELD: [domain.name for domain in domains],
         keys.SCORE_SOURCE_FIELD: privacy.score_source,
         keys.MECHANISM_FIELD: SCORE_DATA_FREE if data_free else privacy.local_mechanism,
+        keys.CLIP_MODE_FIELD: privacy.clip_mode,
         keys.CLIP_BOUND_FIELD: privacy.clip_bound,
         keys.SENSITIVITY_FIELD: privacy.sensitivity,
         keys.MIN_EXAMPLES_FIELD: privacy.min_examples,

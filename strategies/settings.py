@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from models.scores import ClipMode
 from privacy import GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS
 from strategies.errors import StrategyError
 
@@ -91,7 +92,8 @@ class PrivacySettings:
     score_source: str = field(default=SCORE_RECORD, metadata={"help": "record or data-free"})
     local_mechanism: str = field(default=LAPLACE_TOPK, metadata={"help": "laplace-topk or gumbel-topk"})
     record_epsilon: float = field(default=1.0, metadata={"help": "record-level ε per client per round"})
-    clip_bound: float = field(default=1.0, metadata={"help": "C: per-example contribution clip bound"})
+    clip_mode: str = field(default=ClipMode.NORMALISE.value, metadata={"help": "per-example bounding: normalise or clip"})
+    clip_bound: float = field(default=1.0, metadata={"help": "C: per-example contributions lie in [0, C]"})
     min_examples: int = field(default=1, metadata={"help": "public lower bound n on a voting client's examples"})
     central_noise: str = field(default=NO_CENTRAL_NOISE, metadata={"help": "none, laplace or discrete-laplace"})
     client_epsilon: float = field(default=1.0, metadata={"help": "client-level ε per round (central noise)"})
@@ -103,6 +105,7 @@ class PrivacySettings:
         _check_choice("score_source", self.score_source, SCORE_SOURCES)
         _check_choice("local_mechanism", self.local_mechanism, LOCAL_MECHANISMS)
         _check_choice("central_noise", self.central_noise, CENTRAL_NOISE_KINDS)
+        _check_choice("clip_mode", self.clip_mode, tuple(mode.value for mode in ClipMode))
         object.__setattr__(self, "record_epsilon", _check_epsilon("record_epsilon", self.record_epsilon))
         object.__setattr__(self, "client_epsilon", _check_epsilon("client_epsilon", self.client_epsilon))
         clip = self.clip_bound

@@ -46,7 +46,7 @@ def _votes(request: VoteRequest, *, n: int = 200, score: str = "snip", seed: int
     model = build_model(Config(), seed=0)
     data = _data(n) if get(score).data_dependent else None
     return build_votes(
-        model, request, score=score, clip_mode="normalise", policies=ticket_policies(model), masks={}, data=data,
+        model, request, score=score, policies=ticket_policies(model), masks={}, data=data,
         rng=np.random.default_rng(seed), generator=torch.Generator().manual_seed(seed),
     )
 
@@ -106,6 +106,7 @@ def test_a_scorer_that_does_not_match_the_score_source_is_refused():
         (keys.MECHANISM_FIELD, "exponential", "mechanism must be one of \\['laplace-topk', 'gumbel-topk'\\]"),
         (keys.domain_field("patterns", keys.DOMAIN_EPSILON_FIELD), 0.0, "epsilon of domain 'patterns' must be > 0"),
         (keys.DOMAINS_FIELD, "patterns", "must be <class 'list'>"),
+        (keys.CLIP_MODE_FIELD, "clamp", "clip-mode must be one of \\['clip', 'normalise'\\]"),
     ],
 )
 def test_a_vote_config_that_would_release_something_else_is_refused(field, value, message):
@@ -129,3 +130,12 @@ def test_normalised_scores_refuse_a_clip_bound_other_than_one():
     bad = VoteRequest(**{**request.__dict__, "clip_bound": 2.0, "sensitivity": 2.0 / request.min_examples})
     with pytest.raises(VoteError, match="clip-bound must be 1 with clip-mode normalise"):
         _votes(bad)
+
+
+def test_the_vote_bounds_scores_as_its_own_record_says_not_as_a_second_source():
+    request = _request()
+    clipped = VoteRequest(**{**request.__dict__, "clip_mode": "clip", "clip_bound": 0.5,
+                             "sensitivity": 0.5 / request.min_examples})
+    votes, metrics = _votes(clipped)  # clamped to [0, 0.5]: the scores' Δ fits the planned 0.5 / n
+    assert set(votes) == {d.name for d in clipped.domains}
+    assert metrics["scored-examples"] == request.min_examples
