@@ -16,6 +16,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from federation.config import Config
+from federation.federation_size import SizeCheckedGrid
 from federation.pipeline import CHECKPOINT_FILE, PipelineError, run_pipeline
 from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
 
@@ -103,7 +104,7 @@ def build_server_app(
         else:
             resolved, directory = config, run_dir if run_dir is not None else new_run_directory(config)
         progress(f"dppt: run directory {directory.path}")
-        run_pipeline(grid, resolved, directory, progress=progress)
+        run_pipeline(SizeCheckedGrid(grid, num_clients=resolved.num_clients), resolved, directory, progress=progress)
         if finalize is not None:
             finalize(directory)
 
