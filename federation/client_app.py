@@ -8,7 +8,8 @@ device's own labelled images (``image-dir`` and ``client-id``, :mod:`federation.
 
 Handlers (message types):
 
-- ``query.identity``: the node's stable client id (its releases are charged under it).
+- ``query.identity``: the node's stable client id (its releases are charged under it) and its
+  ``num-partitions``, so the server sees a federation sized unlike the run at once.
 - ``train.vote``: one record-level noisy top-k vote per domain (:mod:`federation.voting`); the
   reply holds index arrays and plain metrics only, never scores or weights. With ``privacy-log``
   (and ``max-epsilon``) in its node config, the device logs each release itself and refuses votes
@@ -92,8 +93,11 @@ def _seed(*parts: int) -> int:
 
 @app.query("identity")
 def identity(msg: Message, context: Context) -> Message:
-    """Reply with this node's client id."""
+    """Reply with this node's client id and, for a partition of a dataset, its ``num-partitions``."""
     record = ConfigRecord({keys.CLIENT_ID_FIELD: client_id_of(context)})
+    partitions = context.node_config.get(NODE_NUM_PARTITIONS)
+    if isinstance(partitions, int) and node_image_dir(context.node_config) is None:
+        record[keys.NUM_PARTITIONS_FIELD] = partitions
     return Message(content=RecordDict({keys.IDENTITY_KEY: record}), reply_to=msg)
 
 

@@ -10,7 +10,7 @@ reads only that file afterwards.
 The file holds this node's examples only (the data already on this device), with no pickle
 (safetensors), mode 600, written atomically. Its name is a hash of everything that determines its
 content: dataset, data root and the size and modification time of every file in the dataset's
-folder, partition scheme and parameters, partition id, the per-client cap, the seed and
+folder (the files :func:`federation.data.load_tensors` reads), partition scheme and parameters, partition id, the per-client cap, the seed and
 :data:`CACHE_SCHEMA`. Any change gives another file; a file that cannot be read is ignored and
 rewritten. The Simulation Engine keeps its workers alive and needs no cache.
 """
@@ -28,7 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from federation.data import dataset_info, resolve_data_dir
+from federation.data import dataset_folder, resolve_data_dir
 from federation.partitions import PartitionSpec
 from storage import write_atomic
 
@@ -39,7 +39,7 @@ _LOG = logging.getLogger(__name__)
 
 
 def _dataset_stamp(dataset: str, root: Path) -> list[tuple[str, int, int]]:
-    folder = root / dataset_info(dataset).folder
+    folder = dataset_folder(dataset, root)  # the folder load_tensors reads
     if not folder.is_dir():
         return []
     stats = [(p.name, p.stat()) for p in folder.iterdir() if p.is_file()]

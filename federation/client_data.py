@@ -175,6 +175,6 @@ def load_client_data(node_config: Mapping[str, Any], config: Config) -> ClientDa
     idx = client_indices(labels.numpy(), spec, pid, cap=config.max_examples_per_client, seed=config.seed)
     index = torch.from_numpy(np.asarray(idx))
     data = ClientData(images=images[index], labels=labels[index], source=source, seed_key=pid)
-    if cache_dir:  # keyed after loading: torchvision may have just extracted the dataset's files
+    if cache_dir:  # keyed after loading: torchvision may have just downloaded the dataset's files
         write_cached(cached_at(), data.images, data.labels)
     return data

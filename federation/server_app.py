@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from logging import ERROR
 from pathlib import Path
 
 from flwr.app import Context
+from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
 from federation.config import Config, check_names
+from federation.errors import ConfigError
+from federation.federation_size import SizeCheckedGrid
 from federation.pipeline import CHECKPOINT_FILE, PipelineError, run_pipeline
 from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
 
@@ -104,7 +108,14 @@ def build_server_app(
         else:
             resolved, directory = config, run_dir if run_dir is not None else new_run_directory(config)
         progress(f"dppt: run directory {directory.path}")
-        run_pipeline(grid, resolved, directory, progress=progress)
+        try:
+            run_pipeline(SizeCheckedGrid(grid, num_clients=resolved.num_clients), resolved, directory,
+                         progress=progress)
+        except ConfigError as err:
+            # Flower prints a traceback of whatever ends the ServerApp: say the one line first, and
+            # keep the traceback to this frame (the cause is the message, not where it was found).
+            log(ERROR, "dppt: %s", err)
+            raise ConfigError(str(err)) from None
         if finalize is not None:
             finalize(directory)
 

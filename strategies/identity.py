@@ -7,6 +7,10 @@ node therefore declares a stable client id once (message type
 bookkeeping: an id that is malformed, or already held by another connected node, excludes the
 node from sampling. A node that claims another client's id can only make that client look more
 spent (the accountant then refuses it earlier), never less.
+
+A node that holds a partition of a dataset also declares how many partitions it was told there
+are (:data:`strategies.keys.NUM_PARTITIONS_FIELD`), so the server can tell at once, before any data is read, that
+the federation was sized differently from the run (:func:`declared_partitions`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from flwr.app import ConfigRecord, Message, RecordDict
 
 from strategies import keys
 
-__all__ = ["CLIENT_ID_PATTERN", "identity_message_content", "parse_identity", "resolve_identities"]
+__all__ = [
+    "CLIENT_ID_PATTERN", "declared_partitions", "identity_message_content", "parse_identity",
+    "resolve_identities",
+]
 
 CLIENT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
@@ -42,6 +49,21 @@ def parse_identity(reply: Message) -> tuple[str | None, str]:
     if not isinstance(value, str) or CLIENT_ID_PATTERN.fullmatch(value) is None:
         return None, f"malformed client id {value!r:.80}"
     return value, ""
+
+
+def declared_partitions(reply: Message) -> int | None:
+    """The partition count an identity reply declares, or ``None`` (no partition, or malformed).
+
+    Only bookkeeping: a node without a partition (its own images) declares none, and a value
+    that is not a positive int is ignored here (the node's own data loading refuses it).
+    """
+    if reply.has_error() or not reply.has_content():
+        return None
+    record = reply.content.get(keys.IDENTITY_KEY)
+    value = record.get(keys.NUM_PARTITIONS_FIELD) if isinstance(record, ConfigRecord) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
 
 
 def resolve_identities(

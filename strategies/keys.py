@@ -33,6 +33,9 @@ VOTE_MESSAGE_TYPE: Final = "train.vote"
 IDENTITY_MESSAGE_TYPE: Final = "query.identity"
 IDENTITY_KEY: Final = "identity"
 CLIENT_ID_FIELD: Final = "client-id"
+# Also in the identity reply, from a node that holds a partition of a dataset: how many partitions
+# it was told there are, so a federation sized unlike the run is found at once.
+NUM_PARTITIONS_FIELD: Final = "num-partitions"
 
 # Records of the server's message.
 ARRAYS_KEY: Final = "arrays"

@@ -1,10 +1,8 @@
-"""Shared fixtures. Tests use a writable copy of the offline MNIST / Fashion-MNIST files."""
+"""Shared fixtures. Tests read the offline MNIST / Fashion-MNIST ``.gz`` files where they lie."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 from pathlib import Path
 
 import pytest
@@ -18,18 +16,15 @@ def _shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A writable copy of ../shared/data (torchvision extracts the .gz files next to them)."""
-    source = _shared_data()
+def data_dir() -> Path:
+    """The folder of the canonical ``.gz`` files, used in place (it may be read-only).
+
+    ``federation.data`` reads the IDX files straight from the archives and writes nothing there.
+    """
+    source = _shared_data().resolve()
     if not (source / "MNIST" / "raw").is_dir():
         pytest.fail(
             f"Offline data not found at {source}. Set DPPT_SHARED_DATA to a folder holding MNIST/raw and"
             " FashionMNIST/raw (the canonical .gz files)."
         )
-    target = tmp_path_factory.mktemp("data")
-    shutil.copytree(source, target, dirs_exist_ok=True)
-    for root, dirs, files in os.walk(target):
-        for name in dirs + files:
-            p = Path(root) / name
-            p.chmod(p.stat().st_mode | stat.S_IWUSR)
-    return target
+    return source

@@ -66,7 +66,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True, help="dataset root holding MNIST/ (a writable copy)")
+    parser.add_argument("--data-dir", required=True, help="dataset root holding MNIST/raw/*.gz (read-only is fine)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clients", type=int, default=10)
     args = parser.parse_args(argv)

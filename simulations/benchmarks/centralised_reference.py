@@ -77,7 +77,7 @@ class BenchConfig:
 
 def _parse(argv: Sequence[str]) -> tuple[BenchConfig, Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True, help="folder holding MNIST/raw (a writable copy)")
+    parser.add_argument("--data-dir", required=True, help="folder holding MNIST/raw/*.gz (read-only is fine)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 3; quick: 1)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--sparsities", default=None, help="comma-separated conv sparsities (default 0.9,0.95,0.98)")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from federation.client_data import load_client_data
 from federation.config import Config, ConfigError
-from federation.data import DataError, dataset_info, load_tensors
+from federation.data import DataError, dataset_info, load_tensors, read_idx_images
 from federation.image_folder import class_folders, list_images, load_image_folder, read_image
 
 MNIST = dataset_info("mnist")
@@ -58,16 +58,14 @@ def test_mixed_images_become_normalised_tensors_of_the_dataset_shape(tmp_path):
 
 
 def test_a_real_mnist_training_image_round_trips_through_png(tmp_path, data_dir):
-    import torchvision
-
-    reference, ref_labels = load_tensors("mnist", data_dir=data_dir, train=True)  # extracts the offline files
-    raw = torchvision.datasets.MNIST(str(data_dir), train=True, download=False)  # their uint8 pixels
+    reference, ref_labels = load_tensors("mnist", data_dir=data_dir, train=True)
+    pixels = read_idx_images(data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz", size=28)  # their uint8 pixels
     chosen = np.arange(0, 600, 20)  # 30 images of several classes
     for i in chosen:
-        label = int(raw.targets[i])
-        _save(tmp_path / "imgs" / str(label) / f"{i:05d}.png", Image.fromarray(raw.data[i].numpy(), "L"))
+        label = int(ref_labels[i])
+        _save(tmp_path / "imgs" / str(label) / f"{i:05d}.png", Image.fromarray(pixels[i], "L"))
     images, labels = load_image_folder(tmp_path / "imgs", MNIST, cap=None, seed=0)
-    order = sorted(chosen, key=lambda i: (int(raw.targets[i]), i))  # by class, then file name
+    order = sorted(chosen, key=lambda i: (int(ref_labels[i]), i))  # by class, then file name
     index = torch.as_tensor(order)
     assert torch.equal(labels, ref_labels[index])
     assert torch.allclose(images, reference[index], rtol=0, atol=1e-6)

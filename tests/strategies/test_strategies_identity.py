@@ -86,3 +86,19 @@ def kit_arrays():
     from flwr.app import ArrayRecord
 
     return ArrayRecord()
+
+
+def _identity_reply(record: dict[str, object]) -> Message:
+    query = Message(content=RecordDict(), dst_node_id=5, message_type=keys.IDENTITY_MESSAGE_TYPE, group_id="identity")
+    return Message(RecordDict({keys.IDENTITY_KEY: ConfigRecord(record)}), reply_to=query)
+
+
+def test_a_declared_partition_count_is_read_and_malformed_ones_are_ignored() -> None:
+    from strategies.identity import declared_partitions
+
+    NUM_PARTITIONS_FIELD = keys.NUM_PARTITIONS_FIELD
+
+    assert declared_partitions(_identity_reply({keys.CLIENT_ID_FIELD: "a", NUM_PARTITIONS_FIELD: 10})) == 10
+    for value in (0, -3, True, "10", 2.0):
+        assert declared_partitions(_identity_reply({keys.CLIENT_ID_FIELD: "a", NUM_PARTITIONS_FIELD: value})) is None
+    assert declared_partitions(_identity_reply({keys.CLIENT_ID_FIELD: "a"})) is None  # a node with its own images
