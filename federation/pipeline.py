@@ -29,6 +29,10 @@ from flwr.serverapp import Grid
 
 from federation.config import DATA_FREE_SCORES, Config
 from federation.data import dataset_info, load_tensors
+from federation.layout import (
+    CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
+    search_phase,
+)
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
 from federation.model_io import build_model
@@ -39,14 +43,8 @@ from kernels import Ticket, TicketMetadata, random_ticket_like
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
 from strategies import PatternTicketSearch, SearchOutcome
 
-__all__ = [
-    "CHECKPOINT_FILE", "TICKET_FILE", "PipelineError", "config_record", "privacy_summary", "run_pipeline",
-    "search_is_private",
-]
+__all__ = ["PipelineError", "config_record", "privacy_summary", "run_pipeline", "search_is_private"]
 
-CHECKPOINT_FILE = "checkpoint.json"
-TICKET_FILE = "ticket.safetensors"
-REFERENCE_DIR = "reference"
 CHECKPOINT_SCHEMA = 1
 
 Progress = Callable[[str], None]
@@ -92,7 +90,7 @@ def log_partitions(config: Config, run_dir: RunDirectory) -> None:
     report = partition_report(labels, parts, dataset_info(config.dataset).num_classes)
     if config.max_examples_per_client:
         report["capped-sizes"] = [min(s, config.max_examples_per_client) for s in report["sizes"]]
-    run_dir.log_metrics({"phase": "setup", "round": 0, "kind": "partitions", **report})
+    run_dir.log_metrics({"phase": PHASE_SETUP, "round": 0, "kind": KIND_PARTITIONS, **report})
 
 
 def search_is_private(config: Config) -> bool:
@@ -154,7 +152,7 @@ def _search(
     grid: Grid, config: Config, run_dir: RunDirectory, model: torch.nn.Module, checkpoint: _Checkpoint, *,
     reference: bool, progress: Progress,
 ) -> tuple[PatternTicketSearch, dict[str, Any]]:
-    phase = "reference-search" if reference else "search"
+    phase = search_phase(reference=reference)
     folder = run_dir.path / REFERENCE_DIR if reference else run_dir.path
     strategy = build_strategy(config, model, folder, reference=reference)
     state = checkpoint.state(phase)
@@ -212,7 +210,7 @@ def run_pipeline(
             structure, generator=torch.Generator().manual_seed(config.seed),
             metadata=TicketMetadata(config_hash=config.run_hash()),
         )
-        random_ticket.save(run_dir.file("random-ticket.safetensors"))
+        random_ticket.save(run_dir.file(RANDOM_TICKET_FILE))
     tickets: dict[str, Ticket | None] = {
         "dense": None, "dp_ticket": dp_ticket, "nonprivate_ticket": nonprivate_ticket, "random_ticket": random_ticket,
     }
@@ -234,7 +232,7 @@ def run_pipeline(
     if "dp_ticket" in results:
         run_dir.save_weights(results["dp_ticket"]["weights"])  # the pruned model (zeros where masked)
     if "dense" in results:
-        run_dir.save_weights(results["dense"]["weights"], name="weights-dense.safetensors")
+        run_dir.save_weights(results["dense"]["weights"], name=DENSE_WEIGHTS_FILE)
 
     accountant = dp_strategy.accountant
     summary = {

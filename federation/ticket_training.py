@@ -17,6 +17,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from federation.config import Config
+from federation.layout import KIND_CLIENT_TRAIN, KIND_SERVER_EVAL, PHASE_TRAIN
 from federation.messages import TICKET_KEY
 from federation.model_io import build_model, load_weights, plain_weights
 from federation.rundir import RunDirectory
@@ -57,7 +58,7 @@ class TicketFedAvg(FedAvg):
         errors = sum(1 for reply in replies if reply.has_error())
         arrays, metrics = super().aggregate_train(server_round, replies)
         self._run_dir.log_metrics({
-            "phase": "train", "variant": self._variant, "round": server_round, "kind": "client-train",
+            "phase": PHASE_TRAIN, "variant": self._variant, "round": server_round, "kind": KIND_CLIENT_TRAIN,
             **dict(metrics or {}), "replies": len(replies) - errors, "failed-replies": errors,
         })
         return arrays, metrics
@@ -85,7 +86,7 @@ def train_variant(
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         load_weights(model, arrays.to_torch_state_dict())
         loss, accuracy = evaluate(model, images, labels)
-        row = {"phase": "train", "variant": variant, "round": server_round, "kind": "server-eval",
+        row = {"phase": PHASE_TRAIN, "variant": variant, "round": server_round, "kind": KIND_SERVER_EVAL,
                "accuracy": accuracy, "loss": loss, "elapsed-s": round(time.time() - start, 2)}
         history.append(row)
         run_dir.log_metrics(row)

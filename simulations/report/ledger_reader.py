@@ -9,16 +9,12 @@ the release journal read-only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
 
+from federation.layout import LEDGER_FILE
 from privacy import Ledger, LedgerError, ReleaseAsk, ReleaseJournal, TornLedgerError
 from simulations.report.errors import ReportError
 
-__all__ = ["JOURNAL_FILE", "LEDGER_FILE", "REFERENCE_LEDGER_FILE", "interrupted_rounds", "open_ledger"]
-
-LEDGER_FILE: Final = "ledger.jsonl"
-JOURNAL_FILE: Final = "ledger.journal.jsonl"
-REFERENCE_LEDGER_FILE: Final = "reference/ledger.jsonl"
+__all__ = ["interrupted_rounds", "open_ledger"]
 
 
 def open_ledger(path: Path) -> Ledger:

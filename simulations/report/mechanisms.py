@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from federation.layout import KIND_SEARCH_ROUND
 from privacy import (
     DATA_FREE,
     DISCRETE_LAPLACE_HISTOGRAM,
@@ -32,7 +33,7 @@ from privacy import (
     histogram_diagnostic,
     score_diagnostic,
 )
-from simulations.report.metrics import KIND_SEARCH_ROUND, MetricsFile
+from simulations.report.metrics import MetricsFile
 
 __all__ = ["MechanismRow", "VoterKey", "mechanism_rows", "voters_by_release"]
 

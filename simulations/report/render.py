@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
 
 from privacy import Accountant
 from simulations.report.document import Block, Image
 from simulations.report.html_render import to_html
-from simulations.report.markdown_render import PLOTS_DIR, to_markdown
+from simulations.report.markdown_render import to_markdown
+from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE, PLOT_FILES, PLOTS_DIR
 from simulations.report.run_inputs import load_run
 from simulations.report.sections_privacy import (
     delta_section,
@@ -24,13 +24,6 @@ from simulations.report.sections_training import accuracy_section, sparsity_sect
 from simulations.report.totals import totals_from_ledger
 
 __all__ = ["HTML_FILE", "MARKDOWN_FILE", "PLOT_FILES", "ReportPaths", "render_report"]
-
-MARKDOWN_FILE: Final = "report.md"
-HTML_FILE: Final = "report.html"
-PLOT_FILES: Final = (
-    "epsilon_per_round.png", "epsilon_per_client.png", "accuracy.png", "convergence.png", "sparsity_per_layer.png",
-)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ReportPaths:

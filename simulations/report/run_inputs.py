@@ -15,30 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from federation.layout import (
+    CONFIG_FILE, JOURNAL_FILE, LEDGER_FILE, METRICS_FILE, REFERENCE_LEDGER_FILE, SUMMARY_FILE, TICKET_FILE,
+)
 from privacy import Ledger, ReleaseAsk
 from simulations.report.errors import ReportError
-from simulations.report.ledger_reader import JOURNAL_FILE, LEDGER_FILE, REFERENCE_LEDGER_FILE, interrupted_rounds, open_ledger
+from simulations.report.ledger_reader import interrupted_rounds, open_ledger
 from simulations.report.metrics import MetricsFile, read_metrics
 from simulations.report.values import as_number, nested
 
 if TYPE_CHECKING:
     from kernels import Ticket
 
-__all__ = [
-    "CONFIG_FILE",
-    "DEFAULT_DELTA_TARGET",
-    "DEFAULT_TICKET_FILE",
-    "METRICS_FILE",
-    "SUMMARY_FILE",
-    "RunInputs",
-    "load_run",
-    "read_json_object",
-]
+__all__ = ["DEFAULT_DELTA_TARGET", "RunInputs", "load_run", "read_json_object"]
 
-CONFIG_FILE: Final = "config.json"
-METRICS_FILE: Final = "metrics.jsonl"
-SUMMARY_FILE: Final = "summary.json"
-DEFAULT_TICKET_FILE: Final = "ticket.safetensors"
 DEFAULT_DELTA_TARGET: Final = 1e-5
 DEFAULT_CLIP_BOUND: Final = 1.0
 
@@ -108,7 +98,7 @@ def _load_ticket(run_dir: Path, summary: Mapping[str, Any] | None) -> tuple[Tick
     named = nested(summary, "ticket-file")
     if named is not None and not isinstance(named, str):
         raise ReportError(f"{run_dir / SUMMARY_FILE} key 'ticket-file' must be a file name or null. Found {named!r}.")
-    name = named or DEFAULT_TICKET_FILE
+    name = named or TICKET_FILE
     path = run_dir / name
     if not path.is_file():
         if named is not None:

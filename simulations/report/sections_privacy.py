@@ -10,13 +10,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from federation.layout import SUMMARY_FILE
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
 from simulations.report.composition import composition_rows
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
 from simulations.report.mechanisms import mechanism_rows, voters_by_release
+from simulations.report.outputs import EPSILON_PER_CLIENT_PLOT, EPSILON_PER_ROUND_PLOT
 from simulations.report.plots import epsilon_per_client_plot, epsilon_per_round_plot
-from simulations.report.run_inputs import SUMMARY_FILE, RunInputs
+from simulations.report.run_inputs import RunInputs
 from simulations.report.statement import privacy_statement, stated_units
 from simulations.report.totals import PrivacyTotals
 from simulations.report.values import as_number, nested
@@ -177,7 +179,7 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
              for ask in inputs.interrupted],
         ))
     blocks.append(Image(
-        name="epsilon_per_round.png", alt="Cumulative ε per round (basic composition)",
+        name=EPSILON_PER_ROUND_PLOT, alt="Cumulative ε per round (basic composition)",
         png=epsilon_per_round_plot(
             totals.rounds, record_budget=inputs.record_budget, client_budget=inputs.client_budget,
             show_record=UNIT_RECORD in units, show_client=UNIT_CLIENT in units,
@@ -198,7 +200,7 @@ def epsilon_per_client_section(inputs: RunInputs, totals: PrivacyTotals) -> list
          for client, eps in totals.record_epsilon_by_client.items()],
     ))
     blocks.append(Image(
-        name="epsilon_per_client.png", alt="Record-level ε spent per client",
+        name=EPSILON_PER_CLIENT_PLOT, alt="Record-level ε spent per client",
         png=epsilon_per_client_plot(totals.record_epsilon_by_client, budget=inputs.record_budget),
     ))
     return blocks

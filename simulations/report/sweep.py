@@ -17,11 +17,13 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Final
 
+from federation.layout import CONFIG_FILE
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.errors import ReportError
 from simulations.report.formatting import format_float, format_int
-from simulations.report.markdown_render import PLOTS_DIR, to_markdown
-from simulations.report.run_inputs import CONFIG_FILE, read_json_object
+from simulations.report.markdown_render import to_markdown
+from simulations.report.outputs import PLOTS_DIR
+from simulations.report.run_inputs import read_json_object
 from simulations.report.sweep_plot import sweep_accuracy_plot
 from simulations.report.values import as_number, nested
 

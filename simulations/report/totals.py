@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from privacy import UNIT_RECORD, Accountant, Ledger, PrivacyEvent
+from federation.layout import LEDGER_FILE
 from simulations.report.formatting import natural_key
-from simulations.report.ledger_reader import LEDGER_FILE, open_ledger
+from simulations.report.ledger_reader import open_ledger
 
 __all__ = ["PrivacyTotals", "RoundTotal", "privacy_totals", "totals_from_ledger"]
 
