@@ -7,7 +7,7 @@
    not covered by the guarantee (``reference-search = false`` turns it off).
 4. Ticket training (:mod:`federation.ticket_training`): masked FedAvg from θ0 of the dense model,
    the DP ticket, the non-private ticket and a random ticket of the same structure.
-5. ``summary.json``: accuracies, sparsity, ε per unit (sums of the ledger), rounds, stop reason.
+5. ``summary.json``: accuracies, sparsity, ε per unit (:meth:`privacy.Accountant.totals`), rounds, stop reason.
 
 A resumed run re-opens the ledger (every release already charged stays charged), charges in full
 any round the server was killed in before charging its replies (the release journal), restores each
@@ -102,22 +102,13 @@ def search_is_private(config: Config) -> bool:
     return record or central
 
 
-def privacy_summary(accountant: Accountant, *, record_budget: float, client_budget: float) -> dict[str, Any]:
-    """ε and δ per unit, as sums of the ledger's events (basic composition, DESIGN.md 5.4)."""
-    per_client = accountant.record_epsilon_by_client()
-    deltas = accountant.record_delta_by_client()
-    values = list(per_client.values())
-    return {
-        "record": {
-            "max": max(values, default=0.0),
-            "mean": math.fsum(values) / len(values) if values else 0.0,
-            "budget": record_budget,
-            "clients": len(values),
-            "per-client": per_client,
-        },
-        "client": {"total": accountant.client_level_epsilon(), "budget": client_budget},
-        "delta": {"record-max": max(deltas.values(), default=0.0), "client": accountant.client_level_delta()},
-    }
+def privacy_summary(accountant: Accountant) -> dict[str, Any]:
+    """``summary.json``'s ``"epsilon"``: the accountant's totals (:meth:`privacy.Accountant.totals`,
+    basic composition, DESIGN.md 5.4) and, beside them, the budgets it enforced."""
+    summary = accountant.totals().to_json()
+    summary["record"]["budget"] = accountant.epsilon_budget(UNIT_RECORD)
+    summary["client"]["budget"] = accountant.epsilon_budget(UNIT_CLIENT)
+    return summary
 
 
 class _Checkpoint:
@@ -234,7 +225,6 @@ def run_pipeline(
     if "dense" in results:
         run_dir.save_weights(results["dense"]["weights"], name=DENSE_WEIGHTS_FILE)
 
-    accountant = dp_strategy.accountant
     summary = {
         "status": "stopped" if dp_outcome["stop-reason"] else "completed",
         "dataset": config.dataset,
@@ -243,10 +233,7 @@ def run_pipeline(
         "unit": config.unit,
         "accuracy": {variant: results.get(variant, {}).get("accuracy") for variant in VARIANTS},
         "sparsity": _sparsity(dp_ticket),
-        "epsilon": privacy_summary(
-            accountant, record_budget=accountant.epsilon_budget(UNIT_RECORD),
-            client_budget=accountant.epsilon_budget(UNIT_CLIENT),
-        ),
+        "epsilon": privacy_summary(dp_strategy.accountant),
         "search": {
             "rounds-planned": dp_strategy.schedule.total_rounds,
             "rounds-completed": dp_outcome["completed-round"],

@@ -1,7 +1,8 @@
 """Report sections 1 to 6: header, privacy statement, ε per round and per client, mechanisms, δ.
 
-Every ε and δ printed here comes from the ledger (:mod:`simulations.report.totals`), written
-with :func:`format_float`; summary.json is only compared with it.
+Every ε and δ printed here comes from the ledger through :meth:`privacy.Accountant.totals` (the
+method that also wrote summary.json's figures, so the two are never compared), written with
+:func:`format_float`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from federation.layout import SUMMARY_FILE
-from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
+from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, PrivacyTotals
 from simulations.report.composition import composition_rows
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
@@ -20,7 +21,6 @@ from simulations.report.outputs import EPSILON_PER_CLIENT_PLOT, EPSILON_PER_ROUN
 from simulations.report.plots import epsilon_per_client_plot, epsilon_per_round_plot
 from simulations.report.run_inputs import RunInputs
 from simulations.report.statement import privacy_statement, stated_units
-from simulations.report.totals import PrivacyTotals
 from simulations.report.values import as_number, nested
 
 __all__ = [
@@ -100,29 +100,6 @@ def header_section(inputs: RunInputs) -> list[Block]:
     ]
 
 
-def _summary_check(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
-    if inputs.summary is None:
-        return []
-    pairs = [
-        (("epsilon", "record", "max"), totals.record_epsilon_max, "record-level max"),
-        (("epsilon", "record", "mean"), totals.record_epsilon_mean, "record-level mean"),
-        (("epsilon", "client", "total"), totals.client_epsilon, "client-level total"),
-    ]
-    problems = []
-    for keys, ledger_value, label in pairs:
-        quoted = _summary_number(inputs, *keys)
-        if quoted is not None and not math.isclose(quoted, ledger_value, rel_tol=1e-9):
-            problems.append(
-                f"{label}: {SUMMARY_FILE} says {format_float(quoted)}, the ledger {format_float(ledger_value)}"
-            )
-    if not problems:
-        return []
-    return [Paragraph(text=(
-        f"Warning: {SUMMARY_FILE} disagrees with the ledger (" + "; ".join(problems)
-        + "). This report quotes the ledger, the record of every release."
-    ))]
-
-
 def statement_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
     """Section 2: the guarantee in words."""
     paragraphs = privacy_statement(
@@ -131,7 +108,6 @@ def statement_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
     return [
         Heading(level=2, text="2. Privacy statement"),
         *(Paragraph(text=text) for text in paragraphs),
-        *_summary_check(inputs, totals),
     ]
 
 

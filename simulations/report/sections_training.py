@@ -6,14 +6,13 @@ import math
 from typing import Final
 
 from federation.layout import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE
-from privacy import UNIT_CLIENT, UNIT_RECORD
+from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int
 from simulations.report.metrics import MetricRow
 from simulations.report.outputs import ACCURACY_PLOT, CONVERGENCE_PLOT, SPARSITY_PLOT
 from simulations.report.plots import accuracy_plot, convergence_plot, sparsity_plot
 from simulations.report.run_inputs import RunInputs
-from simulations.report.totals import PrivacyTotals
 from simulations.report.values import as_number, nested
 
 __all__ = ["accuracy_section", "sparsity_section", "vote_quality_section"]

@@ -15,7 +15,7 @@ from federation.layout import (
 from federation.pipeline import PipelineError, run_pipeline
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy, Ticket
-from privacy import Ledger
+from privacy import Accountant, Ledger
 
 pytestmark = pytest.mark.usefixtures("server_identity")
 
@@ -60,6 +60,13 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
     assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
     assert summary["epsilon"]["record"]["max"] == max(per_client.values())
     assert summary["epsilon"]["record"]["per-client"] == per_client
+    # summary.json's "epsilon" is exactly the totals of an accountant re-opened on the ledger (the one
+    # computation the report also reads), plus the budgets the search enforced.
+    written = json.loads((run / SUMMARY_FILE).read_text())["epsilon"]
+    assert written["record"].pop("budget") == small_config.epsilon and written["client"].pop("budget") == "inf"
+    reopened = Accountant(Ledger(run / LEDGER_FILE), record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
+    assert written == json.loads(json.dumps(reopened.totals().to_json()))
+    assert [r["round"] for r in written["rounds"]] == [1, 2, 3] and written["record"]["releases"] == 3
     assert summary["search"] == {"rounds-planned": 3, "rounds-completed": 3, "stop-reason": None}
     assert set(summary["accuracy"]) == {"dense", "dp_ticket", "nonprivate_ticket", "random_ticket"}
     assert all(value is not None for value in summary["accuracy"].values())
