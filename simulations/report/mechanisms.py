@@ -4,7 +4,8 @@ One row per distinct (phase, domain, unit, mechanism, sensitivity, noise scale, 
 number of releases. Signal-to-noise follows :mod:`privacy.diagnostics`:
 
 - record unit (local noise on a client's clipped mean scores): the scores range over ``[0, C]``
-  (:func:`privacy.score_diagnostic`), ``C`` the configured clip bound, 1 for normalised scores;
+  (:func:`privacy.score_diagnostic`), ``C`` the config's ``clip-bound`` (normalised scores lie in
+  ``[0, 1]``, and clip-mode=normalise takes only clip-bound = 1);
 - client unit (central noise on vote counts): a count ranges over ``[0, voters]``
   (:func:`privacy.histogram_diagnostic`), ``voters`` read per release from the ``search-round``
   metrics (``voters.<domain>`` of the release's phase, round and attempt); releases without that

@@ -23,7 +23,7 @@ from simulations.report.errors import ReportError
 from simulations.report.formatting import format_float, format_int
 from simulations.report.markdown_render import to_markdown
 from simulations.report.outputs import PLOTS_DIR
-from simulations.report.run_inputs import read_json_object
+from simulations.report.run_inputs import read_config
 from simulations.report.sweep_plot import sweep_accuracy_plot
 from simulations.report.values import as_number, nested
 
@@ -88,10 +88,8 @@ def _row(index: int, summary: Mapping[str, Any]) -> SweepRow:
     if "sweep-epsilon" in summary:
         epsilon = number("sweep-epsilon")
     else:
-        config = read_json_object(
-            Path(run_dir) / CONFIG_FILE, required=False, fix="regenerate it or pass 'sweep-epsilon'"
-        )
-        unit = "client" if config is not None and config.get("unit") == "client" else "record"
+        config = read_config(Path(run_dir) / CONFIG_FILE, required=False, fix="regenerate it or pass 'sweep-epsilon'")
+        unit = "client" if config is not None and config.unit == "client" else "record"
         epsilon = number("epsilon", unit, "budget")
     rounds = number("search", "rounds-completed")
     stop = nested(summary, "search", "stop-reason")

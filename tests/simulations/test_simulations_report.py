@@ -468,13 +468,28 @@ def test_a_partial_run_without_summary_metrics_or_events_renders(tmp_path: Path)
     paths = render_report(run)
     markdown = paths.markdown.read_text()
     header = {r["field"]: r["value"] for r in tables(section(markdown, 1))[0]}
-    assert header["status"].startswith("n/a") and header["model"] == "n/a"
+    # keys config.json lacks take Config's defaults, and the header says so
+    assert header["status"].startswith("n/a") and header["model"] == "conv4 (default)"
+    assert header["dataset"] == "mnist" and header["client-level ε budget (config 'client-epsilon')"] == "1 (default)"
     assert "no record-level release is in the ledger yet" in section(markdown, 2)
     assert "nothing has been spent" in section(markdown, 3)
     assert "metrics.jsonl is not written yet" in section(markdown, 7)
     assert "No search round is logged yet" in section(markdown, 9)
     assert paths.plots == ()
     assert privacy_totals(run).record_epsilon_max == 0.0 and privacy_totals(run).rounds == ()
+
+
+def test_the_report_reads_delta_target_and_clip_bound_from_the_typed_config(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", central=False, rounds=(1,), with_training=False)
+    config = json.loads((run / CONFIG_FILE).read_text())
+    (run / CONFIG_FILE).write_text(json.dumps({**config, "delta-target": 1e-3, "clip-mode": "clip", "clip-bound": 2.0}))
+    markdown = render_report(run).markdown.read_text()
+    header = {r["field"]: r["value"] for r in tables(section(markdown, 1))[0]}
+    assert header["target δ for RDP/PLD figures"] == "0.001"  # stated, not a default
+    assert all(r["target δ"] == "0.001" for r in tables(section(markdown, 6))[0])
+    local = {r["domain"]: r for r in tables(section(markdown, 5))[0]}["patterns"]
+    assert local["signal range"] == "clipped scores in [0, 2]" and close(local["SNR (min)"], 2 / 0.8)
+    assert "C = 2;" in section(markdown, 5)
 
 
 def test_a_torn_metrics_tail_is_skipped_and_said(tmp_path: Path) -> None:
@@ -578,7 +593,12 @@ def test_a_missing_ledger_gives_a_one_line_error_and_is_not_created(tmp_path: Pa
     [
         (lambda run: (run / CONFIG_FILE).write_text("{not json"), (CONFIG_FILE, "not readable JSON")),
         (lambda run: (run / CONFIG_FILE).unlink(), (CONFIG_FILE, "not found")),
-        (lambda run: (run / CONFIG_FILE).write_text(json.dumps({"epsilon": "lots"})), (CONFIG_FILE, "'epsilon'")),
+        (lambda run: (run / CONFIG_FILE).write_text(json.dumps({"epsilon": "lots"})),
+         (CONFIG_FILE, "not a valid dppt config: epsilon must be a float. Found 'lots'")),
+        (lambda run: (run / CONFIG_FILE).write_text(json.dumps({"delta-target": 2})),
+         (CONFIG_FILE, "delta-target must be in (0, 1). Found 2.0.")),
+        (lambda run: (run / CONFIG_FILE).write_text(json.dumps({"unknown-key": 1})),
+         (CONFIG_FILE, "Unknown config key 'unknown-key'")),
         (lambda run: (run / SUMMARY_FILE).write_text("[1, 2]"), (SUMMARY_FILE, "one JSON object")),
         (lambda run: (run / METRICS_FILE).write_text('{"kind": "search-round"}\nnot json\n{"kind": "x"}\n'),
          ("metrics.jsonl line 2", "not valid JSON")),
@@ -589,7 +609,7 @@ def test_a_missing_ledger_gives_a_one_line_error_and_is_not_created(tmp_path: Pa
         (lambda run: (run / TICKET_FILE).write_bytes(b"garbage"), (TICKET_FILE, "not a readable")),
         (lambda run: (run / LEDGER_FILE).write_text('{"a": 1}\n'), (LEDGER_FILE, "not a valid privacy ledger")),
     ],
-    ids=["config-json", "config-missing", "config-budget", "summary-type", "metrics-line", "metrics-value",
+    ids=["config-json", "config-missing", "config-budget", "config-delta", "config-key", "summary-type", "metrics-line", "metrics-value",
          "ticket-missing", "ticket-garbage", "ledger-corrupt"],
 )
 def test_malformed_inputs_give_one_line_errors_naming_the_file(
