@@ -16,7 +16,7 @@ from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, PrivacyTotals
 from simulations.report.composition import composition_rows
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
-from simulations.report.mechanisms import mechanism_rows, voters_by_release
+from simulations.report.mechanisms import central_diagnostics, mechanism_rows
 from simulations.report.outputs import EPSILON_PER_CLIENT_PLOT, EPSILON_PER_ROUND_PLOT
 from simulations.report.plots import epsilon_per_client_plot, epsilon_per_round_plot
 from simulations.report.run_inputs import RunInputs
@@ -196,7 +196,7 @@ def mechanisms_section(inputs: RunInputs) -> list[Block]:
     events = inputs.ledger.events
     if not events:
         return [*blocks, Paragraph(text="No release is in the ledger yet.")]
-    rows = mechanism_rows(events, clip_bound=inputs.config.clip_bound, voters=voters_by_release(inputs.metrics))
+    rows = mechanism_rows(events, clip_bound=inputs.config.clip_bound, central=central_diagnostics(inputs.metrics))
     blocks.append(Table.of(
         ("phase", "domain", "unit", "mechanism", "sensitivity", "noise scale", "ε per release", "δ per release",
          "releases", "signal range", "SNR (min)", "noise-dominated"),
@@ -208,8 +208,9 @@ def mechanisms_section(inputs: RunInputs) -> list[Block]:
     blocks.append(Paragraph(text=(
         "SNR = signal range / noise scale (privacy.diagnostics); a release is noise-dominated when SNR <= 1, i.e."
         " the noise can move a value across its whole range. Local (record-unit) noise is compared with the clipped"
-        f" score range [0, C], C = {inputs.config.clip_bound:g}; central (client-unit) noise with the number of voters of"
-        " the release's round (metrics 'voters.<domain>')."
+        f" score range [0, C], C = {inputs.config.clip_bound:g}; central (client-unit) noise with the number of"
+        " voters of the release's round, as the strategy assessed it when it released the counts (metrics"
+        " 'snr-central.<domain>', 'noise-dominated.<domain>')."
     )))
     return blocks
 

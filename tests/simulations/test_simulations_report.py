@@ -37,9 +37,11 @@ from privacy import (
     LAPLACE_TOPK,
     Accountant,
     Ledger,
+    MechanismSpec,
     PrivacyEvent,
     data_free_spec,
     histogram_calibration,
+    histogram_diagnostic,
     topk_spec,
 )
 from simulations.report import PrivacyTotals, ReportError, ReportPaths, privacy_totals, render_report
@@ -73,14 +75,19 @@ def _search_events(round_: int, participants: Sequence[str], *, epsilon: float, 
         ),
     ]
     if central:
-        spec = histogram_calibration(top_k=8, max_entries=4, epsilon=CENTRAL_EPSILON if math.isfinite(epsilon) else epsilon).spec
         events.append(PrivacyEvent.from_spec(
-            spec, round=round_, phase=PHASE_SEARCH, domain="patterns", layer=None, participants=tuple(participants),
+            _central_spec(epsilon), round=round_, phase=PHASE_SEARCH, domain="patterns", layer=None, participants=tuple(participants),
         ))
     return events
 
 
-def _search_row(round_: int, participants: Sequence[str], *, rejected: int = 0) -> dict[str, Any]:
+def _central_spec(epsilon: float) -> MechanismSpec:
+    return histogram_calibration(top_k=8, max_entries=4, epsilon=CENTRAL_EPSILON if math.isfinite(epsilon) else epsilon).spec
+
+
+def _search_row(
+    round_: int, participants: Sequence[str], *, rejected: int = 0, central: MechanismSpec | None = None
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "phase": PHASE_SEARCH, "round": round_, "kind": KIND_SEARCH_ROUND, "attempt": 0, "density": 1.0 - 0.2 * round_,
         "sampled": 4, "replies": len(participants), "failed": 4 - len(participants), "participants": len(participants),
@@ -91,6 +98,10 @@ def _search_row(round_: int, participants: Sequence[str], *, rejected: int = 0) 
     }
     if round_ > 1:
         row["jaccard"] = 0.5 + 0.1 * round_
+    if central is not None:  # the strategy logs its central release's diagnostic (strategies.PatternTicketSearch)
+        diagnostic = histogram_diagnostic(central, num_voters=len(participants))
+        row["snr-central.patterns"] = diagnostic.ratio
+        row["noise-dominated.patterns"] = int(diagnostic.noise_dominated)
     return row
 
 
@@ -143,7 +154,8 @@ def make_run(
     metrics: list[dict[str, Any]] = [{"phase": PHASE_SETUP, "round": 0, "kind": KIND_PARTITIONS, "sizes": [10, 20, 30, 40]}]
     for round_ in rounds:
         accountant.charge(_search_events(round_, PARTICIPATION[round_], epsilon=epsilon, central=central))
-        metrics.append(_search_row(round_, PARTICIPATION[round_], rejected=int(round_ == 2)))
+        metrics.append(_search_row(round_, PARTICIPATION[round_], rejected=int(round_ == 2),
+                                   central=_central_spec(epsilon) if central else None))
     if with_training:
         metrics += _eval_rows((1, 2))
     _write_jsonl(run / METRICS_FILE, metrics)
@@ -490,6 +502,23 @@ def test_the_report_reads_delta_target_and_clip_bound_from_the_typed_config(tmp_
     local = {r["domain"]: r for r in tables(section(markdown, 5))[0]}["patterns"]
     assert local["signal range"] == "clipped scores in [0, 2]" and close(local["SNR (min)"], 2 / 0.8)
     assert "C = 2;" in section(markdown, 5)
+
+
+def test_central_noise_flags_are_the_ones_the_strategy_logged(tmp_path: Path) -> None:
+    # The strategy assessed each central release when it made it; the report quotes that, and a
+    # release whose round logged no diagnostic is not assessed (never recomputed here).
+    run = make_run(tmp_path / "run", with_training=False)
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    for row in rows:
+        if row.get("round") == 1:
+            row["snr-central.patterns"], row["noise-dominated.patterns"] = 7.5, 0
+        if row.get("round") == 2:
+            del row["snr-central.patterns"], row["noise-dominated.patterns"]
+    _write_jsonl(run / METRICS_FILE, rows)
+    markdown = render_report(run).markdown.read_text()
+    central = {(r["domain"], r["unit"]): r for r in tables(section(markdown, 5))[0]}[("patterns", "client")]
+    assert central["noise-dominated"] == "yes (1 of 2)" and close(central["SNR (min)"], 2 * CENTRAL_EPSILON / 4)
+    assert "voters 2 to 4" in central["signal range"]
 
 
 def test_a_torn_metrics_tail_is_skipped_and_said(tmp_path: Path) -> None:
