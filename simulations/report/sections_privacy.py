@@ -59,7 +59,7 @@ def _budget(value: float) -> str:
 def _summary_number(inputs: RunInputs, *keys: str) -> float | None:
     return as_number(
         nested(inputs.summary, *keys), where=f"{inputs.run_dir / SUMMARY_FILE} key {'.'.join(keys)!r}",
-        fix="regenerate summary.json or delete it",
+        fix=f"regenerate {SUMMARY_FILE} or delete it",
     )
 
 

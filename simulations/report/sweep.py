@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Final
 
-from federation.layout import CONFIG_FILE
+from federation.layout import CONFIG_FILE, SUMMARY_FILE
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.errors import ReportError
 from simulations.report.formatting import format_float, format_int
@@ -75,12 +75,12 @@ class SweepRow:
 def _row(index: int, summary: Mapping[str, Any]) -> SweepRow:
     if not isinstance(summary, Mapping):
         raise ReportError(
-            f"summaries[{index}] must be a mapping (a summary.json plus 'run-dir'). Found {type(summary).__name__}."
+            f"summaries[{index}] must be a mapping (a {SUMMARY_FILE} plus 'run-dir'). Found {type(summary).__name__}."
         )
     run_dir = summary.get("run-dir")
     if not isinstance(run_dir, (str, os.PathLike)):
         raise ReportError(f"summaries[{index}] must have a 'run-dir' (the run directory). Found {run_dir!r}.")
-    where = f"summary.json of {run_dir}"
+    where = f"{SUMMARY_FILE} of {run_dir}"
 
     def number(*keys: str) -> float | None:
         return as_number(nested(summary, *keys), where=f"{where} key {'.'.join(keys)!r}", fix="regenerate it")

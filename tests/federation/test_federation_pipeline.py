@@ -243,7 +243,7 @@ def test_a_non_private_run_is_its_own_reference_and_data_free_scores_cost_nothin
 ):
     config = small_config.replace(epsilon=math.inf, baselines=False)
     summary = _run(config, tmp_path / "inf", grid_type(config, data_dir))
-    assert not (tmp_path / "inf" / "reference").exists()
+    assert not (tmp_path / "inf" / REFERENCE_DIR).exists()
     assert summary["accuracy"]["nonprivate_ticket"] == summary["accuracy"]["dp_ticket"] is not None
     assert math.isinf(summary["epsilon"]["record"]["max"])
     free = small_config.replace(score="magnitude", reference_search=False, baselines=False)

@@ -541,7 +541,7 @@ def test_delta_events_data_free_events_and_reference_search_are_reported(tmp_pat
     accountant.charge(training)
     accountant.charge([PrivacyEvent.from_spec(data_free_spec("record"), round=3, phase=PHASE_SEARCH, domain="patterns",
                                               layer=None, participants=("client-1",))])
-    (run / "reference").mkdir()
+    (run / REFERENCE_DIR).mkdir()
     Ledger(run / REFERENCE_DIR / LEDGER_FILE)
     markdown = render_report(run).markdown.read_text()
     statement = section(markdown, 2)
