@@ -135,6 +135,7 @@ def load_run(run_dir: Path) -> RunInputs:
     ticket, ticket_file = _load_ticket(run_dir, summary)
     return RunInputs(
         run_dir=run_dir, config=_parse_config(raw, run_dir / CONFIG_FILE), config_keys=frozenset(raw), ledger=ledger,
-        metrics=metrics, summary=summary, ticket=ticket, ticket_file=ticket_file, has_reference=(run_dir / REFERENCE_LEDGER_FILE).is_file(),
+        metrics=metrics, summary=summary, ticket=ticket, ticket_file=ticket_file,
+        has_reference=(run_dir / REFERENCE_LEDGER_FILE).is_file(),
         interrupted=interrupted_rounds(run_dir / JOURNAL_FILE),
     )

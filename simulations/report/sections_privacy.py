@@ -140,7 +140,8 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
                             format_float(totals.record_epsilon_max),
                             _remaining(inputs.config.epsilon, totals.record_epsilon_max)))
     if UNIT_CLIENT in units:
-        budget_rows.append(("client (server total)", _budget(inputs.config.client_epsilon), format_float(totals.client_epsilon),
+        budget_rows.append(("client (server total)", _budget(inputs.config.client_epsilon),
+                            format_float(totals.client_epsilon),
                             _remaining(inputs.config.client_epsilon, totals.client_epsilon)))
     blocks.append(Table.of(("unit", "ε budget", "ε spent", "ε remaining"), budget_rows))
     if inputs.interrupted:
@@ -252,8 +253,9 @@ def delta_section(inputs: RunInputs, totals: PrivacyTotals, accountant: Accounta
     else:
         blocks.append(Paragraph(text=(
             "Every release is pure ε-DP: δ = 0 under basic composition. The RDP and PLD columns below, where shown,"
-            f" are (ε, δ)-DP figures at δ = {format_float(inputs.config.delta_target)} for the same releases (each pure"
-            " ε-DP release represented by a mechanism that dominates it, as privacy.compare_composition documents):"
+            f" are (ε, δ)-DP figures at δ = {format_float(inputs.config.delta_target)} for the same releases"
+            " (each pure ε-DP release represented by a mechanism that dominates it, as privacy.compare_composition"
+            " documents):"
             " a different guarantee shown beside the pure-ε one, never instead of it."
         )))
     table = _composition_table(accountant, totals, inputs.config.delta_target)

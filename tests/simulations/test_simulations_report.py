@@ -76,13 +76,15 @@ def _search_events(round_: int, participants: Sequence[str], *, epsilon: float, 
     ]
     if central:
         events.append(PrivacyEvent.from_spec(
-            _central_spec(epsilon), round=round_, phase=PHASE_SEARCH, domain="patterns", layer=None, participants=tuple(participants),
+            _central_spec(epsilon), round=round_, phase=PHASE_SEARCH, domain="patterns", layer=None,
+            participants=tuple(participants),
         ))
     return events
 
 
 def _central_spec(epsilon: float) -> MechanismSpec:
-    return histogram_calibration(top_k=8, max_entries=4, epsilon=CENTRAL_EPSILON if math.isfinite(epsilon) else epsilon).spec
+    central_epsilon = CENTRAL_EPSILON if math.isfinite(epsilon) else epsilon
+    return histogram_calibration(top_k=8, max_entries=4, epsilon=central_epsilon).spec
 
 
 def _search_row(
@@ -107,7 +109,8 @@ def _search_row(
 
 def _eval_rows(rounds: Iterable[int]) -> list[dict[str, Any]]:
     return [
-        {"phase": PHASE_TRAIN, "round": r, "kind": KIND_SERVER_EVAL, "variant": variant, "accuracy": acc - 0.05 * (2 - r),
+        {"phase": PHASE_TRAIN, "round": r, "kind": KIND_SERVER_EVAL, "variant": variant,
+         "accuracy": acc - 0.05 * (2 - r),
          "loss": 1.0 / r, "elapsed-s": 2.0}
         for variant, acc in VARIANTS.items() for r in rounds
     ]
@@ -151,7 +154,9 @@ def make_run(
     }
     (run / CONFIG_FILE).write_text(json.dumps(config))
     accountant = open_accountant(run)
-    metrics: list[dict[str, Any]] = [{"phase": PHASE_SETUP, "round": 0, "kind": KIND_PARTITIONS, "sizes": [10, 20, 30, 40]}]
+    metrics: list[dict[str, Any]] = [
+        {"phase": PHASE_SETUP, "round": 0, "kind": KIND_PARTITIONS, "sizes": [10, 20, 30, 40]}
+    ]
     for round_ in rounds:
         accountant.charge(_search_events(round_, PARTICIPATION[round_], epsilon=epsilon, central=central))
         metrics.append(_search_row(round_, PARTICIPATION[round_], rejected=int(round_ == 2),
@@ -638,8 +643,8 @@ def test_a_missing_ledger_gives_a_one_line_error_and_is_not_created(tmp_path: Pa
         (lambda run: (run / TICKET_FILE).write_bytes(b"garbage"), (TICKET_FILE, "not a readable")),
         (lambda run: (run / LEDGER_FILE).write_text('{"a": 1}\n'), (LEDGER_FILE, "not a valid privacy ledger")),
     ],
-    ids=["config-json", "config-missing", "config-budget", "config-delta", "config-key", "summary-type", "metrics-line", "metrics-value",
-         "ticket-missing", "ticket-garbage", "ledger-corrupt"],
+    ids=["config-json", "config-missing", "config-budget", "config-delta", "config-key", "summary-type", "metrics-line",
+         "metrics-value", "ticket-missing", "ticket-garbage", "ledger-corrupt"],
 )
 def test_malformed_inputs_give_one_line_errors_naming_the_file(
     tmp_path: Path, damage: Callable[[Path], object], needles: tuple[str, ...]
