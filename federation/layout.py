@@ -45,6 +45,7 @@ __all__ = [
     "SUMMARY_FILE",
     "TICKETS_DIR",
     "TICKET_FILE",
+    "VARIANTS",
     "WEIGHTS_FILE",
     "search_phase",
 ]
@@ -84,6 +85,10 @@ KIND_CLIENT_TRAIN: Final = "client-train"
 """Ticket training: the clients' aggregated metrics of one round of one variant."""
 KIND_SERVER_EVAL: Final = "server-eval"
 """Ticket training: test accuracy of one variant after one round."""
+
+VARIANTS: Final = ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
+"""The models ticket training trains, in this order: the ``variant`` of its rows and the keys of
+``summary.json``'s ``accuracy``."""
 
 
 def search_phase(*, reference: bool) -> str:

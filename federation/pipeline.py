@@ -31,14 +31,14 @@ from federation.config import DATA_FREE_SCORES, Config
 from federation.data import dataset_info, load_tensors
 from federation.layout import (
     CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
-    search_phase,
+    VARIANTS, search_phase,
 )
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
 from federation.model_io import build_model
 from federation.rundir import RunDirectory, read_json, write_json_atomic
 from federation.search_phase import build_strategy, run_search_phase
-from federation.ticket_training import VARIANTS, train_variant
+from federation.ticket_training import train_variant
 from kernels import Ticket, TicketMetadata, random_ticket_like
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
 from strategies import PatternTicketSearch, SearchOutcome

@@ -26,9 +26,7 @@ from kernels import Ticket
 from models import apply_ticket
 from strategies import ticket_record
 
-__all__ = ["VARIANTS", "TicketFedAvg", "train_variant"]
-
-VARIANTS = ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
+__all__ = ["TicketFedAvg", "train_variant"]
 
 Progress = Callable[[str], None]
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Final
 
-from federation.layout import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE
+from federation.layout import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE, VARIANTS
 from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int
@@ -16,8 +15,6 @@ from simulations.report.run_inputs import RunInputs
 from simulations.report.values import as_number, nested
 
 __all__ = ["accuracy_section", "sparsity_section", "vote_quality_section"]
-
-VARIANTS: Final = ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
 
 
 def _metrics_missing(inputs: RunInputs) -> list[Block]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Final
 
-from federation.layout import CONFIG_FILE, SUMMARY_FILE
+from federation.layout import CONFIG_FILE, SUMMARY_FILE, VARIANTS
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.errors import ReportError
 from simulations.report.formatting import format_float, format_int
@@ -32,7 +32,6 @@ __all__ = ["SWEEP_JSON", "SWEEP_MARKDOWN", "SWEEP_PLOT", "SweepPaths", "SweepRow
 SWEEP_MARKDOWN: Final = "sweep.md"
 SWEEP_JSON: Final = "sweep.json"
 SWEEP_PLOT: Final = "sweep_accuracy.png"
-_VARIANTS: Final = ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
 _REFERENCES: Final = (
     ("dense", "dense"), ("nonprivate_ticket", "non-private ticket"), ("random_ticket", "random ticket"),
 )
@@ -66,7 +65,7 @@ class SweepRow:
 
         return {
             "run-dir": self.run_dir, "epsilon": encode(self.epsilon),
-            **{variant: encode(self.accuracy.get(variant)) for variant in _VARIANTS},
+            **{variant: encode(self.accuracy.get(variant)) for variant in VARIANTS},
             "conv-sparsity": encode(self.conv_sparsity), "record-epsilon-max": encode(self.record_epsilon_max),
             "rounds-completed": self.rounds_completed, "stop-reason": self.stop_reason,
         }
@@ -94,7 +93,7 @@ def _row(index: int, summary: Mapping[str, Any]) -> SweepRow:
     rounds = number("search", "rounds-completed")
     stop = nested(summary, "search", "stop-reason")
     return SweepRow(
-        run_dir=str(run_dir), epsilon=epsilon, accuracy={v: number("accuracy", v) for v in _VARIANTS},
+        run_dir=str(run_dir), epsilon=epsilon, accuracy={v: number("accuracy", v) for v in VARIANTS},
         conv_sparsity=number("sparsity", "conv"), record_epsilon_max=number("epsilon", "record", "max"),
         rounds_completed=None if rounds is None or not math.isfinite(rounds) else int(rounds),
         stop_reason=None if stop is None else str(stop),
@@ -140,9 +139,9 @@ def render_sweep(summaries: Sequence[Mapping[str, Any]], out_dir: str | os.PathL
     rows = sorted((_row(i, s) for i, s in enumerate(summaries)), key=_sort_key)
     out = Path(out_dir)
     table = Table.of(
-        ("epsilon", *(f"{v} accuracy" for v in _VARIANTS), "conv sparsity", "record ε max spent", "rounds completed",
+        ("epsilon", *(f"{v} accuracy" for v in VARIANTS), "conv sparsity", "record ε max spent", "rounds completed",
          "stop reason", "run"),
-        [(format_float(r.epsilon), *(format_float(r.accuracy.get(v)) for v in _VARIANTS), format_float(r.conv_sparsity),
+        [(format_float(r.epsilon), *(format_float(r.accuracy.get(v)) for v in VARIANTS), format_float(r.conv_sparsity),
           format_float(r.record_epsilon_max), format_int(r.rounds_completed), r.stop_reason or "none", r.run_dir)
          for r in rows],
     )
