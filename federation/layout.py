@@ -18,6 +18,10 @@ A run directory holds::
     weights.safetensors         the DP ticket's trained model (WEIGHTS_FILE)
     weights-dense.safetensors   the trained dense model (DENSE_WEIGHTS_FILE)
     summary.json                written last (SUMMARY_FILE)
+
+and, once the report is rendered, the files the report names itself (it is the package that
+writes them, so it owns their names: :mod:`simulations.report.outputs`): ``report.md``,
+``report.html`` and ``plots/``.
 """
 
 from __future__ import annotations
