@@ -59,7 +59,7 @@ from privacy.noisy_topk import (
     topk_spec,
 )
 from privacy.rng import SeededNoiseWarning, make_rng
-from privacy.totals import PrivacyTotals, RoundTotal, natural_key
+from privacy.totals import PrivacyTotals, RoundTotal
 from privacy.sensitivity import clipped_mean, record_sensitivity
 from privacy.validation import RejectReason, VoteCheck, validate_vote
 
@@ -118,7 +118,6 @@ __all__ = [
     "laplace_topk",
     "laplace_topk_noise_scale",
     "make_rng",
-    "natural_key",
     "noisy_topk_histogram",
     "rational_scale",
     "record_sensitivity",
