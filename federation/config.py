@@ -83,6 +83,7 @@ class Config:
     round_timeout: float = field(default=600.0, metadata=_help("seconds to wait for client replies in a round"))
     data_dir: str = field(default="", metadata=_help("dataset root; empty = $DPPT_DATA, else the per-user cache"))
     out_dir: str = field(default="runs", metadata=_help("parent folder of run directories (when --out is not given)"))
+    delta_target: float = field(default=1e-5, metadata=_help("the δ at which the report quotes RDP/PLD figures"))
 
     def __post_init__(self) -> None:
         _check(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}", self.dataset)
@@ -135,6 +136,7 @@ class Config:
             self.min_replies <= per_round, "min-replies",
             f"<= the {per_round} clients sampled per round (num-clients x fraction-train)", self.min_replies,
         )
+        _check(0 < self.delta_target < 1, "delta-target", "in (0, 1)", self.delta_target)
         # The names the registries own are checked by `check_names` (lazily: torch).
 
     # ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
    not covered by the guarantee (``reference-search = false`` turns it off).
 4. Ticket training (:mod:`federation.ticket_training`): masked FedAvg from θ0 of the dense model,
    the DP ticket, the non-private ticket and a random ticket of the same structure.
-5. ``summary.json``: accuracies, sparsity, ε per unit (sums of the ledger), rounds, stop reason.
+5. ``summary.json``: accuracies, sparsity, ε per unit (:meth:`privacy.Accountant.totals`), rounds, stop reason.
 
 A resumed run re-opens the ledger (every release already charged stays charged), charges in full
 any round the server was killed in before charging its replies (the release journal), restores each
@@ -30,25 +30,23 @@ from flwr.serverapp import Grid
 from federation.errors import PipelineError
 from federation.config import UNIT_BOTH, Config, reads_client_data
 from federation.data import dataset_info, load_tensors
+from federation.layout import (
+    CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
+    VARIANTS, search_phase,
+)
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
 from federation.model_io import build_model
 from federation.rundir import RunDirectory, read_json, write_json_atomic
 from federation.search_phase import build_strategy, run_search_phase
-from federation.ticket_training import VARIANTS, train_variant
+from federation.ticket_training import train_variant
 from kernels import Ticket, TicketMetadata, random_ticket_like
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
 from storage import encode_float
 from strategies import PrivacyGate, SearchOutcome
 
-__all__ = [
-    "CHECKPOINT_FILE", "TICKET_FILE", "PipelineError", "config_record", "privacy_summary", "run_pipeline",
-    "search_is_private",
-]
+__all__ = ["PipelineError", "config_record", "privacy_summary", "run_pipeline", "search_is_private"]
 
-CHECKPOINT_FILE = "checkpoint.json"
-TICKET_FILE = "ticket.safetensors"
-REFERENCE_DIR = "reference"
 CHECKPOINT_SCHEMA = 1
 
 Progress = Callable[[str], None]
@@ -89,7 +87,7 @@ def log_partitions(config: Config, run_dir: RunDirectory) -> None:
     report = partition_report(labels, parts, dataset_info(config.dataset).num_classes)
     if config.max_examples_per_client:
         report["capped-sizes"] = [min(s, config.max_examples_per_client) for s in report["sizes"]]
-    run_dir.log_metrics({"phase": "setup", "round": 0, "kind": "partitions", **report})
+    run_dir.log_metrics({"phase": PHASE_SETUP, "round": 0, "kind": KIND_PARTITIONS, **report})
 
 
 def search_is_private(config: Config) -> bool:
@@ -101,22 +99,13 @@ def search_is_private(config: Config) -> bool:
     return record or central
 
 
-def privacy_summary(accountant: Accountant, *, record_budget: float, client_budget: float) -> dict[str, Any]:
-    """ε and δ per unit, as sums of the ledger's events (basic composition, DESIGN.md 5.4)."""
-    per_client = accountant.record_epsilon_by_client()
-    deltas = accountant.record_delta_by_client()
-    values = list(per_client.values())
-    return {
-        "record": {
-            "max": max(values, default=0.0),
-            "mean": math.fsum(values) / len(values) if values else 0.0,
-            "budget": record_budget,
-            "clients": len(values),
-            "per-client": per_client,
-        },
-        "client": {"total": accountant.client_level_epsilon(), "budget": client_budget},
-        "delta": {"record-max": max(deltas.values(), default=0.0), "client": accountant.client_level_delta()},
-    }
+def privacy_summary(accountant: Accountant) -> dict[str, Any]:
+    """``summary.json``'s ``"epsilon"``: the accountant's totals (:meth:`privacy.Accountant.totals`,
+    basic composition, DESIGN.md 5.4) and, beside them, the budgets it enforced."""
+    summary = accountant.totals().to_json()
+    summary["record"]["budget"] = accountant.epsilon_budget(UNIT_RECORD)
+    summary["client"]["budget"] = accountant.epsilon_budget(UNIT_CLIENT)
+    return summary
 
 
 class _Checkpoint:
@@ -151,7 +140,7 @@ def _search(
     grid: Grid, config: Config, run_dir: RunDirectory, model: torch.nn.Module, checkpoint: _Checkpoint, *,
     reference: bool, progress: Progress,
 ) -> tuple[PrivacyGate, dict[str, Any]]:
-    phase = "reference-search" if reference else "search"
+    phase = search_phase(reference=reference)
     folder = run_dir.path / REFERENCE_DIR if reference else run_dir.path
     strategy = build_strategy(config, model, folder, reference=reference)
     state = checkpoint.state(phase)
@@ -209,7 +198,7 @@ def run_pipeline(
             structure, generator=torch.Generator().manual_seed(config.seed),
             metadata=TicketMetadata(config_hash=config.run_hash()),
         )
-        random_ticket.save(run_dir.file("random-ticket.safetensors"))
+        random_ticket.save(run_dir.file(RANDOM_TICKET_FILE))
     tickets: dict[str, Ticket | None] = {
         "dense": None, "dp_ticket": dp_ticket, "nonprivate_ticket": nonprivate_ticket, "random_ticket": random_ticket,
     }
@@ -231,9 +220,8 @@ def run_pipeline(
     if "dp_ticket" in results:
         run_dir.save_weights(results["dp_ticket"]["weights"])  # the pruned model (zeros where masked)
     if "dense" in results:
-        run_dir.save_weights(results["dense"]["weights"], name="weights-dense.safetensors")
+        run_dir.save_weights(results["dense"]["weights"], name=DENSE_WEIGHTS_FILE)
 
-    accountant = dp_strategy.accountant
     summary = {
         "status": "stopped" if dp_outcome["stop-reason"] else "completed",
         "dataset": config.dataset,
@@ -242,10 +230,7 @@ def run_pipeline(
         "unit": config.unit,
         "accuracy": {variant: results.get(variant, {}).get("accuracy") for variant in VARIANTS},
         "sparsity": _sparsity(dp_ticket),
-        "epsilon": privacy_summary(
-            accountant, record_budget=accountant.epsilon_budget(UNIT_RECORD),
-            client_budget=accountant.epsilon_budget(UNIT_CLIENT),
-        ),
+        "epsilon": privacy_summary(dp_strategy.accountant),
         "search": {
             "rounds-planned": dp_strategy.schedule.total_rounds,
             "rounds-completed": dp_outcome["completed-round"],

@@ -14,12 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from federation.errors import RunDirError
+from federation.layout import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, WEIGHTS_FILE
 from storage import jsonable, write_atomic
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-WEIGHTS_FILE = "weights.safetensors"
 
 
 

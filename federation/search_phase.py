@@ -23,6 +23,7 @@ from flwr.serverapp import Grid
 from torch import nn
 
 from federation.config import UNIT_BOTH, Config, reads_client_data
+from federation.layout import JOURNAL_FILE, KIND_SEARCH_ROUND, LEDGER_FILE, TICKETS_DIR, search_phase
 from federation.model_io import plain_weights, ticket_policies
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy
@@ -43,9 +44,7 @@ from strategies import (
     run_search,
 )
 
-__all__ = ["JOURNAL_FILE", "SearchPlan", "build_strategy", "plan_search", "run_search_phase"]
-
-JOURNAL_FILE = "ledger.journal.jsonl"
+__all__ = ["SearchPlan", "build_strategy", "plan_search", "run_search_phase"]
 
 Progress = Callable[[str], None]
 Checkpoint = Callable[[PrivacyGate], None]
@@ -100,7 +99,7 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         # without central noise.
         client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,
         noise_seed=None if config.noise_seed < 0 else config.noise_seed,
-        phase="reference-search" if reference else "search",
+        phase=search_phase(reference=reference),
     )
     settings = SearchSettings(
         library_size=config.patterns,
@@ -137,13 +136,13 @@ def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference:
     weights = {name: layers[name].weight.detach().clone() for name in plan.policies}
     folder.mkdir(parents=True, exist_ok=True)
     accountant = Accountant(
-        Ledger(folder / "ledger.jsonl"),
+        Ledger(folder / LEDGER_FILE),
         record_epsilon_budget=plan.record_budget,
         client_epsilon_budget=plan.client_budget,
     )
     return _gated_search(
         weights=weights, policies=plan.policies, settings=plan.settings, privacy=plan.privacy,
-        schedule=plan.schedule, accountant=accountant, ticket_dir=folder / "tickets",
+        schedule=plan.schedule, accountant=accountant, ticket_dir=folder / TICKETS_DIR,
         journal=ReleaseJournal(folder / JOURNAL_FILE),
     )
 
@@ -188,13 +187,13 @@ def run_search_phase(
     progress: Progress,
 ) -> SearchOutcome:
     """Run (or continue) one search; log every attempt's metrics and checkpoint after each."""
-    phase = "reference-search" if reference else "search"
+    phase = search_phase(reference=reference)
     start = time.time()
     total = strategy.schedule.total_rounds
     shown = config.replace(epsilon=math.inf, client_epsilon=math.inf) if reference else config
 
     def on_round(server_round: int, metrics: MetricRecord, search: PrivacyGate) -> None:
-        row = {"phase": phase, "kind": "search-round", **dict(metrics), "round": server_round,
+        row = {"phase": phase, "kind": KIND_SEARCH_ROUND, **dict(metrics), "round": server_round,
                "elapsed-s": round(time.time() - start, 2)}
         run_dir.log_metrics(row)
         checkpoint(search)

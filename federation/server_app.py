@@ -20,8 +20,9 @@ from flwr.serverapp import Grid, ServerApp
 from federation.config import Config, check_names
 from federation.errors import ConfigError
 from federation.federation_size import SizeCheckedGrid
-from federation.pipeline import CHECKPOINT_FILE, PipelineError, run_pipeline
-from federation.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, read_json
+from federation.layout import CHECKPOINT_FILE, CONFIG_FILE, LEDGER_FILE, SUMMARY_FILE
+from federation.pipeline import PipelineError, run_pipeline
+from federation.rundir import RunDirectory, read_json
 
 __all__ = ["DEPLOYMENT_KEYS", "RESUME_KEY", "build_server_app", "new_run_directory", "resume_target"]
 
@@ -58,9 +59,9 @@ def resume_target(path: Path, *, data_dir: str | None = None) -> tuple[RunDirect
     if not path.is_dir():
         raise PipelineError(f"resume needs the folder of an earlier run. Found no folder '{path}'.")
     if (path / SUMMARY_FILE).exists():
-        raise PipelineError(f"the run in '{path}' already finished (summary.json exists); nothing to resume.")
-    if not (path / CHECKPOINT_FILE).exists() and not (path / "ledger.jsonl").exists():
-        raise PipelineError(f"'{path}' has no checkpoint.json or ledger.jsonl: it never started a search round."
+        raise PipelineError(f"the run in '{path}' already finished ({SUMMARY_FILE} exists); nothing to resume.")
+    if not (path / CHECKPOINT_FILE).exists() and not (path / LEDGER_FILE).exists():
+        raise PipelineError(f"'{path}' has no {CHECKPOINT_FILE} or {LEDGER_FILE}: it never started a search round."
                             " Start a new run instead.")
     config = Config.from_mapping(read_json(path / CONFIG_FILE))
     if data_dir:
@@ -77,7 +78,7 @@ def _from_run_config(run_config: dict[str, object], progress: Progress) -> tuple
         check_names(config)  # before the run directory exists: a bad name writes nothing
         return config, new_run_directory(config)
     directory, config = resume_target(Path(resume), data_dir=str(values.get("data-dir", "") or "") or None)
-    progress(f"dppt: resuming {directory.path} with its own config.json (other run-config values are ignored)")
+    progress(f"dppt: resuming {directory.path} with its own {CONFIG_FILE} (other run-config values are ignored)")
     return config, directory
 
 

@@ -17,6 +17,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from federation.config import Config
+from federation.layout import KIND_CLIENT_TRAIN, KIND_SERVER_EVAL, PHASE_TRAIN
 from federation.model_io import build_model, load_weights, plain_weights
 from federation.rundir import RunDirectory
 from federation.training import evaluate
@@ -24,9 +25,7 @@ from kernels import Ticket
 from models import apply_ticket
 from strategies import keys, ticket_record
 
-__all__ = ["VARIANTS", "TicketFedAvg", "train_variant"]
-
-VARIANTS = ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
+__all__ = ["TicketFedAvg", "train_variant"]
 
 Progress = Callable[[str], None]
 
@@ -56,7 +55,7 @@ class TicketFedAvg(FedAvg):
         errors = sum(1 for reply in replies if reply.has_error())
         arrays, metrics = super().aggregate_train(server_round, replies)
         self._run_dir.log_metrics({
-            "phase": "train", "variant": self._variant, "round": server_round, "kind": "client-train",
+            "phase": PHASE_TRAIN, "variant": self._variant, "round": server_round, "kind": KIND_CLIENT_TRAIN,
             **dict(metrics or {}), "replies": len(replies) - errors, "failed-replies": errors,
         })
         return arrays, metrics
@@ -84,7 +83,7 @@ def train_variant(
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         load_weights(model, arrays.to_torch_state_dict())
         loss, accuracy = evaluate(model, images, labels)
-        row = {"phase": "train", "variant": variant, "round": server_round, "kind": "server-eval",
+        row = {"phase": PHASE_TRAIN, "variant": variant, "round": server_round, "kind": KIND_SERVER_EVAL,
                "accuracy": accuracy, "loss": loss, "elapsed-s": round(time.time() - start, 2)}
         history.append(row)
         run_dir.log_metrics(row)

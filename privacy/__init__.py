@@ -5,7 +5,8 @@ numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
 - Record level, on the client (DESIGN.md 5.1): :func:`laplace_topk`, :func:`gumbel_topk`.
 - Client level, on the server (5.2): :func:`tally_votes`, :func:`noisy_topk_histogram`.
 - Enforced sensitivity (5.3): :func:`validate_vote`.
-- Accounting (5.4): :class:`PrivacyEvent`, :class:`Ledger`, :class:`Accountant`,
+- Accounting (5.4): :class:`PrivacyEvent`, :class:`Ledger`, :class:`Accountant` (its
+  :meth:`~Accountant.totals`: the :class:`PrivacyTotals` a run quotes),
   :class:`ReleaseJournal` (write-ahead record of asked releases, for crashes),
   :func:`compare_composition`.
 - Noise (5.5): :func:`make_rng`, :func:`discrete_laplace_noise`.
@@ -57,6 +58,7 @@ from privacy.noisy_topk import (
     topk_spec,
 )
 from privacy.rng import SeededNoiseWarning, make_rng
+from privacy.totals import PrivacyTotals, RoundTotal
 from privacy.sensitivity import clipped_mean, record_sensitivity
 from privacy.validation import RejectReason, VoteCheck, validate_vote
 
@@ -88,11 +90,13 @@ __all__ = [
     "NoiseDiagnostic",
     "PrivacyError",
     "PrivacyEvent",
+    "PrivacyTotals",
     "RejectReason",
     "SeededNoiseWarning",
     "TopKRelease",
     "ReleaseAsk",
     "ReleaseJournal",
+    "RoundTotal",
     "TornLedgerError",
     "TornRepair",
     "VoteCheck",

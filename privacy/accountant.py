@@ -31,6 +31,7 @@ from privacy._checks import check_nonnegative
 from privacy.errors import BudgetExceededError, PrivacyError
 from privacy.events import UNIT_CLIENT, UNIT_RECORD, UNITS, PrivacyEvent
 from privacy.ledger import Ledger
+from privacy.totals import PrivacyTotals, build_totals
 
 __all__ = ["BUDGET_RTOL", "Accountant"]
 
@@ -156,6 +157,23 @@ class Accountant:
         if client_id is not None:
             return eps.get(client_id, 0.0), delta.get(client_id, 0.0)
         return max(eps.values(), default=0.0), max(delta.values(), default=0.0)
+
+    def totals(self) -> PrivacyTotals:
+        """Every figure the run quotes: per-client Σε, Σδ and releases, their max and mean, the
+        client-unit Σε, Σδ, and the cumulative figures after each (phase, round).
+
+        Basic composition (DESIGN.md 5.4) of the events counted so far, from this accountant's own
+        sums (:mod:`privacy.totals`); ``summary.json`` and the report both quote this object.
+        """
+        self._sync()
+        return build_totals(
+            self._ledger.events,
+            record_epsilon_by_client=self.record_epsilon_by_client(),
+            record_delta_by_client=self.record_delta_by_client(),
+            record_releases_by_client={client: len(values) for client, values in self._record_eps.items()},
+            client_epsilon=self.client_level_epsilon(),
+            client_delta=self.client_level_delta(),
+        )
 
     def remaining(self, *, unit: str, client_id: str | None = None) -> tuple[float, float]:
         """``(ε budget - spent, δ budget - spent)`` for ``unit`` (and ``client_id``, see

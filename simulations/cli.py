@@ -175,7 +175,8 @@ def print_summary(summary: dict[str, Any]) -> None:
 def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
     """Run the pipeline on the Simulation Engine into ``run_dir``, then render the report."""
     from federation.client_app import app as client_app
-    from federation.rundir import SUMMARY_FILE, read_json
+    from federation.layout import SUMMARY_FILE
+    from federation.rundir import read_json
     from federation.server_app import build_server_app
     from simulations.engine import run_on_simulation_engine
     from simulations.report import render_report
@@ -199,11 +200,12 @@ def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from federation.layout import CONFIG_FILE
     from federation.rundir import RunDirectory
 
     if args.resume:
         if args.overrides or args.config or args.out:
-            raise UsageError("--resume takes the run's own config.json: drop --config, --set and --out.")
+            raise UsageError(f"--resume takes the run's own {CONFIG_FILE}: drop --config, --set and --out.")
         from federation.server_app import resume_target
 
         run_dir, config = resume_target(Path(args.resume), data_dir=args.data_dir)
@@ -218,12 +220,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from simulations.report import render_report
+    from simulations.report.outputs import PLOTS_DIR
 
     path = Path(args.run_dir)
     if not path.is_dir():
         raise UsageError(f"report needs a run directory. Found no folder '{path}'.")
     paths = render_report(path)
-    print(f"dppt: wrote {paths.markdown}, {paths.html} and the plots in {path / 'plots'}")
+    print(f"dppt: wrote {paths.markdown}, {paths.html} and the plots in {path / PLOTS_DIR}")
     return EXIT_OK
 
 
@@ -244,7 +247,8 @@ def parse_epsilons(text: str) -> list[float]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import math
 
-    from federation.rundir import SUMMARY_FILE, RunDirectory, read_json
+    from federation.layout import SUMMARY_FILE
+    from federation.rundir import RunDirectory, read_json
     from simulations.report import render_sweep
 
     base = resolve_config(args)

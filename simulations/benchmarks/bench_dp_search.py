@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from federation.layout import SUMMARY_FILE
 from simulations.benchmarks.process_memory import run_measured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> int:
             print(f"dppt sweep failed on {dataset} with exit code {measured.returncode}", file=sys.stderr)
             return measured.returncode
         sweep = json.loads((out / "sweep.json").read_text())
-        summaries = {p.parent.name: json.loads(p.read_text()) for p in out.glob("epsilon-*/summary.json")}
+        summaries = {p.parent.name: json.loads(p.read_text()) for p in out.glob(f"epsilon-*/{SUMMARY_FILE}")}
         refs = dict(next(s["accuracy"] for s in summaries.values() if s["accuracy"].get("dense") is not None))
         if "epsilon-inf" in summaries:  # the ε = inf run's DP ticket is the non-private ticket
             refs["nonprivate_ticket"] = summaries["epsilon-inf"]["accuracy"]["dp_ticket"]

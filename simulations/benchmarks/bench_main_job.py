@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from federation.layout import SUMMARY_FILE
 from simulations.benchmarks.process_memory import run_measured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
     if measured.returncode != 0:
         print(f"dppt simulate failed with exit code {measured.returncode}", file=sys.stderr)
         return measured.returncode
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / SUMMARY_FILE).read_text())
     figures = {
         "command": " ".join(["dppt simulate", *argv]),
         "accuracy": summary["accuracy"],

@@ -6,13 +6,14 @@ run's ledger by basic composition (DESIGN.md 5.4), with RDP/PLD figures beside i
 
 - :func:`render_report`: the report of one run directory.
 - :func:`render_sweep`: table and plot over the runs of an ε sweep.
-- :func:`privacy_totals`: the ledger's ε/δ totals, as the report shows them (torch-free).
+- :func:`privacy_totals`: the ledger's ε/δ totals (:meth:`privacy.Accountant.totals`), torch-free.
 """
 
+from privacy import PrivacyTotals, RoundTotal
 from simulations.report.errors import ReportError
 from simulations.report.render import ReportPaths, render_report
 from simulations.report.sweep import SweepPaths, SweepRow, render_sweep
-from simulations.report.totals import PrivacyTotals, RoundTotal, privacy_totals
+from simulations.report.totals import privacy_totals
 
 __all__ = [
     "PrivacyTotals",

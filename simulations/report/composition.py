@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, CompositionComparison, PrivacyError, compare_composition
-from simulations.report.totals import PrivacyTotals
+from privacy import (
+    UNIT_CLIENT, UNIT_RECORD, Accountant, CompositionComparison, PrivacyError, PrivacyTotals, compare_composition,
+)
 
 __all__ = ["CompositionRow", "composition_rows"]
 

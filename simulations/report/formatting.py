@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Final
 
-__all__ = ["NOT_AVAILABLE", "SIGNIFICANT_DIGITS", "format_float", "format_int", "format_seconds", "natural_key"]
+__all__ = ["NOT_AVAILABLE", "SIGNIFICANT_DIGITS", "format_float", "format_int", "format_seconds"]
 
 SIGNIFICANT_DIGITS: Final = 6
 NOT_AVAILABLE: Final = "n/a"
-_DIGITS = re.compile(r"(\d+)")
 
 
 def format_float(value: float | None, *, digits: int = SIGNIFICANT_DIGITS) -> str:
@@ -53,8 +51,3 @@ def format_seconds(seconds: float | None) -> str:
     else:
         return f"{seconds:.1f} s"
     return f"{seconds:.1f} s ({clock})"
-
-
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders ``"client-2"`` before ``"client-10"``."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part)

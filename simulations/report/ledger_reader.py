@@ -8,17 +8,14 @@ the release journal read-only.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Final
 
-from privacy import Ledger, LedgerError, ReleaseAsk, ReleaseJournal, TornLedgerError
+from federation.layout import LEDGER_FILE
+from privacy import Accountant, Ledger, LedgerError, ReleaseAsk, ReleaseJournal, TornLedgerError
 from simulations.report.errors import ReportError
 
-__all__ = ["JOURNAL_FILE", "LEDGER_FILE", "REFERENCE_LEDGER_FILE", "interrupted_rounds", "open_ledger"]
-
-LEDGER_FILE: Final = "ledger.jsonl"
-JOURNAL_FILE: Final = "ledger.journal.jsonl"
-REFERENCE_LEDGER_FILE: Final = "reference/ledger.jsonl"
+__all__ = ["interrupted_rounds", "ledger_accountant", "open_ledger"]
 
 
 def open_ledger(path: Path) -> Ledger:
@@ -49,6 +46,11 @@ def open_ledger(path: Path) -> Ledger:
             f"{path} is not a valid privacy ledger ({err}); restore it from a backup, the report cannot"
             " state a guarantee from it."
         ) from err
+
+
+def ledger_accountant(ledger: Ledger) -> Accountant:
+    """An accountant that only counts ``ledger`` (no budgets: the report charges nothing)."""
+    return Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
 
 
 def interrupted_rounds(path: Path) -> tuple[ReleaseAsk, ...]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
+from simulations.report.outputs import PLOTS_DIR
 
-__all__ = ["PLOTS_DIR", "to_markdown"]
-
-PLOTS_DIR = "plots"
+__all__ = ["to_markdown"]
 
 
 def _cell(text: str) -> str:

@@ -4,11 +4,13 @@ One row per distinct (phase, domain, unit, mechanism, sensitivity, noise scale, 
 number of releases. Signal-to-noise follows :mod:`privacy.diagnostics`:
 
 - record unit (local noise on a client's clipped mean scores): the scores range over ``[0, C]``
-  (:func:`privacy.score_diagnostic`), ``C`` the configured clip bound, 1 for normalised scores;
+  (:func:`privacy.score_diagnostic`), ``C`` the config's ``clip-bound`` (normalised scores lie in
+  ``[0, 1]``, and clip-mode=normalise takes only clip-bound = 1);
 - client unit (central noise on vote counts): a count ranges over ``[0, voters]``
-  (:func:`privacy.histogram_diagnostic`), ``voters`` read per release from the ``search-round``
-  metrics (``voters.<domain>`` of the release's phase, round and attempt); releases without that
-  figure are not assessed;
+  (:func:`privacy.histogram_diagnostic`). The strategy computed that diagnostic when it released
+  the counts and logged it in the ``search-round`` metrics (``snr-central.<domain>``,
+  ``noise-dominated.<domain>`` and ``voters.<domain>`` of the release's phase, round and attempt):
+  the report reads it there and does not compute it again; releases without it are not assessed;
 - data-free releases (ε = 0, no data read) have no noise to assess, and releases that are not
   votes (e.g. Gaussian DP-FedAvg updates) have no signal range here: both are not assessed.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from federation.layout import KIND_SEARCH_ROUND
 from privacy import (
     DATA_FREE,
     DISCRETE_LAPLACE_HISTOGRAM,
@@ -29,14 +32,13 @@ from privacy import (
     UNIT_RECORD,
     MechanismSpec,
     PrivacyEvent,
-    histogram_diagnostic,
     score_diagnostic,
 )
-from simulations.report.metrics import KIND_SEARCH_ROUND, MetricsFile
+from simulations.report.metrics import MetricsFile
 
-__all__ = ["MechanismRow", "VoterKey", "mechanism_rows", "voters_by_release"]
+__all__ = ["CentralDiagnostic", "ReleaseKey", "central_diagnostics", "mechanism_rows"]
 
-VoterKey = tuple[str, int, int, str]  # phase, round, attempt, domain
+ReleaseKey = tuple[str, int, int, str]  # phase, round, attempt, domain
 
 # The diagnostics' signal ranges hold for votes only: noisy top-k of clipped scores (local) and
 # noisy vote counts (central). Other releases (e.g. DP-FedAvg's Gaussian updates) are not assessed.
@@ -64,9 +66,18 @@ class MechanismRow:
     assessed: int = field(metadata={"help": "releases with a diagnostic"})
 
 
-def voters_by_release(metrics: MetricsFile) -> dict[VoterKey, int]:
-    """``voters.<domain>`` of every ``search-round`` row, keyed by (phase, round, attempt, domain)."""
-    out: dict[VoterKey, int] = {}
+@dataclass(frozen=True, kw_only=True)
+class CentralDiagnostic:
+    """What the strategy logged about one domain's central release of one round attempt."""
+
+    voters: int = field(metadata={"help": "voters.<domain>: clients whose vote was counted"})
+    ratio: float | None = field(metadata={"help": "snr-central.<domain>; None if not logged"})
+    noise_dominated: bool | None = field(metadata={"help": "noise-dominated.<domain>; None if not logged"})
+
+
+def central_diagnostics(metrics: MetricsFile) -> dict[ReleaseKey, CentralDiagnostic]:
+    """The logged central diagnostic of every ``search-round`` row, keyed by (phase, round, attempt, domain)."""
+    out: dict[ReleaseKey, CentralDiagnostic] = {}
     for row in metrics.of_kind(KIND_SEARCH_ROUND):
         round_number = row.integer("round")
         if round_number is None or row.phase is None:
@@ -76,8 +87,14 @@ def voters_by_release(metrics: MetricsFile) -> dict[VoterKey, int]:
         for key in row.data:
             if key.startswith("voters."):
                 voters = row.integer(key)
-                if voters is not None:
-                    out[(row.phase, round_number, attempt, key[len("voters."):])] = voters
+                if voters is None:
+                    continue
+                domain = key[len("voters."):]
+                flag = row.integer(f"noise-dominated.{domain}")
+                out[(row.phase, round_number, attempt, domain)] = CentralDiagnostic(
+                    voters=voters, ratio=row.number(f"snr-central.{domain}"),
+                    noise_dominated=None if flag is None else bool(flag),
+                )
     return out
 
 
@@ -90,7 +107,7 @@ def _spec(event: PrivacyEvent) -> MechanismSpec:
 
 
 def mechanism_rows(
-    events: Sequence[PrivacyEvent], *, clip_bound: float, voters: Mapping[VoterKey, int]
+    events: Sequence[PrivacyEvent], *, clip_bound: float, central: Mapping[ReleaseKey, CentralDiagnostic]
 ) -> list[MechanismRow]:
     """Group ``events`` (ledger order of first appearance) and assess their noise."""
     groups: dict[tuple[object, ...], list[PrivacyEvent]] = {}
@@ -106,12 +123,12 @@ def mechanism_rows(
         if first.mechanism == DATA_FREE or (first.epsilon == 0.0 and first.sensitivity == 0.0):
             signal = "data-free: no noise, no data read"
         elif first.unit == UNIT_CLIENT and first.mechanism in _CENTRAL_VOTES:
-            counts = [voters.get((e.phase, e.round, e.attempt, e.domain)) for e in group]
-            known = [c for c in counts if c is not None and c > 0]
-            for count in known:
-                diagnostic = histogram_diagnostic(_spec(first), num_voters=count)
-                ratios.append(diagnostic.ratio)
-                flagged += int(diagnostic.noise_dominated)
+            logged = [central.get((e.phase, e.round, e.attempt, e.domain)) for e in group]
+            known = [d.voters for d in logged if d is not None and d.voters > 0]
+            for diagnostic in logged:
+                if diagnostic is not None and diagnostic.ratio is not None and diagnostic.noise_dominated is not None:
+                    ratios.append(diagnostic.ratio)
+                    flagged += int(diagnostic.noise_dominated)
             signal = (
                 "vote counts in [0, voters], voters unknown" if not known
                 else f"vote counts in [0, voters], voters {min(known)} to {max(known)}"

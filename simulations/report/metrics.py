@@ -1,7 +1,7 @@
 """The run's ``metrics.jsonl``: one JSON object per line with ``phase``, ``round`` and ``kind``.
 
-Kinds read by the report: ``search-round`` (one row per search round attempt) and
-``server-eval`` (test accuracy of one training variant after one round). Other kinds are kept
+Kinds read by the report (named in :mod:`federation.layout`): ``search-round`` (one row per
+search round attempt) and ``server-eval`` (test accuracy of one training variant after one round). Other kinds are kept
 but not used. A last line without its newline is the tail of a run still writing (or killed
 while writing): it is skipped and reported, never guessed at; a malformed line elsewhere is an
 error.
@@ -13,23 +13,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from simulations.report.errors import ReportError
 from simulations.report.values import as_number
 
-__all__ = [
-    "KIND_SEARCH_ROUND",
-    "KIND_SERVER_EVAL",
-    "PHASE_SEARCH",
-    "MetricRow",
-    "MetricsFile",
-    "read_metrics",
-]
-
-KIND_SEARCH_ROUND: Final = "search-round"
-KIND_SERVER_EVAL: Final = "server-eval"
-PHASE_SEARCH: Final = "search"
+__all__ = ["MetricRow", "MetricsFile", "read_metrics"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
-from simulations.report.totals import RoundTotal
+from privacy import RoundTotal
 
 # matplotlib is imported when a plot is drawn: importing the package (e.g. for privacy_totals,
 # on a server) must not pay for it.

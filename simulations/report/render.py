@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
 
-from privacy import Accountant
 from storage import write_atomic
 from simulations.report.document import Block, Image
 from simulations.report.html_render import to_html
-from simulations.report.markdown_render import PLOTS_DIR, to_markdown
+from simulations.report.ledger_reader import ledger_accountant
+from simulations.report.markdown_render import to_markdown
+from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE, PLOT_FILES, PLOTS_DIR
 from simulations.report.run_inputs import load_run
 from simulations.report.sections_privacy import (
     delta_section,
@@ -22,16 +22,8 @@ from simulations.report.sections_privacy import (
     statement_section,
 )
 from simulations.report.sections_training import accuracy_section, sparsity_section, vote_quality_section
-from simulations.report.totals import totals_from_ledger
 
 __all__ = ["HTML_FILE", "MARKDOWN_FILE", "PLOT_FILES", "ReportPaths", "render_report"]
-
-MARKDOWN_FILE: Final = "report.md"
-HTML_FILE: Final = "report.html"
-PLOT_FILES: Final = (
-    "epsilon_per_round.png", "epsilon_per_client.png", "accuracy.png", "convergence.png", "sparsity_per_layer.png",
-)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ReportPaths:
@@ -44,8 +36,8 @@ class ReportPaths:
 
 def _blocks(run_dir: Path) -> list[Block]:
     inputs = load_run(run_dir)
-    accountant = Accountant(inputs.ledger, record_epsilon_budget=float("inf"), client_epsilon_budget=float("inf"))
-    totals = totals_from_ledger(inputs.ledger, accountant)
+    accountant = ledger_accountant(inputs.ledger)
+    totals = accountant.totals()
     return [
         *header_section(inputs),
         *statement_section(inputs, totals),

@@ -1,7 +1,8 @@
 """Report sections 1 to 6: header, privacy statement, ε per round and per client, mechanisms, δ.
 
-Every ε and δ printed here comes from the ledger (:mod:`simulations.report.totals`), written
-with :func:`format_float`; summary.json is only compared with it.
+Every ε and δ printed here comes from the ledger through :meth:`privacy.Accountant.totals` (the
+method that also wrote summary.json's figures, so the two are never compared), written with
+:func:`format_float`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
+from federation.layout import SUMMARY_FILE
+from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, PrivacyTotals
 from simulations.report.composition import composition_rows
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
-from simulations.report.mechanisms import mechanism_rows, voters_by_release
+from simulations.report.mechanisms import central_diagnostics, mechanism_rows
+from simulations.report.outputs import EPSILON_PER_CLIENT_PLOT, EPSILON_PER_ROUND_PLOT
 from simulations.report.plots import epsilon_per_client_plot, epsilon_per_round_plot
-from simulations.report.run_inputs import SUMMARY_FILE, RunInputs
+from simulations.report.run_inputs import RunInputs
 from simulations.report.statement import privacy_statement, stated_units
-from simulations.report.totals import PrivacyTotals
 from simulations.report.values import as_number, nested
 
 __all__ = [
@@ -50,14 +52,14 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _budget(value: float | None) -> str:
-    return NOT_AVAILABLE if value is None else ("inf (no budget)" if math.isinf(value) else format_float(value))
+def _budget(value: float) -> str:
+    return "inf (no budget)" if math.isinf(value) else format_float(value)
 
 
 def _summary_number(inputs: RunInputs, *keys: str) -> float | None:
     return as_number(
         nested(inputs.summary, *keys), where=f"{inputs.run_dir / SUMMARY_FILE} key {'.'.join(keys)!r}",
-        fix="regenerate summary.json or delete it",
+        fix=f"regenerate {SUMMARY_FILE} or delete it",
     )
 
 
@@ -70,13 +72,17 @@ def _stop_reason(summary: Mapping[str, Any], stop: object) -> str:
 def header_section(inputs: RunInputs) -> list[Block]:
     """Section 1: what the run is and how it ended."""
     config, summary = inputs.config, inputs.summary
+    values = config.to_dict()
+
+    def stated(key: str, text: str) -> str:  # a key an older config.json lacks took Config's default
+        return text if key in inputs.config_keys else f"{text} (default)"
+
     rows = [("run directory", str(inputs.run_dir))]
-    rows += [(label, _value(config.get(key))) for label, key in _HEADER_KEYS]
+    rows += [(label, stated(key, _value(values[key]))) for label, key in _HEADER_KEYS]
     rows += [
-        ("record-level ε budget per client (config 'epsilon')", _budget(inputs.record_budget)),
-        ("client-level ε budget (config 'client-epsilon')", _budget(inputs.client_budget)),
-        ("target δ for RDP/PLD figures",
-         format_float(inputs.delta_target) + ("" if "delta-target" in config else " (default)")),
+        ("record-level ε budget per client (config 'epsilon')", stated("epsilon", _budget(config.epsilon))),
+        ("client-level ε budget (config 'client-epsilon')", stated("client-epsilon", _budget(config.client_epsilon))),
+        ("target δ for RDP/PLD figures", stated("delta-target", format_float(config.delta_target))),
     ]
     if summary is None:
         rows.append(("status", f"n/a ({SUMMARY_FILE} not written yet: partial run)"))
@@ -98,44 +104,18 @@ def header_section(inputs: RunInputs) -> list[Block]:
     ]
 
 
-def _summary_check(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
-    if inputs.summary is None:
-        return []
-    pairs = [
-        (("epsilon", "record", "max"), totals.record_epsilon_max, "record-level max"),
-        (("epsilon", "record", "mean"), totals.record_epsilon_mean, "record-level mean"),
-        (("epsilon", "client", "total"), totals.client_epsilon, "client-level total"),
-    ]
-    problems = []
-    for keys, ledger_value, label in pairs:
-        quoted = _summary_number(inputs, *keys)
-        if quoted is not None and not math.isclose(quoted, ledger_value, rel_tol=1e-9):
-            problems.append(
-                f"{label}: {SUMMARY_FILE} says {format_float(quoted)}, the ledger {format_float(ledger_value)}"
-            )
-    if not problems:
-        return []
-    return [Paragraph(text=(
-        f"Warning: {SUMMARY_FILE} disagrees with the ledger (" + "; ".join(problems)
-        + "). This report quotes the ledger, the record of every release."
-    ))]
-
-
 def statement_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
     """Section 2: the guarantee in words."""
     paragraphs = privacy_statement(
-        totals, configured_unit=inputs.config.get("unit"), has_reference=inputs.has_reference
+        totals, configured_unit=inputs.config.unit, has_reference=inputs.has_reference
     )
     return [
         Heading(level=2, text="2. Privacy statement"),
         *(Paragraph(text=text) for text in paragraphs),
-        *_summary_check(inputs, totals),
     ]
 
 
-def _remaining(budget: float | None, spent: float) -> str:
-    if budget is None:
-        return NOT_AVAILABLE
+def _remaining(budget: float, spent: float) -> str:
     if math.isinf(budget):
         return "unbounded"
     if math.isinf(spent):
@@ -148,7 +128,7 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
     blocks: list[Block] = [Heading(level=2, text="3. Privacy budget per round")]
     if not totals.rounds:
         return [*blocks, Paragraph(text="No release is in the ledger yet: nothing has been spent.")]
-    units = stated_units(totals, inputs.config.get("unit"))
+    units = stated_units(totals, inputs.config.unit)
     blocks.append(Table.of(
         ("phase", "round", "record ε, max over clients (cumulative)", "client ε, server total (cumulative)"),
         [(r.phase, str(r.round), format_float(r.record_epsilon_max), format_float(r.client_epsilon))
@@ -156,12 +136,13 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
     ))
     budget_rows = []
     if UNIT_RECORD in units:
-        budget_rows.append(("record (per client, largest Σε)", _budget(inputs.record_budget),
+        budget_rows.append(("record (per client, largest Σε)", _budget(inputs.config.epsilon),
                             format_float(totals.record_epsilon_max),
-                            _remaining(inputs.record_budget, totals.record_epsilon_max)))
+                            _remaining(inputs.config.epsilon, totals.record_epsilon_max)))
     if UNIT_CLIENT in units:
-        budget_rows.append(("client (server total)", _budget(inputs.client_budget), format_float(totals.client_epsilon),
-                            _remaining(inputs.client_budget, totals.client_epsilon)))
+        budget_rows.append(("client (server total)", _budget(inputs.config.client_epsilon),
+                            format_float(totals.client_epsilon),
+                            _remaining(inputs.config.client_epsilon, totals.client_epsilon)))
     blocks.append(Table.of(("unit", "ε budget", "ε spent", "ε remaining"), budget_rows))
     if inputs.interrupted:
         blocks.append(Paragraph(text=(
@@ -177,9 +158,9 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
              for ask in inputs.interrupted],
         ))
     blocks.append(Image(
-        name="epsilon_per_round.png", alt="Cumulative ε per round (basic composition)",
+        name=EPSILON_PER_ROUND_PLOT, alt="Cumulative ε per round (basic composition)",
         png=epsilon_per_round_plot(
-            totals.rounds, record_budget=inputs.record_budget, client_budget=inputs.client_budget,
+            totals.rounds, record_budget=inputs.config.epsilon, client_budget=inputs.config.client_epsilon,
             show_record=UNIT_RECORD in units, show_client=UNIT_CLIENT in units,
         ),
     ))
@@ -198,8 +179,8 @@ def epsilon_per_client_section(inputs: RunInputs, totals: PrivacyTotals) -> list
          for client, eps in totals.record_epsilon_by_client.items()],
     ))
     blocks.append(Image(
-        name="epsilon_per_client.png", alt="Record-level ε spent per client",
-        png=epsilon_per_client_plot(totals.record_epsilon_by_client, budget=inputs.record_budget),
+        name=EPSILON_PER_CLIENT_PLOT, alt="Record-level ε spent per client",
+        png=epsilon_per_client_plot(totals.record_epsilon_by_client, budget=inputs.config.epsilon),
     ))
     return blocks
 
@@ -216,7 +197,7 @@ def mechanisms_section(inputs: RunInputs) -> list[Block]:
     events = inputs.ledger.events
     if not events:
         return [*blocks, Paragraph(text="No release is in the ledger yet.")]
-    rows = mechanism_rows(events, clip_bound=inputs.clip_bound, voters=voters_by_release(inputs.metrics))
+    rows = mechanism_rows(events, clip_bound=inputs.config.clip_bound, central=central_diagnostics(inputs.metrics))
     blocks.append(Table.of(
         ("phase", "domain", "unit", "mechanism", "sensitivity", "noise scale", "ε per release", "δ per release",
          "releases", "signal range", "SNR (min)", "noise-dominated"),
@@ -228,8 +209,9 @@ def mechanisms_section(inputs: RunInputs) -> list[Block]:
     blocks.append(Paragraph(text=(
         "SNR = signal range / noise scale (privacy.diagnostics); a release is noise-dominated when SNR <= 1, i.e."
         " the noise can move a value across its whole range. Local (record-unit) noise is compared with the clipped"
-        f" score range [0, C], C = {inputs.clip_bound:g}; central (client-unit) noise with the number of voters of"
-        " the release's round (metrics 'voters.<domain>')."
+        f" score range [0, C], C = {inputs.config.clip_bound:g}; central (client-unit) noise with the number of"
+        " voters of the release's round, as the strategy assessed it when it released the counts (metrics"
+        " 'snr-central.<domain>', 'noise-dominated.<domain>')."
     )))
     return blocks
 
@@ -271,11 +253,12 @@ def delta_section(inputs: RunInputs, totals: PrivacyTotals, accountant: Accounta
     else:
         blocks.append(Paragraph(text=(
             "Every release is pure ε-DP: δ = 0 under basic composition. The RDP and PLD columns below, where shown,"
-            f" are (ε, δ)-DP figures at δ = {format_float(inputs.delta_target)} for the same releases (each pure"
-            " ε-DP release represented by a mechanism that dominates it, as privacy.compare_composition documents):"
+            f" are (ε, δ)-DP figures at δ = {format_float(inputs.config.delta_target)} for the same releases"
+            " (each pure ε-DP release represented by a mechanism that dominates it, as privacy.compare_composition"
+            " documents):"
             " a different guarantee shown beside the pure-ε one, never instead of it."
         )))
-    table = _composition_table(accountant, totals, inputs.delta_target)
+    table = _composition_table(accountant, totals, inputs.config.delta_target)
     if table:
         blocks.extend(table)
     else:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Final
 
-from privacy import UNIT_CLIENT, UNIT_RECORD
+from federation.layout import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE, VARIANTS
+from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int
-from simulations.report.metrics import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, PHASE_SEARCH, MetricRow
+from simulations.report.metrics import MetricRow
+from simulations.report.outputs import ACCURACY_PLOT, CONVERGENCE_PLOT, SPARSITY_PLOT
 from simulations.report.plots import accuracy_plot, convergence_plot, sparsity_plot
-from simulations.report.run_inputs import METRICS_FILE, SUMMARY_FILE, RunInputs
-from simulations.report.totals import PrivacyTotals
+from simulations.report.run_inputs import RunInputs
 from simulations.report.values import as_number, nested
 
 __all__ = ["accuracy_section", "sparsity_section", "vote_quality_section"]
-
-VARIANTS: Final = ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
 
 
 def _metrics_missing(inputs: RunInputs) -> list[Block]:
@@ -78,7 +76,7 @@ def _accuracy(inputs: RunInputs) -> list[Block]:
         for name, points in series.items()
     }
     if plotted:
-        blocks.append(Image(name="accuracy.png", alt="Test accuracy per training round", png=accuracy_plot(plotted)))
+        blocks.append(Image(name=ACCURACY_PLOT, alt="Test accuracy per training round", png=accuracy_plot(plotted)))
     return blocks
 
 
@@ -100,7 +98,7 @@ def _convergence(inputs: RunInputs) -> list[Block]:
         list(rows), [row.number("jaccard") for row in rows.values()], [row.number("density") for row in rows.values()]
     )
     alt = "Ticket convergence: Jaccard and density per search round"
-    return [table, Image(name="convergence.png", alt=alt, png=png)]
+    return [table, Image(name=CONVERGENCE_PLOT, alt=alt, png=png)]
 
 
 def accuracy_section(inputs: RunInputs) -> list[Block]:
@@ -163,7 +161,7 @@ def sparsity_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
                  format_float(report.sparsity), ""))
     blocks += [
         Table.of(("layer", "policy", "kept", "total", "density", "sparsity", "kept kernels"), rows),
-        Image(name="sparsity_per_layer.png", alt="Sparsity per layer of the ticket",
+        Image(name=SPARSITY_PLOT, alt="Sparsity per layer of the ticket",
               png=sparsity_plot([layer.name for layer in report.layers], [layer.sparsity for layer in report.layers])),
         _ticket_epsilon(inputs, totals),
     ]

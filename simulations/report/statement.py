@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-from privacy import UNIT_CLIENT, UNIT_RECORD
+from federation.layout import PHASE_SEARCH, REFERENCE_LEDGER_FILE
+from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 from simulations.report.formatting import format_float
-from simulations.report.ledger_reader import REFERENCE_LEDGER_FILE
-from simulations.report.metrics import PHASE_SEARCH
-from simulations.report.totals import PrivacyTotals
 
 __all__ = ["SEARCH_PHASE", "UNIT_BOTH", "privacy_statement", "stated_units"]
 

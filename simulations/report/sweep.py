@@ -17,12 +17,14 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Final
 
+from federation.layout import CONFIG_FILE, SUMMARY_FILE, VARIANTS
 from storage import encode_float, write_atomic
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.errors import ReportError
 from simulations.report.formatting import format_float, format_int
-from simulations.report.markdown_render import PLOTS_DIR, to_markdown
-from simulations.report.run_inputs import CONFIG_FILE, read_json_object
+from simulations.report.markdown_render import to_markdown
+from simulations.report.outputs import PLOTS_DIR
+from simulations.report.run_inputs import read_config
 from simulations.report.sweep_plot import sweep_accuracy_plot
 from simulations.report.values import as_number, nested
 
@@ -31,7 +33,6 @@ __all__ = ["SWEEP_JSON", "SWEEP_MARKDOWN", "SWEEP_PLOT", "SweepPaths", "SweepRow
 SWEEP_MARKDOWN: Final = "sweep.md"
 SWEEP_JSON: Final = "sweep.json"
 SWEEP_PLOT: Final = "sweep_accuracy.png"
-_VARIANTS: Final = ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
 _REFERENCES: Final = (
     ("dense", "dense"), ("nonprivate_ticket", "non-private ticket"), ("random_ticket", "random ticket"),
 )
@@ -62,7 +63,7 @@ class SweepRow:
         """The row as written to sweep.json (``inf`` as ``"inf"``, missing as ``null``)."""
         return {
             "run-dir": self.run_dir, "epsilon": encode_float(self.epsilon),
-            **{variant: encode_float(self.accuracy.get(variant)) for variant in _VARIANTS},
+            **{variant: encode_float(self.accuracy.get(variant)) for variant in VARIANTS},
             "conv-sparsity": encode_float(self.conv_sparsity), "record-epsilon-max": encode_float(self.record_epsilon_max),
             "rounds-completed": self.rounds_completed, "stop-reason": self.stop_reason,
         }
@@ -71,12 +72,12 @@ class SweepRow:
 def _row(index: int, summary: Mapping[str, Any]) -> SweepRow:
     if not isinstance(summary, Mapping):
         raise ReportError(
-            f"summaries[{index}] must be a mapping (a summary.json plus 'run-dir'). Found {type(summary).__name__}."
+            f"summaries[{index}] must be a mapping (a {SUMMARY_FILE} plus 'run-dir'). Found {type(summary).__name__}."
         )
     run_dir = summary.get("run-dir")
     if not isinstance(run_dir, (str, os.PathLike)):
         raise ReportError(f"summaries[{index}] must have a 'run-dir' (the run directory). Found {run_dir!r}.")
-    where = f"summary.json of {run_dir}"
+    where = f"{SUMMARY_FILE} of {run_dir}"
 
     def number(*keys: str) -> float | None:
         return as_number(nested(summary, *keys), where=f"{where} key {'.'.join(keys)!r}", fix="regenerate it")
@@ -84,15 +85,13 @@ def _row(index: int, summary: Mapping[str, Any]) -> SweepRow:
     if "sweep-epsilon" in summary:
         epsilon = number("sweep-epsilon")
     else:
-        config = read_json_object(
-            Path(run_dir) / CONFIG_FILE, required=False, fix="regenerate it or pass 'sweep-epsilon'"
-        )
-        unit = "client" if config is not None and config.get("unit") == "client" else "record"
+        config = read_config(Path(run_dir) / CONFIG_FILE, required=False, fix="regenerate it or pass 'sweep-epsilon'")
+        unit = "client" if config is not None and config.unit == "client" else "record"
         epsilon = number("epsilon", unit, "budget")
     rounds = number("search", "rounds-completed")
     stop = nested(summary, "search", "stop-reason")
     return SweepRow(
-        run_dir=str(run_dir), epsilon=epsilon, accuracy={v: number("accuracy", v) for v in _VARIANTS},
+        run_dir=str(run_dir), epsilon=epsilon, accuracy={v: number("accuracy", v) for v in VARIANTS},
         conv_sparsity=number("sparsity", "conv"), record_epsilon_max=number("epsilon", "record", "max"),
         rounds_completed=None if rounds is None or not math.isfinite(rounds) else int(rounds),
         stop_reason=None if stop is None else str(stop),
@@ -137,9 +136,9 @@ def render_sweep(summaries: Sequence[Mapping[str, Any]], out_dir: str | os.PathL
     rows = sorted((_row(i, s) for i, s in enumerate(summaries)), key=_sort_key)
     out = Path(out_dir)
     table = Table.of(
-        ("epsilon", *(f"{v} accuracy" for v in _VARIANTS), "conv sparsity", "record ε max spent", "rounds completed",
+        ("epsilon", *(f"{v} accuracy" for v in VARIANTS), "conv sparsity", "record ε max spent", "rounds completed",
          "stop reason", "run"),
-        [(format_float(r.epsilon), *(format_float(r.accuracy.get(v)) for v in _VARIANTS), format_float(r.conv_sparsity),
+        [(format_float(r.epsilon), *(format_float(r.accuracy.get(v)) for v in VARIANTS), format_float(r.conv_sparsity),
           format_float(r.record_epsilon_max), format_int(r.rounds_completed), r.stop_reason or "none", r.run_dir)
          for r in rows],
     )

@@ -50,6 +50,9 @@ def test_overrides_coerce_types():
         (["lr=nan"], "lr must be a finite number > 0"),
         (["batch-size=0"], "batch-size must be at least 1"),
         (["max-examples-per-client=-1"], "max-examples-per-client must be >= 0"),
+        (["delta-target=0"], "delta-target must be in (0, 1). Found 0.0."),
+        (["delta-target=1"], "delta-target must be in (0, 1)"),
+        (["delta-target=nan"], "delta-target must be in (0, 1)"),
         (["novalue"], "--set needs KEY=VALUE. Found 'novalue'."),
     ],
 )

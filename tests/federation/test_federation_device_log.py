@@ -8,6 +8,7 @@ import math
 import pytest
 
 from federation.device_log import DeviceLog, DeviceLogError, device_log_of
+from federation.layout import KIND_SEARCH_ROUND, LEDGER_FILE, METRICS_FILE
 from federation.pipeline import run_pipeline
 from federation.rundir import RunDirectory
 from privacy import Ledger
@@ -36,7 +37,7 @@ def test_every_device_logs_exactly_what_the_server_charges_it(small_config, data
         lines = device.entries()
         assert [(line["round"], line["attempt"]) for line in lines] == [(1, 0), (2, 0), (3, 0)]
         assert {line["run"] for line in lines} == {config.run_hash()}
-        assert math.isclose(device.spent(), _charged(tmp_path / "run" / "ledger.jsonl", f"partition-{pid}"))
+        assert math.isclose(device.spent(), _charged(tmp_path / "run" / LEDGER_FILE, f"partition-{pid}"))
         assert math.isclose(device.spent(), config.epsilon)
         assert device.path.stat().st_mode & 0o077 == 0
 
@@ -53,9 +54,9 @@ def test_a_device_refuses_votes_past_its_own_budget_and_is_not_charged_for_them(
     device = DeviceLog(path=log, max_epsilon=1.4)
     assert [line["round"] for line in device.entries()] == [1, 2]
     assert math.isclose(device.spent(), 4 / 3)
-    assert math.isclose(_charged(tmp_path / "run" / "ledger.jsonl", "partition-2"), 4 / 3)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    third = next(r for r in rows if r["kind"] == "search-round" and r["round"] == 3)
+    assert math.isclose(_charged(tmp_path / "run" / LEDGER_FILE, "partition-2"), 4 / 3)
+    rows = [json.loads(line) for line in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
+    third = next(r for r in rows if r["kind"] == KIND_SEARCH_ROUND and r["round"] == 3)
     assert (third["failed"], third["participants"]) == (1, 2)
 
 

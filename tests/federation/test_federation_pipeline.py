@@ -8,11 +8,14 @@ import math
 import pytest
 import torch
 
-from federation.pipeline import CHECKPOINT_FILE, TICKET_FILE, PipelineError, run_pipeline
-from federation.search_phase import JOURNAL_FILE
+from federation.layout import (
+    CHECKPOINT_FILE, CONFIG_FILE, JOURNAL_FILE, KIND_SEARCH_ROUND, KIND_SERVER_EVAL, LEDGER_FILE, METRICS_FILE,
+    PHASE_SEARCH, REFERENCE_DIR, REFERENCE_LEDGER_FILE, SUMMARY_FILE, TICKET_FILE, WEIGHTS_FILE,
+)
+from federation.pipeline import PipelineError, run_pipeline
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy, Ticket
-from privacy import Ledger
+from privacy import Accountant, Ledger
 
 pytestmark = pytest.mark.usefixtures("server_identity")
 
@@ -38,8 +41,8 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
     grid = grid_type(small_config, data_dir)
     summary = _run(small_config, tmp_path / "run", grid)
     run = tmp_path / "run"
-    for name in ("config.json", "metrics.jsonl", "ledger.jsonl", "summary.json", TICKET_FILE, "weights.safetensors",
-                 CHECKPOINT_FILE, "reference/ledger.jsonl"):
+    for name in (CONFIG_FILE, METRICS_FILE, LEDGER_FILE, SUMMARY_FILE, TICKET_FILE, WEIGHTS_FILE,
+                 CHECKPOINT_FILE, REFERENCE_LEDGER_FILE):
         assert (run / name).is_file(), name
     ticket = Ticket.load(run / TICKET_FILE)
     library = ticket.layers["conv2"].library
@@ -52,25 +55,32 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
             assert bool((kept[connected][:, None, :] == patterns[None]).all(-1).any(-1).all())
     assert summary["sparsity"]["conv"] == pytest.approx(small_config.sparsity, abs=0.01)
     # ε: each client took part in every round and spent exactly its budget; the summary is the ledger's sum.
-    per_client = _per_client(run / "ledger.jsonl")
+    per_client = _per_client(run / LEDGER_FILE)
     assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
     assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
     assert summary["epsilon"]["record"]["max"] == max(per_client.values())
     assert summary["epsilon"]["record"]["per-client"] == per_client
+    # summary.json's "epsilon" is exactly the totals of an accountant re-opened on the ledger (the one
+    # computation the report also reads), plus the budgets the search enforced.
+    written = json.loads((run / SUMMARY_FILE).read_text())["epsilon"]
+    assert written["record"].pop("budget") == small_config.epsilon and written["client"].pop("budget") == "inf"
+    reopened = Accountant(Ledger(run / LEDGER_FILE), record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
+    assert written == json.loads(json.dumps(reopened.totals().to_json()))
+    assert [r["round"] for r in written["rounds"]] == [1, 2, 3] and written["record"]["releases"] == 3
     assert summary["search"] == {"rounds-planned": 3, "rounds-completed": 3, "stop-reason": None}
     assert set(summary["accuracy"]) == {"dense", "dp_ticket", "nonprivate_ticket", "random_ticket"}
     assert all(value is not None for value in summary["accuracy"].values())
     # the reference search read the data without noise, in its own ledger only
-    assert all(math.isinf(e.epsilon) for e in Ledger(run / "reference" / "ledger.jsonl").events)
-    assert not any(math.isinf(e.epsilon) for e in Ledger(run / "ledger.jsonl").events)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows if r["kind"] == "search-round" and r["phase"] == "search"] == [1, 2, 3]
-    evals = [r for r in rows if r["kind"] == "server-eval"]
+    assert all(math.isinf(e.epsilon) for e in Ledger(run / REFERENCE_DIR / LEDGER_FILE).events)
+    assert not any(math.isinf(e.epsilon) for e in Ledger(run / LEDGER_FILE).events)
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    assert [r["round"] for r in rows if r["kind"] == KIND_SEARCH_ROUND and r["phase"] == PHASE_SEARCH] == [1, 2, 3]
+    evals = [r for r in rows if r["kind"] == KIND_SERVER_EVAL]
     assert {r["variant"] for r in evals} == {"dense", "dp_ticket", "nonprivate_ticket", "random_ticket"}
     # the saved pruned model has zeros exactly where the ticket prunes
     from safetensors.torch import load_file
 
-    weights = load_file(str(run / "weights.safetensors"))
+    weights = load_file(str(run / WEIGHTS_FILE))
     mask = ticket.layers["conv3"].mask()
     assert bool((weights["conv3.weight"][~mask] == 0).all())
 
@@ -79,7 +89,7 @@ def test_a_dead_node_is_skipped_and_never_charged(small_config, data_dir, tmp_pa
     grid = grid_type(small_config, data_dir)
     grid.dead.add(grid.node_of(2))
     summary = _run(small_config, tmp_path / "run", grid)
-    per_client = _per_client(tmp_path / "run" / "ledger.jsonl")
+    per_client = _per_client(tmp_path / "run" / LEDGER_FILE)
     # the dead node never answered the identity query: it is never sampled, never charged
     assert sorted(per_client) == ["partition-0", "partition-1"]
     assert summary["search"]["rounds-completed"] == 3 and summary["accuracy"]["dp_ticket"] is not None
@@ -96,7 +106,7 @@ def test_a_node_that_dies_mid_search_is_not_charged_for_the_rounds_it_missed(sma
 
     grid.send_and_receive = send_and_receive  # type: ignore[method-assign]
     _run(small_config, tmp_path / "run", grid)
-    per_client = _per_client(tmp_path / "run" / "ledger.jsonl")
+    per_client = _per_client(tmp_path / "run" / LEDGER_FILE)
     assert math.isclose(per_client["partition-2"], small_config.epsilon / small_config.search_rounds)
     assert math.isclose(per_client["partition-0"], small_config.epsilon)
 
@@ -107,7 +117,7 @@ def test_a_server_crash_mid_search_resumes_without_losing_or_repeating_a_release
     run = tmp_path / "run"
     with pytest.raises(grid_crash):  # identity, rounds 1 and 2; round 3's messages leave, then the server dies
         _run(small_config, run, grid_type(small_config, data_dir, crash_after=3))
-    before = Ledger(run / "ledger.jsonl").events
+    before = Ledger(run / LEDGER_FILE).events
     assert sorted({e.round for e in before}) == [1, 2]
     state = json.loads((run / CHECKPOINT_FILE).read_text())
     assert state["searches"]["search"]["state"]["round"] == 2
@@ -116,7 +126,7 @@ def test_a_server_crash_mid_search_resumes_without_losing_or_repeating_a_release
                                                          ("asked", 3)]
     # a restarted server: new node ids, the same clients
     summary = _run(small_config, run, grid_type(small_config, data_dir), allow_existing=True)
-    after = Ledger(run / "ledger.jsonl").events
+    after = Ledger(run / LEDGER_FILE).events
     assert after[: len(before)] == before  # the ledger was continued, not rewritten
     # round 3 may have been released to the SuperLink before the crash: charged in full, once, on resume
     interrupted = [e for e in after if e.round == 3]
@@ -125,7 +135,7 @@ def test_a_server_crash_mid_search_resumes_without_losing_or_repeating_a_release
     ]
     assert [e.event_id for e in interrupted] == [e["event_id"] for e in asked[-1]["events"]]
     assert json.loads((run / JOURNAL_FILE).read_text().splitlines()[-1])["kind"] == "settled"
-    per_client = _per_client(run / "ledger.jsonl")
+    per_client = _per_client(run / LEDGER_FILE)
     assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
     # the budget is spent: round 3 is not re-run, and the ticket of round 2 is the run's ticket
     assert summary["search"]["rounds-completed"] == 2 and "budget" in summary["search"]["stop-reason"]
@@ -146,10 +156,10 @@ def test_a_server_crash_mid_round_with_budget_left_reruns_the_round_once(
     with pytest.raises(grid_crash):
         _run(config, run, grid_type(config, data_dir, crash_after=3))
     summary = _run(config, run, grid_type(config, data_dir), allow_existing=True)
-    events = Ledger(run / "ledger.jsonl").events
+    events = Ledger(run / LEDGER_FILE).events
     assert [(e.round, e.attempt) for e in events] == [(1, 0), (2, 0), (3, 0), (3, 1)]
     assert len({e.event_id for e in events}) == len(events)
-    assert all(math.isclose(v, config.epsilon) for v in _per_client(run / "ledger.jsonl").values())
+    assert all(math.isclose(v, config.epsilon) for v in _per_client(run / LEDGER_FILE).values())
     assert summary["search"]["rounds-completed"] == 3  # round 4 would exceed the budget spent on the crash
 
 
@@ -174,7 +184,7 @@ def test_a_crash_after_an_attempt_nobody_answered_resumes_with_the_next_attempt_
     with pytest.raises(grid_crash):
         _run(config, run, grid)
     summary = _run(config, run, grid_type(config, data_dir), allow_existing=True)  # attempt 0 is not asked twice
-    assert [(e.round, e.attempt) for e in Ledger(run / "ledger.jsonl").events] == [(1, 0), (2, 1), (3, 0)]
+    assert [(e.round, e.attempt) for e in Ledger(run / LEDGER_FILE).events] == [(1, 0), (2, 1), (3, 0)]
     assert summary["search"]["rounds-completed"] == 3
 
 
@@ -200,7 +210,7 @@ def test_the_deployed_server_app_resumes_the_run_named_by_resume_dir(
     # what flwr passes for `--run-config resume-dir=...`: the pyproject defaults plus that key
     app(grid_type(config, data_dir), context({**Config().to_dict(), "resume-dir": str(run)}))
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.name]
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / SUMMARY_FILE).read_text())
     assert summary["num-clients"] == 3 and math.isclose(summary["epsilon"]["record"]["max"], config.epsilon)
     assert any("resuming" in line for line in lines) and any("interrupted" in line for line in lines)
     with pytest.raises(PipelineError, match="already finished"):
@@ -210,7 +220,7 @@ def test_the_deployed_server_app_resumes_the_run_named_by_resume_dir(
 def test_the_client_unit_adds_central_noise_and_charges_the_server(small_config, data_dir, tmp_path, grid_type):
     config = small_config.replace(unit="client", client_epsilon=3.0, reference_search=False, baselines=False)
     summary = _run(config, tmp_path / "run", grid_type(config, data_dir))
-    events = Ledger(tmp_path / "run" / "ledger.jsonl").events
+    events = Ledger(tmp_path / "run" / LEDGER_FILE).events
     central = [e for e in events if e.unit == "client"]
     assert [e.mechanism for e in central] == ["discrete-laplace-histogram"] * 3
     assert math.isclose(summary["epsilon"]["client"]["total"], 3.0)
@@ -233,12 +243,12 @@ def test_a_non_private_run_is_its_own_reference_and_data_free_scores_cost_nothin
 ):
     config = small_config.replace(epsilon=math.inf, baselines=False)
     summary = _run(config, tmp_path / "inf", grid_type(config, data_dir))
-    assert not (tmp_path / "inf" / "reference").exists()
+    assert not (tmp_path / "inf" / REFERENCE_DIR).exists()
     assert summary["accuracy"]["nonprivate_ticket"] == summary["accuracy"]["dp_ticket"] is not None
     assert math.isinf(summary["epsilon"]["record"]["max"])
     free = small_config.replace(score="magnitude", reference_search=False, baselines=False)
     summary = _run(free, tmp_path / "free", grid_type(free, data_dir))
-    events = Ledger(tmp_path / "free" / "ledger.jsonl").events
+    events = Ledger(tmp_path / "free" / LEDGER_FILE).events
     assert events and all(e.epsilon == 0 and e.mechanism == "data-free" for e in events)
     assert summary["epsilon"]["record"]["max"] == 0 and summary["search"]["rounds-completed"] == 3
 
@@ -273,15 +283,15 @@ def test_a_hostile_client_is_rejected_with_reasons_and_the_rounds_go_on(small_co
     grid = grid_type(config, data_dir)
     grid.apps[grid.node_of(2)] = _hostile_app
     summary = _run(config, tmp_path / "run", grid)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    rounds = {r["round"]: r for r in rows if r["kind"] == "search-round"}
+    rows = [json.loads(line) for line in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
+    rounds = {r["round"]: r for r in rows if r["kind"] == KIND_SEARCH_ROUND}
     assert rounds[1]["rejected.out-of-range"] == 1
     assert rounds[2]["rejected.duplicates"] == 1
     assert rounds[3]["rejected.not-integer"] + rounds[3]["rejected.non-finite"] == 1
     assert all(r["rejected.unknown-domain"] == 1 and r["voters.patterns"] == 2 for r in rounds.values())
     assert summary["search"]["rounds-completed"] == 3 and summary["accuracy"]["dp_ticket"] is not None
     # it replied, so it is charged like everyone (its release happened, valid or not)
-    assert math.isclose(_per_client(tmp_path / "run" / "ledger.jsonl")["partition-2"], config.epsilon)
+    assert math.isclose(_per_client(tmp_path / "run" / LEDGER_FILE)["partition-2"], config.epsilon)
 
 
 def test_other_layers_unstructured_prunes_the_linear_layers_by_public_magnitude(small_config, data_dir, tmp_path, grid_type):

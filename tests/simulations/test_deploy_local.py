@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from federation.layout import (
+    CONFIG_FILE, JOURNAL_FILE, KIND_SEARCH_ROUND, LEDGER_FILE, METRICS_FILE, SUMMARY_FILE, TICKET_FILE,
+)
 from privacy import Ledger
 from simulations.deploy import DeploymentError, LocalDeployment, make_node_key, make_test_certificates
 from simulations.deploy.local import run_config_arg
+from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +76,7 @@ def _run_dir(out: Path) -> Path:
 
 def _per_client(run: Path) -> dict[str, float]:
     totals: dict[str, float] = {}
-    for event in Ledger(run / "ledger.jsonl").events:
+    for event in Ledger(run / LEDGER_FILE).events:
         for client in event.charged_clients():
             totals[client] = totals.get(client, 0.0) + event.epsilon
     return totals
@@ -113,15 +117,15 @@ def test_superlink_and_three_supernodes_run_the_dppt_app(tmp_path, data_dir):
         assert status == "finished:completed", deployment.run_log(run_id)[-3000:]
     assert all(p.poll() is not None for p in [deployment.link, *deployment.nodes.values()])  # type: ignore[union-attr]
     run = _run_dir(out)
-    for name in ("config.json", "ledger.jsonl", "ticket.safetensors", "summary.json", "report.md", "report.html"):
+    for name in (CONFIG_FILE, LEDGER_FILE, TICKET_FILE, SUMMARY_FILE, MARKDOWN_FILE, HTML_FILE):
         assert (run / name).is_file(), name
     per_client = _per_client(run)
     assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
     assert all(math.isclose(v, 2.0) for v in per_client.values())
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / SUMMARY_FILE).read_text())
     assert summary["epsilon"]["record"]["max"] == max(per_client.values())
     spent = f"{max(per_client.values()):.6g}"
-    assert f"| record (per client, largest Σε) | 2 | {spent} | 0 |" in (run / "report.md").read_text()
+    assert f"| record (per client, largest Σε) | 2 | {spent} | 0 |" in (run / MARKDOWN_FILE).read_text()
 
 
 @pytest.mark.integration
@@ -183,7 +187,7 @@ def test_a_supernode_killed_mid_round_is_not_charged_for_it_and_the_run_complete
         status = deployment.wait(run_id)
         assert status == "finished:completed", deployment.run_log(run_id)[-3000:]
     run = _run_dir(out)
-    events = Ledger(run / "ledger.jsonl").events
+    events = Ledger(run / LEDGER_FILE).events
     assert {(e.round, e.attempt): sorted(e.participants) for e in events} == {
         (1, 0): ["partition-0", "partition-1", "partition-2"],
         (2, 0): ["partition-0", "partition-1"],  # round 2 completed with the others
@@ -193,12 +197,12 @@ def test_a_supernode_killed_mid_round_is_not_charged_for_it_and_the_run_complete
     for pid in range(3):
         sent = {int(r) for run, r in _vote_log(deployment.logs / f"supernode-{pid}.log", "Sending") if run == run_id}
         assert {(r, 0) for r in sent} == _charged_rounds(events, f"partition-{pid}"), pid
-    rounds = {row["round"]: row for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-              if row["kind"] == "search-round"}
+    rounds = {row["round"]: row for row in map(json.loads, (run / METRICS_FILE).read_text().splitlines())
+              if row["kind"] == KIND_SEARCH_ROUND}
     assert (rounds[2]["sampled"], rounds[2]["failed"], rounds[2]["participants"]) == (3, 1, 2)
     per_client = _per_client(run)
     assert math.isclose(per_client["partition-2"], 2.0 / 3) and math.isclose(per_client["partition-0"], 2.0)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / SUMMARY_FILE).read_text())
     assert summary["search"]["rounds-completed"] == 3 and summary["accuracy"]["dp_ticket"] is not None
 
 
@@ -215,9 +219,9 @@ def test_the_server_killed_mid_search_resumes_and_charges_every_release_once(tmp
         killed = deployment.kill_server()  # SuperLink, SuperExec and ServerApp, mid-round
         assert len(killed) >= 3
         run = _run_dir(out)
-        journal = [json.loads(line) for line in (run / "ledger.journal.jsonl").read_text().splitlines()]
+        journal = [json.loads(line) for line in (run / JOURNAL_FILE).read_text().splitlines()]
         assert [(j["kind"], j["round"]) for j in journal] == [("asked", 1), ("closed", 1), ("asked", 2)]
-        assert sorted({e.round for e in Ledger(run / "ledger.jsonl").events}) == [1]
+        assert sorted({e.round for e in Ledger(run / LEDGER_FILE).events}) == [1]
         deployment.restart_link()  # same port, certificates and state database (registered keys): the
         # SuperNodes reconnect by themselves, with no new registration
         deployment.wait_for_nodes(3)
@@ -225,7 +229,7 @@ def test_the_server_killed_mid_search_resumes_and_charges_every_release_once(tmp
         status = deployment.wait(second)
         assert status == "finished:completed", deployment.run_log(second)[-3000:]
     assert [p for p in out.iterdir() if p.is_dir()] == [run]  # continued in place, no second run directory
-    events = Ledger(run / "ledger.jsonl").events
+    events = Ledger(run / LEDGER_FILE).events
     assert len({e.event_id for e in events}) == len(events)
     everyone = ["partition-0", "partition-1", "partition-2"]
     # round 2 of the killed server is charged once, in full (any node may have released); the
@@ -233,7 +237,7 @@ def test_the_server_killed_mid_search_resumes_and_charges_every_release_once(tmp
     assert {(e.round, e.attempt): sorted(e.participants) for e in events} == {
         (1, 0): everyone, (2, 0): everyone, (2, 1): everyone, (3, 0): everyone,
     }
-    assert json.loads((run / "ledger.journal.jsonl").read_text().splitlines()[3])["kind"] == "settled"
+    assert json.loads((run / JOURNAL_FILE).read_text().splitlines()[3])["kind"] == "settled"
     for pid in range(3):  # every release a device made is charged, exactly once
         sent = _vote_log(deployment.logs / f"supernode-{pid}.log", "Sending")
         released = {(int(r), 0) for run_id, r in sent if run_id == first}
@@ -242,9 +246,9 @@ def test_the_server_killed_mid_search_resumes_and_charges_every_release_once(tmp
         assert released <= charged and charged - released <= {(2, 0)}, (pid, released, charged)
     per_client = _per_client(run)
     assert all(math.isclose(v, 2.0) for v in per_client.values())
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / SUMMARY_FILE).read_text())
     assert summary["search"]["rounds-completed"] == 3 and "budget" in summary["search"]["stop-reason"]
-    assert f"| record (per client, largest Σε) | 2 | {2.0:.6g} | 0 |" in (run / "report.md").read_text()
+    assert f"| record (per client, largest Σε) | 2 | {2.0:.6g} | 0 |" in (run / MARKDOWN_FILE).read_text()
 
 
 _WRAPPER = """#!{python}
@@ -285,8 +289,8 @@ def test_a_hostile_clientapp_on_a_real_supernode_is_rejected_with_reasons_and_th
         status = deployment.wait(run_id)
         assert status == "finished:completed", deployment.run_log(run_id)[-3000:]
     run = _run_dir(out)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    rounds = [row for row in rows if row["kind"] == "search-round"]
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    rounds = [row for row in rows if row["kind"] == KIND_SEARCH_ROUND]
     assert [row["round"] for row in rounds] == [1, 2]  # every round went on
     domains = [key.removeprefix("voters.") for key in rounds[0] if key.startswith("voters.")]
     assert len(domains) >= 4
@@ -300,4 +304,4 @@ def test_a_hostile_clientapp_on_a_real_supernode_is_rejected_with_reasons_and_th
         assert reasons[reason] >= 1, (reason, reasons)
     # it replied, so its release is charged like everyone's
     assert math.isclose(_per_client(run)["partition-2"], 2.0)
-    assert json.loads((run / "summary.json").read_text())["accuracy"]["dp_ticket"] is not None
+    assert json.loads((run / SUMMARY_FILE).read_text())["accuracy"]["dp_ticket"] is not None

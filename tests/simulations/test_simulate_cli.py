@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from federation.layout import (
+    CHECKPOINT_FILE, CONFIG_FILE, LEDGER_FILE, METRICS_FILE, SUMMARY_FILE, TICKET_FILE, WEIGHTS_FILE,
+)
 from simulations.cli import main
+from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,10 +80,10 @@ def test_more_clients_than_examples_exits_2(tmp_path, data_dir, capsys):
 def test_refuses_to_overwrite_an_earlier_run(tmp_path, data_dir, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "metrics.jsonl").write_text('{"old": 1}\n')
+    (out / METRICS_FILE).write_text('{"old": 1}\n')
     code = main(["simulate", "--out", str(out), "--data-dir", str(data_dir)])
     assert code == 2 and "already holds files" in capsys.readouterr().err
-    assert (out / "metrics.jsonl").read_text() == '{"old": 1}\n'
+    assert (out / METRICS_FILE).read_text() == '{"old": 1}\n'
 
 
 def test_resume_refuses_what_it_cannot_resume(tmp_path, capsys):
@@ -87,10 +91,10 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path, capsys):
     assert "needs the folder of an earlier run" in capsys.readouterr().err
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    (fresh / "config.json").write_text("{}")
+    (fresh / CONFIG_FILE).write_text("{}")
     assert main(["simulate", "--resume", str(fresh)]) == 2
     assert "never started a search round" in capsys.readouterr().err
-    (fresh / "summary.json").write_text("{}")
+    (fresh / SUMMARY_FILE).write_text("{}")
     assert main(["simulate", "--resume", str(fresh)]) == 2
     assert "already finished" in capsys.readouterr().err
     assert main(["simulate", "--resume", str(fresh), "--set", "epsilon=2"]) == 2
@@ -111,7 +115,7 @@ def test_report_needs_a_run_directory(tmp_path, capsys):
     assert "report needs a run directory" in capsys.readouterr().err
     assert main(["report", str(tmp_path)]) == 2  # a folder without a run: one line naming the file
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "config.json" in err
+    assert err.count("\n") == 1 and CONFIG_FILE in err
 
 
 @pytest.mark.integration
@@ -124,8 +128,8 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
         "--set", "partition=iid", "--set", "epsilon=2",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in ("config.json", "metrics.jsonl", "summary.json", "weights.safetensors", "ticket.safetensors",
-                 "ledger.jsonl", "checkpoint.json", "report.md", "report.html"):
+    for name in (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, WEIGHTS_FILE, TICKET_FILE,
+                 LEDGER_FILE, CHECKPOINT_FILE, MARKDOWN_FILE, HTML_FILE):
         assert (out / name).is_file(), name
     assert list((out / "plots").glob("*.png"))
     # progress shows phase, round, ε spent and accuracy
@@ -135,8 +139,8 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
     from privacy import Ledger
     from simulations.report import privacy_totals
 
-    ticket = Ticket.load(out / "ticket.safetensors")
-    summary = json.loads((out / "summary.json").read_text())
+    ticket = Ticket.load(out / TICKET_FILE)
+    summary = json.loads((out / SUMMARY_FILE).read_text())
     assert summary["sparsity"]["conv"] == pytest.approx(0.9, abs=0.01)
     for layer in ticket.layers.values():
         if layer.policy is LayerPolicy.PATTERN:
@@ -146,7 +150,7 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
             assert bool((connected[:, None, :] == library[None]).all(-1).any(-1).all())
     # every ε figure of the summary and the report is the ledger's sum
     per_client: dict[str, float] = {}
-    for event in Ledger(out / "ledger.jsonl").events:
+    for event in Ledger(out / LEDGER_FILE).events:
         for client in event.charged_clients():
             per_client[client] = per_client.get(client, 0.0) + event.epsilon
     assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
@@ -154,15 +158,15 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
     assert totals.record_epsilon_max == pytest.approx(max(per_client.values()), rel=1e-12)
     assert summary["epsilon"]["record"]["max"] == totals.record_epsilon_max
     assert summary["epsilon"]["record"]["mean"] == pytest.approx(totals.record_epsilon_mean, rel=1e-12)
-    report = (out / "report.md").read_text()
+    report = (out / MARKDOWN_FILE).read_text()
     # the budget table row: unit | budget | spent (the ledger's largest Σε) | remaining
     assert f"| record (per client, largest Σε) | 2 | {totals.record_epsilon_max:.6g} | 0 |" in report
     # `dppt report` re-renders the same report from the run directory alone
     first = report
-    (out / "report.md").unlink()
+    (out / MARKDOWN_FILE).unlink()
     again = _dppt("report", str(out))
     assert again.returncode == 0, again.stderr
-    assert (out / "report.md").read_text() == first
+    assert (out / MARKDOWN_FILE).read_text() == first
 
 
 def test_too_few_clients_able_to_vote_exits_2_before_writing(tmp_path, data_dir, capsys):
@@ -186,8 +190,8 @@ def test_sweep_writes_a_table_and_a_plot_of_accuracy_against_epsilon(tmp_path, d
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert len(rows) == 2
     assert (out / "sweep.md").is_file() and (out / "plots" / "sweep_accuracy.png").is_file()
-    finite = json.loads((out / "epsilon-1" / "summary.json").read_text())
-    reference = json.loads((out / "epsilon-inf" / "summary.json").read_text())
+    finite = json.loads((out / "epsilon-1" / SUMMARY_FILE).read_text())
+    reference = json.loads((out / "epsilon-inf" / SUMMARY_FILE).read_text())
     # the references are trained once, by the ε = inf run; the ε = 1 run spends exactly its budget
     assert finite["accuracy"]["dense"] is None and reference["accuracy"]["dense"] is not None
     assert finite["epsilon"]["record"]["max"] == pytest.approx(1.0)

@@ -26,6 +26,10 @@ import matplotlib.image
 import pytest
 import torch
 
+from federation.layout import (
+    CONFIG_FILE, KIND_PARTITIONS, KIND_SEARCH_ROUND, KIND_SERVER_EVAL, LEDGER_FILE, METRICS_FILE, PHASE_SEARCH,
+    PHASE_SETUP, PHASE_TRAIN, REFERENCE_DIR, SUMMARY_FILE, TICKET_FILE,
+)
 from kernels import TicketMetadata, enumerate_candidates, random_ticket
 from privacy import (
     GAUSSIAN,
@@ -33,12 +37,15 @@ from privacy import (
     LAPLACE_TOPK,
     Accountant,
     Ledger,
+    MechanismSpec,
     PrivacyEvent,
     data_free_spec,
     histogram_calibration,
+    histogram_diagnostic,
     topk_spec,
 )
 from simulations.report import PrivacyTotals, ReportError, ReportPaths, privacy_totals, render_report
+from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE
 
 PLOTS = ("epsilon_per_round.png", "epsilon_per_client.png", "accuracy.png", "convergence.png", "sparsity_per_layer.png")
 CENTRAL_EPSILON = 0.0123457  # 6 significant digits: a report printing fewer would fail the checks
@@ -60,24 +67,31 @@ def _search_events(round_: int, participants: Sequence[str], *, epsilon: float, 
     events = [
         PrivacyEvent.from_spec(
             topk_spec(mechanism=LAPLACE_TOPK, k=4, epsilon=epsilon / 3, sensitivity=0.01),
-            round=round_, phase="search", domain="patterns", layer=None, participants=tuple(participants),
+            round=round_, phase=PHASE_SEARCH, domain="patterns", layer=None, participants=tuple(participants),
         ),
         PrivacyEvent.from_spec(
             topk_spec(mechanism=GUMBEL_TOPK, k=10, epsilon=2 * epsilon / 3, sensitivity=0.01),
-            round=round_, phase="search", domain="kernels:conv1", layer="conv1", participants=tuple(participants),
+            round=round_, phase=PHASE_SEARCH, domain="kernels:conv1", layer="conv1", participants=tuple(participants),
         ),
     ]
     if central:
-        spec = histogram_calibration(top_k=8, max_entries=4, epsilon=CENTRAL_EPSILON if math.isfinite(epsilon) else epsilon).spec
         events.append(PrivacyEvent.from_spec(
-            spec, round=round_, phase="search", domain="patterns", layer=None, participants=tuple(participants),
+            _central_spec(epsilon), round=round_, phase=PHASE_SEARCH, domain="patterns", layer=None,
+            participants=tuple(participants),
         ))
     return events
 
 
-def _search_row(round_: int, participants: Sequence[str], *, rejected: int = 0) -> dict[str, Any]:
+def _central_spec(epsilon: float) -> MechanismSpec:
+    central_epsilon = CENTRAL_EPSILON if math.isfinite(epsilon) else epsilon
+    return histogram_calibration(top_k=8, max_entries=4, epsilon=central_epsilon).spec
+
+
+def _search_row(
+    round_: int, participants: Sequence[str], *, rejected: int = 0, central: MechanismSpec | None = None
+) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "phase": "search", "round": round_, "kind": "search-round", "attempt": 0, "density": 1.0 - 0.2 * round_,
+        "phase": PHASE_SEARCH, "round": round_, "kind": KIND_SEARCH_ROUND, "attempt": 0, "density": 1.0 - 0.2 * round_,
         "sampled": 4, "replies": len(participants), "failed": 4 - len(participants), "participants": len(participants),
         "ticket-updated": 1, "rejected": rejected, "rejected.duplicate-index": rejected, "rejected.wrong-round": 0,
         "voters.patterns": len(participants), "voters.kernels:conv1": len(participants),
@@ -86,12 +100,17 @@ def _search_row(round_: int, participants: Sequence[str], *, rejected: int = 0) 
     }
     if round_ > 1:
         row["jaccard"] = 0.5 + 0.1 * round_
+    if central is not None:  # the strategy logs its central release's diagnostic (strategies.PatternTicketSearch)
+        diagnostic = histogram_diagnostic(central, num_voters=len(participants))
+        row["snr-central.patterns"] = diagnostic.ratio
+        row["noise-dominated.patterns"] = int(diagnostic.noise_dominated)
     return row
 
 
 def _eval_rows(rounds: Iterable[int]) -> list[dict[str, Any]]:
     return [
-        {"phase": "train", "round": r, "kind": "server-eval", "variant": variant, "accuracy": acc - 0.05 * (2 - r),
+        {"phase": PHASE_TRAIN, "round": r, "kind": KIND_SERVER_EVAL, "variant": variant,
+         "accuracy": acc - 0.05 * (2 - r),
          "loss": 1.0 / r, "elapsed-s": 2.0}
         for variant, acc in VARIANTS.items() for r in rounds
     ]
@@ -104,7 +123,7 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 def open_accountant(run: Path, *, delta_budget: float = 0.0) -> Accountant:
     """An accountant without ε budgets on the run's ledger (creates it if absent)."""
     return Accountant(
-        Ledger(run / "ledger.jsonl"), record_epsilon_budget=math.inf, client_epsilon_budget=math.inf,
+        Ledger(run / LEDGER_FILE), record_epsilon_budget=math.inf, client_epsilon_budget=math.inf,
         delta_budget=delta_budget,
     )
 
@@ -133,15 +152,18 @@ def make_run(
         "unit": "both" if central else "record", "search-rounds": 4, "train-rounds": 2, "sparsity": 0.8,
         "score": "snip", "patterns": 8, "pattern-entries": 4, "mechanism": "laplace-topk",
     }
-    (run / "config.json").write_text(json.dumps(config))
+    (run / CONFIG_FILE).write_text(json.dumps(config))
     accountant = open_accountant(run)
-    metrics: list[dict[str, Any]] = [{"phase": "setup", "round": 0, "kind": "partitions", "sizes": [10, 20, 30, 40]}]
+    metrics: list[dict[str, Any]] = [
+        {"phase": PHASE_SETUP, "round": 0, "kind": KIND_PARTITIONS, "sizes": [10, 20, 30, 40]}
+    ]
     for round_ in rounds:
         accountant.charge(_search_events(round_, PARTICIPATION[round_], epsilon=epsilon, central=central))
-        metrics.append(_search_row(round_, PARTICIPATION[round_], rejected=int(round_ == 2)))
+        metrics.append(_search_row(round_, PARTICIPATION[round_], rejected=int(round_ == 2),
+                                   central=_central_spec(epsilon) if central else None))
     if with_training:
         metrics += _eval_rows((1, 2))
-    _write_jsonl(run / "metrics.jsonl", metrics)
+    _write_jsonl(run / METRICS_FILE, metrics)
     totals = privacy_totals(run)
     if with_ticket:
         ticket = random_ticket(
@@ -153,7 +175,7 @@ def make_run(
                 epsilon_spent={"record": totals.record_epsilon_max, "client": totals.client_epsilon},
             ),
         )
-        ticket.save(run / "ticket.safetensors")
+        ticket.save(run / TICKET_FILE)
     if with_summary:
         summary = {
             "status": status,
@@ -167,9 +189,9 @@ def make_run(
             },
             "search": {"rounds-planned": 4, "rounds-completed": len(rounds), "stop-reason": stop_reason},
             "wall-time-s": 754.2,
-            "ticket-file": "ticket.safetensors" if with_ticket else None,
+            "ticket-file": TICKET_FILE if with_ticket else None,
         }
-        (run / "summary.json").write_text(json.dumps(summary))
+        (run / SUMMARY_FILE).write_text(json.dumps(summary))
     return run
 
 
@@ -241,7 +263,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> FullRun:
 
 def test_files_exist_and_plots_are_valid_pngs(full_run: FullRun) -> None:
     run, _, paths = full_run
-    assert paths.markdown == run / "report.md" and paths.html == run / "report.html"
+    assert paths.markdown == run / MARKDOWN_FILE and paths.html == run / HTML_FILE
     assert paths.markdown.is_file() and paths.html.is_file()
     assert sorted(p.name for p in paths.plots) == sorted(PLOTS)
     for path in paths.plots:
@@ -274,7 +296,7 @@ def test_html_embeds_every_plot_and_loads_nothing_from_outside(full_run: FullRun
 def test_every_epsilon_figure_equals_the_ledger_sums(full_run: FullRun) -> None:
     run, _, paths = full_run
     markdown = paths.markdown.read_text()
-    per_client, client_total, cumulative = ledger_sums(run / "ledger.jsonl")
+    per_client, client_total, cumulative = ledger_sums(run / LEDGER_FILE)
     worst = max(per_client.values())
 
     # Section 4: one row per client, natural order, Σε and releases recomputed.
@@ -315,7 +337,7 @@ def test_every_epsilon_figure_equals_the_ledger_sums(full_run: FullRun) -> None:
         assert 0.0 < number(row["PLD ε at target δ"]) <= number(row["basic Σε"]) * (1 + 1e-6)
 
     # Section 5: per-release ε of every mechanism row is an ε of the ledger.
-    ledger_epsilons = {json.loads(line)["epsilon"] for line in (run / "ledger.jsonl").read_text().splitlines()}
+    ledger_epsilons = {json.loads(line)["epsilon"] for line in (run / LEDGER_FILE).read_text().splitlines()}
     for row in tables(section(markdown, 5))[0]:
         assert any(close(row["ε per release"], float(e)) for e in ledger_epsilons)
 
@@ -327,7 +349,7 @@ def test_privacy_totals_match_the_accountant_and_an_independent_sum(full_run: Fu
     run, _, _ = full_run
     totals = privacy_totals(run)
     assert isinstance(totals, PrivacyTotals)
-    per_client, client_total, cumulative = ledger_sums(run / "ledger.jsonl")
+    per_client, client_total, cumulative = ledger_sums(run / LEDGER_FILE)
     assert list(totals.record_epsilon_by_client) == ["client-1", "client-2", "client-3", "client-10"]
     for client, eps in per_client.items():
         assert totals.record_epsilon_by_client[client] == pytest.approx(eps, rel=1e-12)
@@ -348,16 +370,16 @@ def test_privacy_totals_match_the_accountant_and_an_independent_sum(full_run: Fu
 def test_rendering_changes_only_the_report_files_and_never_the_ledger(full_run: FullRun) -> None:
     run, before, _ = full_run
     after = snapshot(run)
-    written = {"report.md", "report.html", *(f"plots/{name}" for name in PLOTS)}
+    written = {MARKDOWN_FILE, HTML_FILE, *(f"plots/{name}" for name in PLOTS)}
     assert set(after) == set(before) | written
     assert all(after[name] == data for name, data in before.items())  # ledger.jsonl included
-    ledger_stat = (run / "ledger.jsonl").stat()
+    ledger_stat = (run / LEDGER_FILE).stat()
     paths = render_report(run)  # re-running overwrites the same files
     again = snapshot(run)
     assert set(again) == set(after)
-    assert again["ledger.jsonl"] == before["ledger.jsonl"]
-    assert (run / "ledger.jsonl").stat().st_mtime_ns == ledger_stat.st_mtime_ns
-    assert again["report.md"] == after["report.md"] and paths.markdown.read_text() == after["report.md"].decode()
+    assert again[LEDGER_FILE] == before[LEDGER_FILE]
+    assert (run / LEDGER_FILE).stat().st_mtime_ns == ledger_stat.st_mtime_ns
+    assert again[MARKDOWN_FILE] == after[MARKDOWN_FILE] and paths.markdown.read_text() == after[MARKDOWN_FILE].decode()
     assert not [p for p in run.rglob("*.tmp")]
 
 
@@ -366,7 +388,7 @@ def test_report_sections_show_mechanisms_flags_accuracy_sparsity_and_votes(full_
     markdown = paths.markdown.read_text()
     header = {r["field"]: r["value"] for r in tables(section(markdown, 1))[0]}
     assert header["dataset"] == "mnist" and header["status"] == "completed" and header["clients"] == "4"
-    assert header["wall time"].startswith("754.2 s") and header["ticket file"] == "ticket.safetensors"
+    assert header["wall time"].startswith("754.2 s") and header["ticket file"] == TICKET_FILE
     assert header["target δ for RDP/PLD figures"] == "1e-05 (default)"
     statement = section(markdown, 2)
     assert "one example replaced" in statement and "one client added or removed" in statement
@@ -458,12 +480,14 @@ def test_a_stale_plot_is_removed_when_its_data_is_gone(tmp_path: Path) -> None:
 def test_a_partial_run_without_summary_metrics_or_events_renders(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"dataset": "mnist", "unit": "record", "epsilon": 1.0}))
-    Ledger(run / "ledger.jsonl")  # created at setup, nothing charged yet
+    (run / CONFIG_FILE).write_text(json.dumps({"dataset": "mnist", "unit": "record", "epsilon": 1.0}))
+    Ledger(run / LEDGER_FILE)  # created at setup, nothing charged yet
     paths = render_report(run)
     markdown = paths.markdown.read_text()
     header = {r["field"]: r["value"] for r in tables(section(markdown, 1))[0]}
-    assert header["status"].startswith("n/a") and header["model"] == "n/a"
+    # keys config.json lacks take Config's defaults, and the header says so
+    assert header["status"].startswith("n/a") and header["model"] == "conv4 (default)"
+    assert header["dataset"] == "mnist" and header["client-level ε budget (config 'client-epsilon')"] == "1 (default)"
     assert "no record-level release is in the ledger yet" in section(markdown, 2)
     assert "nothing has been spent" in section(markdown, 3)
     assert "metrics.jsonl is not written yet" in section(markdown, 7)
@@ -472,9 +496,39 @@ def test_a_partial_run_without_summary_metrics_or_events_renders(tmp_path: Path)
     assert privacy_totals(run).record_epsilon_max == 0.0 and privacy_totals(run).rounds == ()
 
 
+def test_the_report_reads_delta_target_and_clip_bound_from_the_typed_config(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", central=False, rounds=(1,), with_training=False)
+    config = json.loads((run / CONFIG_FILE).read_text())
+    (run / CONFIG_FILE).write_text(json.dumps({**config, "delta-target": 1e-3, "clip-mode": "clip", "clip-bound": 2.0}))
+    markdown = render_report(run).markdown.read_text()
+    header = {r["field"]: r["value"] for r in tables(section(markdown, 1))[0]}
+    assert header["target δ for RDP/PLD figures"] == "0.001"  # stated, not a default
+    assert all(r["target δ"] == "0.001" for r in tables(section(markdown, 6))[0])
+    local = {r["domain"]: r for r in tables(section(markdown, 5))[0]}["patterns"]
+    assert local["signal range"] == "clipped scores in [0, 2]" and close(local["SNR (min)"], 2 / 0.8)
+    assert "C = 2;" in section(markdown, 5)
+
+
+def test_central_noise_flags_are_the_ones_the_strategy_logged(tmp_path: Path) -> None:
+    # The strategy assessed each central release when it made it; the report quotes that, and a
+    # release whose round logged no diagnostic is not assessed (never recomputed here).
+    run = make_run(tmp_path / "run", with_training=False)
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    for row in rows:
+        if row.get("round") == 1:
+            row["snr-central.patterns"], row["noise-dominated.patterns"] = 7.5, 0
+        if row.get("round") == 2:
+            del row["snr-central.patterns"], row["noise-dominated.patterns"]
+    _write_jsonl(run / METRICS_FILE, rows)
+    markdown = render_report(run).markdown.read_text()
+    central = {(r["domain"], r["unit"]): r for r in tables(section(markdown, 5))[0]}[("patterns", "client")]
+    assert central["noise-dominated"] == "yes (1 of 2)" and close(central["SNR (min)"], 2 * CENTRAL_EPSILON / 4)
+    assert "voters 2 to 4" in central["signal range"]
+
+
 def test_a_torn_metrics_tail_is_skipped_and_said(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
-    with (run / "metrics.jsonl").open("a") as handle:
+    with (run / METRICS_FILE).open("a") as handle:
         handle.write('{"phase": "train", "round": 3, "kind": "server-ev')
     markdown = render_report(run).markdown.read_text()
     assert "The last line of metrics.jsonl is incomplete" in section(markdown, 7)
@@ -490,10 +544,10 @@ def test_delta_events_data_free_events_and_reference_search_are_reported(tmp_pat
         for r in (1, 2)
     ]
     accountant.charge(training)
-    accountant.charge([PrivacyEvent.from_spec(data_free_spec("record"), round=3, phase="search", domain="patterns",
+    accountant.charge([PrivacyEvent.from_spec(data_free_spec("record"), round=3, phase=PHASE_SEARCH, domain="patterns",
                                               layer=None, participants=("client-1",))])
-    (run / "reference").mkdir()
-    Ledger(run / "reference" / "ledger.jsonl")
+    (run / REFERENCE_DIR).mkdir()
+    Ledger(run / REFERENCE_DIR / LEDGER_FILE)
     markdown = render_report(run).markdown.read_text()
     statement = section(markdown, 2)
     assert "phases: search, training" in statement and "Releases of the phase(s) training" in statement
@@ -520,13 +574,18 @@ def test_delta_events_data_free_events_and_reference_search_are_reported(tmp_pat
     ]
 
 
-def test_summary_that_disagrees_with_the_ledger_is_flagged(tmp_path: Path) -> None:
+def test_the_privacy_sections_quote_the_ledger_and_never_read_summary_json_figures(tmp_path: Path) -> None:
+    # summary.json's ε figures are written by the same Accountant.totals the report reads the ledger
+    # with, so the report does not cross-check them: changing them changes nothing it prints.
     run = make_run(tmp_path / "run")
-    summary = json.loads((run / "summary.json").read_text())
-    summary["epsilon"]["record"]["max"] = 0.123
-    (run / "summary.json").write_text(json.dumps(summary))
-    statement = section(render_report(run).markdown.read_text(), 2)
-    assert "Warning: summary.json disagrees with the ledger (record-level max: summary.json says 0.123" in statement
+    before = render_report(run).markdown.read_text()
+    summary = json.loads((run / SUMMARY_FILE).read_text())
+    summary["epsilon"] = {"record": {"max": 0.123, "mean": 0.123}, "client": {"total": 0.456}}
+    (run / SUMMARY_FILE).write_text(json.dumps(summary))
+    after = render_report(run).markdown.read_text()
+    for number in (2, 3, 4, 5, 6):
+        assert section(after, number) == section(before, number)
+    assert "0.123" not in after and "0.456" not in after and "disagrees" not in after
 
 
 # -- errors: one line, naming the file, nothing written ------------------------------------
@@ -546,9 +605,9 @@ def _one_line_error(run: Path, *needles: str) -> str:
 
 def test_a_torn_ledger_gives_a_one_line_error_with_the_repair_command(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
-    with (run / "ledger.jsonl").open("ab") as handle:
+    with (run / LEDGER_FILE).open("ab") as handle:
         handle.write(b'{"ledger_schema":1,"batch":3,"batch_index":0,"batch_size":3,"round":4')
-    message = _one_line_error(run, str(run / "ledger.jsonl"), "Ledger.repair(", "incomplete write")
+    message = _one_line_error(run, str(run / LEDGER_FILE), "Ledger.repair(", "incomplete write")
     with pytest.raises(ReportError):
         privacy_totals(run)
     assert "from privacy import Ledger" in message
@@ -556,31 +615,36 @@ def test_a_torn_ledger_gives_a_one_line_error_with_the_repair_command(tmp_path: 
 
 def test_a_missing_ledger_gives_a_one_line_error_and_is_not_created(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
-    (run / "ledger.jsonl").unlink()
-    _one_line_error(run, str(run / "ledger.jsonl"), "not found")
+    (run / LEDGER_FILE).unlink()
+    _one_line_error(run, str(run / LEDGER_FILE), "not found")
     with pytest.raises(ReportError, match="not found"):
         privacy_totals(run)
-    assert not (run / "ledger.jsonl").exists()
+    assert not (run / LEDGER_FILE).exists()
 
 
 @pytest.mark.parametrize(
     ("damage", "needles"),
     [
-        (lambda run: (run / "config.json").write_text("{not json"), ("config.json", "not readable JSON")),
-        (lambda run: (run / "config.json").unlink(), ("config.json", "not found")),
-        (lambda run: (run / "config.json").write_text(json.dumps({"epsilon": "lots"})), ("config.json", "'epsilon'")),
-        (lambda run: (run / "summary.json").write_text("[1, 2]"), ("summary.json", "one JSON object")),
-        (lambda run: (run / "metrics.jsonl").write_text('{"kind": "search-round"}\nnot json\n{"kind": "x"}\n'),
+        (lambda run: (run / CONFIG_FILE).write_text("{not json"), (CONFIG_FILE, "not readable JSON")),
+        (lambda run: (run / CONFIG_FILE).unlink(), (CONFIG_FILE, "not found")),
+        (lambda run: (run / CONFIG_FILE).write_text(json.dumps({"epsilon": "lots"})),
+         (CONFIG_FILE, "not a valid dppt config: epsilon must be a float. Found 'lots'")),
+        (lambda run: (run / CONFIG_FILE).write_text(json.dumps({"delta-target": 2})),
+         (CONFIG_FILE, "delta-target must be in (0, 1). Found 2.0.")),
+        (lambda run: (run / CONFIG_FILE).write_text(json.dumps({"unknown-key": 1})),
+         (CONFIG_FILE, "Unknown config key 'unknown-key'")),
+        (lambda run: (run / SUMMARY_FILE).write_text("[1, 2]"), (SUMMARY_FILE, "one JSON object")),
+        (lambda run: (run / METRICS_FILE).write_text('{"kind": "search-round"}\nnot json\n{"kind": "x"}\n'),
          ("metrics.jsonl line 2", "not valid JSON")),
-        (lambda run: (run / "metrics.jsonl").write_text(
-            json.dumps({"phase": "search", "kind": "search-round", "round": 1, "sampled": "many"}) + "\n"),
+        (lambda run: (run / METRICS_FILE).write_text(
+            json.dumps({"phase": PHASE_SEARCH, "kind": KIND_SEARCH_ROUND, "round": 1, "sampled": "many"}) + "\n"),
          ("metrics.jsonl line 1", "'sampled'")),
-        (lambda run: (run / "ticket.safetensors").unlink(), ("ticket.safetensors", "names it as the ticket")),
-        (lambda run: (run / "ticket.safetensors").write_bytes(b"garbage"), ("ticket.safetensors", "not a readable")),
-        (lambda run: (run / "ledger.jsonl").write_text('{"a": 1}\n'), ("ledger.jsonl", "not a valid privacy ledger")),
+        (lambda run: (run / TICKET_FILE).unlink(), (TICKET_FILE, "names it as the ticket")),
+        (lambda run: (run / TICKET_FILE).write_bytes(b"garbage"), (TICKET_FILE, "not a readable")),
+        (lambda run: (run / LEDGER_FILE).write_text('{"a": 1}\n'), (LEDGER_FILE, "not a valid privacy ledger")),
     ],
-    ids=["config-json", "config-missing", "config-budget", "summary-type", "metrics-line", "metrics-value",
-         "ticket-missing", "ticket-garbage", "ledger-corrupt"],
+    ids=["config-json", "config-missing", "config-budget", "config-delta", "config-key", "summary-type", "metrics-line",
+         "metrics-value", "ticket-missing", "ticket-garbage", "ledger-corrupt"],
 )
 def test_malformed_inputs_give_one_line_errors_naming_the_file(
     tmp_path: Path, damage: Callable[[Path], object], needles: tuple[str, ...]
@@ -599,7 +663,7 @@ def test_privacy_totals_loads_neither_matplotlib_nor_torch(tmp_path: Path) -> No
     # privacy_totals reads a ledger anywhere (no torch, no plotting): it must stay a light import.
     run = tmp_path / "run"
     run.mkdir()
-    Ledger(run / "ledger.jsonl")
+    Ledger(run / LEDGER_FILE)
     code = (
         "import sys; from simulations.report import privacy_totals; "
         f"privacy_totals({str(run)!r}); "

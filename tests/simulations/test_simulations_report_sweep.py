@@ -12,6 +12,7 @@ from typing import Any
 import matplotlib.image
 import pytest
 
+from federation.layout import CONFIG_FILE, TICKET_FILE
 from simulations.report import ReportError, render_sweep
 from simulations.report.sweep_plot import infinity_position
 
@@ -26,7 +27,7 @@ def summary(run_dir: Path, *, budget: float | str, dp: float | None, client_budg
         "epsilon": {"record": {"max": budget, "mean": budget, "budget": budget},
                     "client": {"total": 0.0, "budget": client_budget}, "delta": {"record-max": 0.0, "client": 0.0}},
         "search": {"rounds-planned": 10, "rounds-completed": 10 if stop is None else 6, "stop-reason": stop},
-        "wall-time-s": 12.0, "ticket-file": "ticket.safetensors",
+        "wall-time-s": 12.0, "ticket-file": TICKET_FILE,
     }
 
 
@@ -87,7 +88,7 @@ def test_runs_without_dp_accuracy_are_listed_but_not_plotted(tmp_path: Path) -> 
 def test_client_unit_runs_sweep_over_the_client_budget(tmp_path: Path) -> None:
     run = tmp_path / "client-run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"unit": "client"}))
+    (run / CONFIG_FILE).write_text(json.dumps({"unit": "client"}))
     explicit = summary(tmp_path / "x", budget="inf", dp=0.5) | {"sweep-epsilon": 8.0}
     paths = render_sweep([summary(run, budget="inf", client_budget=0.25, dp=0.5), explicit], tmp_path / "out")
     assert [r["epsilon"] for r in _rows(paths.markdown.read_text())] == ["0.25", "8"]
