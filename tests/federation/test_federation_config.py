@@ -105,3 +105,15 @@ def test_data_free_is_the_scorer_registry_s_word():
 
     assert {name: reads_data(name) for name in names()} == {"magnitude": False, "snip": True, "synflow": False}
     assert reads_client_data(Config()) and not reads_client_data(Config.from_overrides(["score=synflow"]))
+
+
+def test_readme_config_reference_lists_every_key_once():
+    import re
+
+    from federation.server_app import DEPLOYMENT_KEYS
+
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Config reference", 1)[1].split("\n## ", 1)[0]
+    listed = [key for row in table.splitlines() if row.startswith("| `")
+              for key in re.findall(r"`([a-z][a-z0-9-]*)`", row.split("|")[1])]
+    assert sorted(listed) == sorted([*Config.keys(), *DEPLOYMENT_KEYS])
