@@ -287,6 +287,25 @@ class EdgeModel(nn.Module):
                 ) from err
             self._inputs.append(tuple(inputs))
         self.eval()
+        self._dry_run()
+
+    @torch.no_grad()
+    def _dry_run(self) -> None:
+        """Run one zero input through the graph, so that nodes that do not fit each other fail here."""
+        values = [torch.zeros(1, *self.input_shape)]
+        for index, (op, inputs) in enumerate(zip(self.ops, self._inputs)):
+            try:
+                values.append(op(*(values[i] for i in inputs)))
+            except (RuntimeError, ValueError, IndexError) as err:
+                first = (
+                    str(err).strip().splitlines()[0]
+                    if str(err).strip()
+                    else type(err).__name__
+                )
+                raise EdgeFormatError(
+                    f"node {index} ({self.nodes[index]['op']}) must fit its input {tuple(values[inputs[0]].shape)}"
+                    f" on a {self.input_shape} input. Found: {first}"
+                ) from err
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = [x]
