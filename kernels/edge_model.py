@@ -286,8 +286,39 @@ class EdgeModel(nn.Module):
                     f"node {index} ({op}) must hold tensors that fit it. Found: {err}"
                 ) from err
             self._inputs.append(tuple(inputs))
+        self._fused: set[int] = set()
+        if backend != "dense":
+            self._fuse_epilogues()
         self.eval()
         self._dry_run()
+
+    def _fuse_epilogues(self) -> None:
+        """Let each pattern conv run the ReLU and max pool that follow it (only it reads them)."""
+        readers = [0] * (len(self.nodes) + 1)
+        for inputs in self._inputs:
+            for value in inputs:
+                readers[value] += 1
+        for index, op in enumerate(self.ops):
+            if not isinstance(op, PatternConv2d):
+                continue
+            relu, pool, last = False, 1, index
+            for kind in ("relu", "max_pool"):
+                follower = last + 1
+                if (
+                    follower < len(self.nodes)
+                    and self.nodes[follower]["op"] == kind
+                    and self._inputs[follower] == (last + 1,)
+                    and readers[last + 1] == 1
+                ):
+                    relu = relu or kind == "relu"
+                    pool = (
+                        self.nodes[follower]["kernel_size"]
+                        if kind == "max_pool"
+                        else pool
+                    )
+                    self._fused.add(follower)
+                    last = follower
+            op.fuse(relu=relu, pool=pool)
 
     @torch.no_grad()
     def _dry_run(self) -> None:
@@ -295,7 +326,11 @@ class EdgeModel(nn.Module):
         values = [torch.zeros(1, *self.input_shape)]
         for index, (op, inputs) in enumerate(zip(self.ops, self._inputs)):
             try:
-                values.append(op(*(values[i] for i in inputs)))
+                values.append(
+                    values[-1]
+                    if index in self._fused
+                    else op(*(values[i] for i in inputs))
+                )
             except (RuntimeError, ValueError, IndexError) as err:
                 first = (
                     str(err).strip().splitlines()[0]
@@ -309,8 +344,11 @@ class EdgeModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = [x]
-        for op, inputs in zip(self.ops, self._inputs):
-            values.append(op(*(values[i] for i in inputs)))
+        for index, (op, inputs) in enumerate(zip(self.ops, self._inputs)):
+            # A fused ReLU / max pool already ran inside the conv before it: pass its value on.
+            values.append(
+                values[-1] if index in self._fused else op(*(values[i] for i in inputs))
+            )
         return values[-1]
 
     def pattern_convs(self) -> list[PatternConv2d]:

@@ -151,6 +151,7 @@ class PatternConv2d(nn.Module):
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride, self.padding, self.backend = stride, padding, backend
+        self.relu, self.pool = False, 1  # epilogue, see fuse()
         self.register_buffer("library", library.detach().clone())
         self.register_buffer("kernel_index", index.clone())
         self.register_buffer("pattern", pattern.clone())
@@ -267,6 +268,16 @@ class PatternConv2d(nn.Module):
             and self._cols.numel() == self.in_channels
         )
 
+    def fuse(self, *, relu: bool, pool: int = 1) -> None:
+        """Apply ``max_pool2d(pool)`` (stride ``pool``, floor) and then ReLU to the output, in the same call.
+
+        The compiled loop does it in its epilogue, saving the graph two ops per layer; the
+        torch path runs the same torch functions after its convolution.
+        """
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise KernelsError(f"pool must be a positive int. Found {pool!r}.")
+        self.relu, self.pool = bool(relu), pool
+
     def dense_weight(self) -> torch.Tensor:
         """The dense ``(O, I, 3, 3)`` weight these entries describe (zeros elsewhere)."""
         weight = torch.zeros(
@@ -275,8 +286,12 @@ class PatternConv2d(nn.Module):
         weight[self._rows[:, None], self._cols] = self._compact
         return weight
 
-    def executed_macs(self, out_h: int, out_w: int) -> int:
-        """Multiply-adds per example of the compiled loop: kept entries times output pixels."""
+    def executed_macs(self, in_h: int, in_w: int) -> int:
+        """Multiply-adds per example of the compiled loop on an ``in_h x in_w`` input: kept entries x output pixels."""
+        out_h, out_w = (
+            (size + 2 * self.padding - KERNEL_SIZE) // self.stride + 1
+            for size in (in_h, in_w)
+        )
         return int(self._entry_values.numel()) * out_h * out_w
 
     # -- forward -----------------------------------------------------------------------------
@@ -306,27 +321,24 @@ class PatternConv2d(nn.Module):
         return out
 
     def _forward_compiled(self, x: torch.Tensor, kernel: object) -> torch.Tensor:
-        pad = self.padding
-        padded = F.pad(x, (pad, pad, pad, pad)) if pad else x.contiguous()
-        width = padded.shape[3]
+        width = x.shape[3] + 2 * self.padding
         offsets = self._offsets.get(width)
         if offsets is None:
             offsets = (
                 (self._position // KERNEL_SIZE) * width + self._position % KERNEL_SIZE
             ).to(torch.int32)
             self._offsets[width] = offsets
-        out_h = (padded.shape[2] - KERNEL_SIZE) // self.stride + 1
-        out_w = (width - KERNEL_SIZE) // self.stride + 1
         return kernel(  # type: ignore[operator]
-            padded,
+            x,
             self._start,
             self._channel,
             offsets,
             self._entry_values,
             self._bias,
-            out_h,
-            out_w,
+            self.padding,
             self.stride,
+            self.relu,
+            self.pool,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -342,10 +354,13 @@ class PatternConv2d(nn.Module):
             kernel = compiled_pattern_conv(required=self.backend == "compiled")
             if kernel is not None:
                 return self._forward_compiled(x, kernel)
-        return self._forward_torch(x)
+        out = self._forward_torch(x)
+        if self.pool > 1:
+            out = F.max_pool2d(out, self.pool)
+        return F.relu(out) if self.relu else out
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kept_kernels={self.kernel_index.numel()}, "
-            f"stride={self.stride}, padding={self.padding}, backend={self.backend!r}"
+            f"stride={self.stride}, padding={self.padding}, backend={self.backend!r}, relu={self.relu}, pool={self.pool}"
         )

@@ -54,7 +54,8 @@ def test_torch_path_equals_conv2d_of_the_masked_weight(out_c, in_c, keep, stride
 
 @needs_compiler
 @pytest.mark.parametrize(("stride", "padding", "keep"), [(1, 1, 0.3), (2, 1, 0.3), (1, 0, 1.0), (1, 1, 0.0)])
-def test_compiled_loop_equals_the_torch_path(stride, padding, keep):
+@pytest.mark.parametrize(("relu", "pool"), [(False, 1), (True, 1), (True, 2), (False, 3)])
+def test_compiled_loop_equals_the_torch_path(stride, padding, keep, relu, pool):
     assert compiled_pattern_conv(required=True) is not None
     weight, assignment, connectivity = _layer(12, 10, keep, seed=stride + 2 * padding)
     bias = torch.randn(12)
@@ -65,8 +66,13 @@ def test_compiled_loop_equals_the_torch_path(stride, padding, keep):
         )
         for backend in ("torch", "compiled")
     }
+    for layer in layers.values():
+        layer.fuse(relu=relu, pool=pool)
     x = torch.randn(3, 10, 11, 11)
-    torch.testing.assert_close(layers["compiled"](x), layers["torch"](x), atol=1e-5, rtol=1e-5)
+    expected = F.conv2d(x, weight, bias, stride, padding)
+    expected = F.relu(F.max_pool2d(expected, pool)) if relu else F.max_pool2d(expected, pool)
+    torch.testing.assert_close(layers["torch"](x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layers["compiled"](x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_every_kept_kernel_holds_its_library_pattern():
@@ -77,7 +83,7 @@ def test_every_kept_kernel_holds_its_library_pattern():
     assert bool((support & ~LIBRARY[conv.pattern]).logical_not().all())
     assert conv.kernel_index.numel() == int(connectivity.sum())
     assert conv.values.shape == (int(connectivity.sum()), 4)
-    assert int(conv.executed_macs(5, 5)) == int(connectivity.sum()) * 4 * 25
+    assert conv.executed_macs(5, 5) == int(connectivity.sum()) * 4 * 25  # padding 1: 5x5 out
 
 
 def test_weight_outside_the_ticket_is_refused():
