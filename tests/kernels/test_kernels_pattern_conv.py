@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
+from torch.utils.cpp_extension import is_ninja_available
 
 from kernels import (
     KernelsError,
@@ -18,7 +19,9 @@ from kernels import (
 )
 
 LIBRARY = enumerate_candidates(4)[:8]
-needs_compiler = pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler for the compiled loop")
+needs_compiler = pytest.mark.skipif(
+    shutil.which("c++") is None or not is_ninja_available(), reason="no C++ compiler or ninja for the compiled loop"
+)
 
 
 def _layer(out_c: int, in_c: int, keep: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 from torch import nn
+from torch.utils.cpp_extension import is_ninja_available
 
 import models
 from kernels import (
@@ -21,7 +22,7 @@ from models.compaction import lower_to_edge_graph
 
 LIBRARY = enumerate_candidates(4)[:8]
 SHAPES = {"conv4": (1, 28), "lenet5": (1, 28), "resnet20": (3, 32)}
-BACKENDS = ["torch", "dense"] + (["compiled"] if shutil.which("c++") else [])
+BACKENDS = ["torch", "dense"] + (["compiled"] if shutil.which("c++") and is_ninja_available() else [])
 
 
 def _masked(name: str, density: float, seed: int = 0, **options) -> tuple[nn.Module, object]:
