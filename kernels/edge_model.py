@@ -64,15 +64,11 @@ CONV_BACKENDS: tuple[str, ...] = (*BACKENDS, "dense")
 class _Shortcut(nn.Module):
     """He et al. 2016 option A on compacted channels: subsample, then scatter channels into zeros."""
 
-    def __init__(
-        self, stride: int, out_channels: int, channel_index: torch.Tensor
-    ) -> None:
+    def __init__(self, stride: int, out_channels: int, channel_index: torch.Tensor) -> None:
         super().__init__()
         self.stride, self.out_channels = stride, out_channels
         self.register_buffer("channel_index", channel_index.to(torch.int64))
-        self.identity = stride == 1 and bool(
-            torch.equal(self.channel_index, torch.arange(out_channels))
-        )
+        self.identity = stride == 1 and bool(torch.equal(self.channel_index, torch.arange(out_channels)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.identity:
@@ -97,9 +93,7 @@ class _Add(nn.Module):
 def _int(node: Mapping[str, Any], field: str, index: int) -> int:
     value = node.get(field)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise EdgeFormatError(
-            f"node {index} ({node.get('op')}) field {field!r} must be an int. Found {value!r}."
-        )
+        raise EdgeFormatError(f"node {index} ({node.get('op')}) field {field!r} must be an int. Found {value!r}.")
     return value
 
 
@@ -142,9 +136,7 @@ def _build_op(
     if op == "conv":
         weight = tensors["weight"]
         if weight.dim() != 4:
-            raise EdgeFormatError(
-                f"node {index} (conv) weight must be 4-D. Found shape {tuple(weight.shape)}."
-            )
+            raise EdgeFormatError(f"node {index} (conv) weight must be 4-D. Found shape {tuple(weight.shape)}.")
         out_c, in_c, kh, kw = weight.shape
         module: nn.Module = nn.Conv2d(
             in_c,
@@ -157,15 +149,11 @@ def _build_op(
     elif op == "linear":
         weight = tensors["weight"]
         if weight.dim() != 2:
-            raise EdgeFormatError(
-                f"node {index} (linear) weight must be 2-D. Found shape {tuple(weight.shape)}."
-            )
+            raise EdgeFormatError(f"node {index} (linear) weight must be 2-D. Found shape {tuple(weight.shape)}.")
         module = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in tensors)
     elif op == "group_norm":
         channels = tensors["weight"].shape[0]
-        module = nn.GroupNorm(
-            _int(node, "groups", index), channels, eps=float(node["eps"])
-        )
+        module = nn.GroupNorm(_int(node, "groups", index), channels, eps=float(node["eps"]))
     elif op == "shortcut":
         return _Shortcut(
             _int(node, "stride", index),
@@ -226,9 +214,7 @@ class EdgeModel(nn.Module):
     ) -> None:
         super().__init__()
         if backend not in CONV_BACKENDS:
-            raise EdgeFormatError(
-                f"backend must be one of {list(CONV_BACKENDS)}. Found {backend!r}."
-            )
+            raise EdgeFormatError(f"backend must be one of {list(CONV_BACKENDS)}. Found {backend!r}.")
         if not nodes:
             raise EdgeFormatError("nodes must be a non-empty list. Found none.")
         self.input_shape = tuple(input_shape)
@@ -238,18 +224,12 @@ class EdgeModel(nn.Module):
         for index, node in enumerate(self.nodes):
             op = node.get("op")
             if op not in OPS:
-                raise EdgeFormatError(
-                    f"node {index} op must be one of {sorted(OPS)}. Found {op!r}."
-                )
+                raise EdgeFormatError(f"node {index} op must be one of {sorted(OPS)}. Found {op!r}.")
             required, optional, fields = OPS[op]
             keys = node.get("tensors", {})
             if not isinstance(keys, Mapping):
-                raise EdgeFormatError(
-                    f"node {index} ({op}) tensors must be a mapping. Found {keys!r}."
-                )
-            missing = [f for f in required if f not in keys] + [
-                f for f in fields if f not in node
-            ]
+                raise EdgeFormatError(f"node {index} ({op}) tensors must be a mapping. Found {keys!r}.")
+            missing = [f for f in required if f not in keys] + [f for f in fields if f not in node]
             unknown = [f for f in keys if f not in required + optional]
             if missing or unknown:
                 raise EdgeFormatError(
@@ -257,34 +237,23 @@ class EdgeModel(nn.Module):
                 )
             absent = [key for key in keys.values() if key not in tensors]
             if absent:
-                raise EdgeFormatError(
-                    f"node {index} ({op}) tensors {absent} must be in the file. Found them missing."
-                )
+                raise EdgeFormatError(f"node {index} ({op}) tensors {absent} must be in the file. Found them missing.")
             inputs = node.get("inputs", [index])
             arity = 2 if op == "add" else 1
             if (
                 not isinstance(inputs, list)
                 or len(inputs) != arity
-                or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= index
-                    for v in inputs
-                )
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= index for v in inputs)
             ):
                 raise EdgeFormatError(
                     f"node {index} ({op}) inputs must be {arity} earlier value(s) in [0, {index}]. Found {inputs!r}."
                 )
             try:
-                self.ops.append(
-                    _build_op(
-                        index, node, {f: tensors[k] for f, k in keys.items()}, backend
-                    )
-                )
+                self.ops.append(_build_op(index, node, {f: tensors[k] for f, k in keys.items()}, backend))
             except EdgeFormatError:
                 raise
             except (ValueError, RuntimeError, TypeError, KeyError) as err:
-                raise EdgeFormatError(
-                    f"node {index} ({op}) must hold tensors that fit it. Found: {err}"
-                ) from err
+                raise EdgeFormatError(f"node {index} ({op}) must hold tensors that fit it. Found: {err}") from err
             self._inputs.append(tuple(inputs))
         self._fused: set[int] = set()
         if backend != "dense":
@@ -311,11 +280,7 @@ class EdgeModel(nn.Module):
                     and readers[last + 1] == 1
                 ):
                     relu = relu or kind == "relu"
-                    pool = (
-                        self.nodes[follower]["kernel_size"]
-                        if kind == "max_pool"
-                        else pool
-                    )
+                    pool = self.nodes[follower]["kernel_size"] if kind == "max_pool" else pool
                     self._fused.add(follower)
                     last = follower
             op.fuse(relu=relu, pool=pool)
@@ -326,17 +291,9 @@ class EdgeModel(nn.Module):
         values = [torch.zeros(1, *self.input_shape)]
         for index, (op, inputs) in enumerate(zip(self.ops, self._inputs)):
             try:
-                values.append(
-                    values[-1]
-                    if index in self._fused
-                    else op(*(values[i] for i in inputs))
-                )
+                values.append(values[-1] if index in self._fused else op(*(values[i] for i in inputs)))
             except (RuntimeError, ValueError, IndexError) as err:
-                first = (
-                    str(err).strip().splitlines()[0]
-                    if str(err).strip()
-                    else type(err).__name__
-                )
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise EdgeFormatError(
                     f"node {index} ({self.nodes[index]['op']}) must fit its input {tuple(values[inputs[0]].shape)}"
                     f" on a {self.input_shape} input. Found: {first}"
@@ -346,9 +303,7 @@ class EdgeModel(nn.Module):
         values = [x]
         for index, (op, inputs) in enumerate(zip(self.ops, self._inputs)):
             # A fused ReLU / max pool already ran inside the conv before it: pass its value on.
-            values.append(
-                values[-1] if index in self._fused else op(*(values[i] for i in inputs))
-            )
+            values.append(values[-1] if index in self._fused else op(*(values[i] for i in inputs)))
         return values[-1]
 
     def pattern_convs(self) -> list[PatternConv2d]:

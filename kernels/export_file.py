@@ -24,11 +24,10 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from safetensors import safe_open
 
 from kernels.edge_model import ConvBackend, EdgeModel
 from kernels.errors import EdgeFormatError
-from kernels.ticket_file import _digest
+from kernels.ticket_file import _digest, read_checked_safetensors
 from storage import write_atomic
 
 __all__ = [
@@ -66,9 +65,7 @@ def _keys_in_order(nodes: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _fields_of(nodes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Tensor key -> the field it fills (a shared library is a ``library`` everywhere)."""
-    return {
-        key: field for node in nodes for field, key in node.get("tensors", {}).items()
-    }
+    return {key: field for node in nodes for field, key in node.get("tensors", {}).items()}
 
 
 def write_export_file(
@@ -91,17 +88,13 @@ def write_export_file(
     keys = _keys_in_order(nodes)
     unused = sorted(set(tensors) - set(keys))
     if unused:
-        raise EdgeFormatError(
-            f"tensors must all be named by a node. Found unnamed {unused}."
-        )
+        raise EdgeFormatError(f"tensors must all be named by a node. Found unnamed {unused}.")
     fields = _fields_of(nodes)
     stored = {}
     for key in keys:
         tensor = tensors[key].detach().cpu()
         dtype = _STORED_DTYPES.get(fields[key])
-        stored[key] = (
-            (tensor.to(dtype) if dtype is not None else tensor).contiguous().clone()
-        )
+        stored[key] = (tensor.to(dtype) if dtype is not None else tensor).contiguous().clone()
     header = json.dumps(
         {
             "input_shape": list(input_shape),
@@ -134,28 +127,14 @@ def read_export_header(
         If the file is not safetensors, not a ``dppt-edge`` of version 1, or damaged.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"export file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open API)
-    except (
-        Exception
-    ) as err:  # the safetensors parser raises its own untyped errors on bad bytes
-        raise EdgeFormatError(
-            f"{path} must be a readable safetensors file. Found: {err}"
-        ) from err
-    name = metadata.get("format")
-    if name != EDGE_FORMAT_NAME:
-        raise EdgeFormatError(
-            f"format of {path} must be {EDGE_FORMAT_NAME!r} (write it with dppt export). Found {name!r}."
-        )
-    version = metadata.get("format_version")
-    if version != str(EDGE_FORMAT_VERSION):
-        raise EdgeFormatError(
-            f"format_version of {path} must be {EDGE_FORMAT_VERSION} (the versions this dppt reads). Found {version!r}."
-        )
+    metadata, stored = read_checked_safetensors(
+        path,
+        kind="export",
+        format_name=EDGE_FORMAT_NAME,
+        format_version=EDGE_FORMAT_VERSION,
+        error=EdgeFormatError,
+        hint=" (write it with dppt export)",
+    )
     header = metadata.get("header")
     try:
         parsed = json.loads(header) if isinstance(header, str) else None
@@ -163,31 +142,21 @@ def read_export_header(
         input_shape = tuple(parsed["input_shape"])  # type: ignore[index]
         keys = _keys_in_order(nodes)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise EdgeFormatError(
-            f"header of {path} must be the JSON of a dppt-edge graph. Found: {err!r}"
-        ) from err
+        raise EdgeFormatError(f"header of {path} must be the JSON of a dppt-edge graph. Found: {err!r}") from err
     if sorted(keys) != sorted(stored):
-        raise EdgeFormatError(
-            f"tensors of {path} must match its header. Found {sorted(stored)}, header names {keys}."
-        )
+        raise EdgeFormatError(f"tensors of {path} must match its header. Found {sorted(stored)}, header names {keys}.")
     if metadata.get("sha256") != _digest(header, [stored[key] for key in keys]):  # type: ignore[arg-type]
-        raise EdgeFormatError(
-            f"sha256 of {path} must match its content. Found a mismatch: the file is damaged."
-        )
+        raise EdgeFormatError(f"sha256 of {path} must match its content. Found a mismatch: the file is damaged.")
     fields = _fields_of(nodes)
     tensors = {
-        key: value.to(_LOADED_DTYPES[fields[key]])
-        if fields[key] in _LOADED_DTYPES
-        else value
+        key: value.to(_LOADED_DTYPES[fields[key]]) if fields[key] in _LOADED_DTYPES else value
         for key, value in stored.items()
     }
     parsed["input_shape"] = input_shape  # type: ignore[index]
     return parsed, tensors  # type: ignore[return-value]
 
 
-def read_export_file(
-    path: str | os.PathLike[str], *, backend: ConvBackend = "auto"
-) -> EdgeModel:
+def read_export_file(path: str | os.PathLike[str], *, backend: ConvBackend = "auto") -> EdgeModel:
     """Load a ``dppt-edge`` file as an :class:`kernels.EdgeModel` (eval mode).
 
     Raises
@@ -198,8 +167,6 @@ def read_export_file(
     """
     parsed, tensors = read_export_header(path)
     try:
-        return EdgeModel(
-            parsed["nodes"], tensors, input_shape=parsed["input_shape"], backend=backend
-        )
+        return EdgeModel(parsed["nodes"], tensors, input_shape=parsed["input_shape"], backend=backend)
     except EdgeFormatError as err:
         raise EdgeFormatError(f"{path}: {err}") from err

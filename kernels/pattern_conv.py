@@ -37,27 +37,22 @@ Backend = Literal["auto", "compiled", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "compiled", "torch")
 
 
-def _check_index(
-    name: str, tensor: object, length: int | None, upper: int
-) -> torch.Tensor:
-    if (
-        not isinstance(tensor, torch.Tensor)
-        or tensor.dim() != 1
-        or tensor.is_floating_point()
-    ):
-        raise KernelsError(
-            f"{name} must be a 1-D integer torch.Tensor. Found {tensor!r}."
-        )
+def _check_index(name: str, tensor: object, length: int | None, upper: int) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 1 or tensor.is_floating_point():
+        raise KernelsError(f"{name} must be a 1-D integer torch.Tensor. Found {tensor!r}.")
     if length is not None and tensor.numel() != length:
-        raise KernelsError(
-            f"{name} must have {length} entries (one per kept kernel). Found {tensor.numel()}."
-        )
+        raise KernelsError(f"{name} must have {length} entries (one per kept kernel). Found {tensor.numel()}.")
     tensor = tensor.to(torch.int64)
     if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= upper):
-        raise KernelsError(
-            f"{name} must lie in [0, {upper}). Found [{int(tensor.min())}, {int(tensor.max())}]."
-        )
+        raise KernelsError(f"{name} must lie in [0, {upper}). Found [{int(tensor.min())}, {int(tensor.max())}].")
     return tensor
+
+
+def _check_float32(name: str, tensor: object, shape: tuple[int, ...], *, may_be_none: bool = False) -> None:
+    if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.float32 or tuple(tensor.shape) != shape:
+        found = (tensor.dtype, tuple(tensor.shape)) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        allowed = "None or " if may_be_none else ""
+        raise KernelsError(f"{name} must be {allowed}float32 of shape {shape}. Found {found}.")
 
 
 class PatternConv2d(nn.Module):
@@ -106,49 +101,18 @@ class PatternConv2d(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise KernelsError(f"{name} must be a positive int. Found {value!r}.")
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise KernelsError(
-                f"padding must be a non-negative int. Found {padding!r}."
-            )
+            raise KernelsError(f"padding must be a non-negative int. Found {padding!r}.")
         if backend not in BACKENDS:
-            raise KernelsError(
-                f"backend must be one of {list(BACKENDS)}. Found {backend!r}."
-            )
+            raise KernelsError(f"backend must be one of {list(BACKENDS)}. Found {backend!r}.")
         entries = validate_library(library)
-        index = _check_index(
-            "kernel_index", kernel_index, None, in_channels * out_channels
-        )
+        index = _check_index("kernel_index", kernel_index, None, in_channels * out_channels)
         if index.numel() > 1 and bool((index[1:] <= index[:-1]).any()):
-            raise KernelsError(
-                "kernel_index must be strictly increasing. Found a repeated or unsorted index."
-            )
+            raise KernelsError("kernel_index must be strictly increasing. Found a repeated or unsorted index.")
         kept = index.numel()
         pattern = _check_index("pattern", pattern, kept, library.shape[0])
-        if (
-            not isinstance(values, torch.Tensor)
-            or values.dtype != torch.float32
-            or tuple(values.shape) != (kept, entries)
-        ):
-            found = (
-                (values.dtype, tuple(values.shape))
-                if isinstance(values, torch.Tensor)
-                else type(values).__name__
-            )
-            raise KernelsError(
-                f"values must be float32 of shape ({kept}, {entries}). Found {found}."
-            )
-        if bias is not None and (
-            not isinstance(bias, torch.Tensor)
-            or bias.dtype != torch.float32
-            or tuple(bias.shape) != (out_channels,)
-        ):
-            found = (
-                (bias.dtype, tuple(bias.shape))
-                if isinstance(bias, torch.Tensor)
-                else type(bias).__name__
-            )
-            raise KernelsError(
-                f"bias must be None or float32 of shape ({out_channels},). Found {found}."
-            )
+        _check_float32("values", values, (kept, entries))
+        if bias is not None:
+            _check_float32("bias", bias, (out_channels,), may_be_none=True)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride, self.padding, self.backend = stride, padding, backend
         self.relu, self.pool = False, 1  # epilogue, see fuse()
@@ -180,18 +144,10 @@ class PatternConv2d(nn.Module):
             If ``weight`` is non-zero outside the kept pattern entries (it is not the masked
             weight of this ticket layer), or a shape does not fit.
         """
-        if (
-            not isinstance(weight, torch.Tensor)
-            or weight.dim() != 4
-            or tuple(weight.shape[2:]) != (3, 3)
-        ):
-            raise KernelsError(
-                f"weight must be a (O, I, 3, 3) torch.Tensor. Found {weight!r}."
-            )
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
+            raise KernelsError(f"weight must be a (O, I, 3, 3) torch.Tensor. Found {weight!r}.")
         out_channels, in_channels = weight.shape[:2]
-        if tuple(assignment.shape) != (out_channels, in_channels) or tuple(
-            connectivity.shape
-        ) != (
+        if tuple(assignment.shape) != (out_channels, in_channels) or tuple(connectivity.shape) != (
             out_channels,
             in_channels,
         ):
@@ -201,10 +157,7 @@ class PatternConv2d(nn.Module):
             )
         entries = validate_library(library)
         weight = weight.detach().to(torch.float32)
-        mask = (
-            library[assignment.to(torch.int64)]
-            & connectivity.to(torch.bool)[..., None, None]
-        )
+        mask = library[assignment.to(torch.int64)] & connectivity.to(torch.bool)[..., None, None]
         outside = weight.masked_fill(mask, 0.0)
         if bool(outside.ne(0).any()):
             raise KernelsError(
@@ -238,9 +191,7 @@ class PatternConv2d(nn.Module):
         in_of = index % self.in_channels
         positions = self.library.reshape(self.library.shape[0], -1)  # (P, 9) bool
         # Entry e of kernel k: its position in the 3x3 kernel, in row-major pattern order.
-        kernel_positions = (
-            positions[pattern].nonzero()[:, 1].reshape(index.numel(), values.shape[1])
-        )
+        kernel_positions = positions[pattern].nonzero()[:, 1].reshape(index.numel(), values.shape[1])
         counts = torch.bincount(out_of, minlength=self.out_channels)
         entries = values.shape[1]
         start = torch.zeros(self.out_channels + 1, dtype=torch.int64)
@@ -249,9 +200,7 @@ class PatternConv2d(nn.Module):
         self._channel = in_of.repeat_interleave(entries).to(torch.int32)
         self._position = kernel_positions.reshape(-1)
         self._entry_values = values.reshape(-1).contiguous()
-        self._bias = (
-            self.bias if self.bias is not None else torch.zeros(self.out_channels)
-        )
+        self._bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self._offsets: dict[int, torch.Tensor] = {}
         # Torch path: only the output rows that keep a kernel and the input channels they read.
         self._rows = torch.unique(out_of)
@@ -263,10 +212,7 @@ class PatternConv2d(nn.Module):
             .reshape(self._rows.numel(), self._cols.numel(), KERNEL_SIZE, KERNEL_SIZE)
             .contiguous()
         )
-        self._full = (
-            self._rows.numel() == self.out_channels
-            and self._cols.numel() == self.in_channels
-        )
+        self._full = self._rows.numel() == self.out_channels and self._cols.numel() == self.in_channels
 
     def fuse(self, *, relu: bool, pool: int = 1) -> None:
         """Apply ``max_pool2d(pool)`` (stride ``pool``, floor) and then ReLU to the output, in the same call.
@@ -280,18 +226,13 @@ class PatternConv2d(nn.Module):
 
     def dense_weight(self) -> torch.Tensor:
         """The dense ``(O, I, 3, 3)`` weight these entries describe (zeros elsewhere)."""
-        weight = torch.zeros(
-            self.out_channels, self.in_channels, KERNEL_SIZE, KERNEL_SIZE
-        )
+        weight = torch.zeros(self.out_channels, self.in_channels, KERNEL_SIZE, KERNEL_SIZE)
         weight[self._rows[:, None], self._cols] = self._compact
         return weight
 
     def executed_macs(self, in_h: int, in_w: int) -> int:
         """Multiply-adds per example of the compiled loop on an ``in_h x in_w`` input: kept entries x output pixels."""
-        out_h, out_w = (
-            (size + 2 * self.padding - KERNEL_SIZE) // self.stride + 1
-            for size in (in_h, in_w)
-        )
+        out_h, out_w = ((size + 2 * self.padding - KERNEL_SIZE) // self.stride + 1 for size in (in_h, in_w))
         return int(self._entry_values.numel()) * out_h * out_w
 
     # -- forward -----------------------------------------------------------------------------
@@ -299,16 +240,8 @@ class PatternConv2d(nn.Module):
     def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
         if self._full:
             return F.conv2d(x, self._compact, self.bias, self.stride, self.padding)
-        out_h, out_w = (
-            (size + 2 * self.padding - KERNEL_SIZE) // self.stride + 1
-            for size in x.shape[2:]
-        )
-        out = (
-            self._bias.to(x.dtype)
-            .reshape(1, -1, 1, 1)
-            .expand(x.shape[0], -1, out_h, out_w)
-            .clone()
-        )
+        out_h, out_w = ((size + 2 * self.padding - KERNEL_SIZE) // self.stride + 1 for size in x.shape[2:])
+        out = self._bias.to(x.dtype).reshape(1, -1, 1, 1).expand(x.shape[0], -1, out_h, out_w).clone()
         if self._rows.numel():
             inner = F.conv2d(
                 x.index_select(1, self._cols),
@@ -324,9 +257,7 @@ class PatternConv2d(nn.Module):
         width = x.shape[3] + 2 * self.padding
         offsets = self._offsets.get(width)
         if offsets is None:
-            offsets = (
-                (self._position // KERNEL_SIZE) * width + self._position % KERNEL_SIZE
-            ).to(torch.int32)
+            offsets = ((self._position // KERNEL_SIZE) * width + self._position % KERNEL_SIZE).to(torch.int32)
             self._offsets[width] = offsets
         return kernel(  # type: ignore[operator]
             x,
@@ -343,14 +274,8 @@ class PatternConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise KernelsError(
-                f"input must be (B, {self.in_channels}, H, W). Found {tuple(x.shape)}."
-            )
-        if (
-            self.backend != "torch"
-            and x.dtype == torch.float32
-            and x.device.type == "cpu"
-        ):
+            raise KernelsError(f"input must be (B, {self.in_channels}, H, W). Found {tuple(x.shape)}.")
+        if self.backend != "torch" and x.dtype == torch.float32 and x.device.type == "cpu":
             kernel = compiled_pattern_conv(required=self.backend == "compiled")
             if kernel is not None:
                 return self._forward_compiled(x, kernel)

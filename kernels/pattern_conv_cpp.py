@@ -132,9 +132,7 @@ def compiled_pattern_conv(*, required: bool = False) -> Callable[..., object] | 
             _state["kernel"] = module.pattern_conv
         except Exception as err:  # noqa: BLE001 (a failed build raises compiler, OS and import errors alike)
             _state["kernel"] = None
-            _state["error"] = (
-                f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-            )
+            _state["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
             warnings.warn(
                 f"the compiled pattern convolution could not be built ({_state['error']}); "
                 "using the pure-torch path (install a C++ compiler for the fast one).",

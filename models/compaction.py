@@ -45,15 +45,9 @@ __all__ = ["EdgeGraph", "lower_to_edge_graph"]
 class EdgeGraph:
     """A compact graph: what :func:`kernels.write_export_file` and :class:`kernels.EdgeModel` take."""
 
-    nodes: list[dict[str, Any]] = dataclasses.field(
-        metadata={"help": "nodes in execution order"}
-    )
-    tensors: dict[str, torch.Tensor] = dataclasses.field(
-        metadata={"help": "tensor key -> tensor"}
-    )
-    input_shape: tuple[int, ...] = dataclasses.field(
-        metadata={"help": "per-example input (C, H, W)"}
-    )
+    nodes: list[dict[str, Any]] = dataclasses.field(metadata={"help": "nodes in execution order"})
+    tensors: dict[str, torch.Tensor] = dataclasses.field(metadata={"help": "tensor key -> tensor"})
+    input_shape: tuple[int, ...] = dataclasses.field(metadata={"help": "per-example input (C, H, W)"})
     channels: dict[str, tuple[int, int]] = dataclasses.field(
         metadata={"help": "layer -> (kept, total) output channels"}
     )
@@ -80,20 +74,14 @@ class _Layer:
 
 def _layers(model: nn.Module, ticket: Ticket) -> dict[str, _Layer]:
     modules = prunable_layers(model)
-    ticket.validate_against(
-        {name: tuple(m.weight.shape) for name, m in modules.items()}
-    )
+    ticket.validate_against({name: tuple(m.weight.shape) for name, m in modules.items()})
     out: dict[str, _Layer] = {}
     for name, module in modules.items():
         layer = ticket.layers.get(name)
         weight = module.weight.detach().to(torch.float32).clone()
         if layer is not None:
             weight = weight * layer.mask().to(weight.device)
-        bias = (
-            None
-            if module.bias is None
-            else module.bias.detach().to(torch.float32).clone()
-        )
+        bias = None if module.bias is None else module.bias.detach().to(torch.float32).clone()
         policy = layer.policy if layer is not None else LayerPolicy.DENSE
         out[name] = _Layer(
             name=name,
@@ -113,27 +101,17 @@ def _reads(consumer: _Layer, channels: int) -> torch.Tensor:
     weight = consumer.weight
     if consumer.keep_out is not None:
         weight = weight[consumer.keep_out]
-    per = weight.reshape(
-        weight.shape[0], channels, -1
-    )  # conv (O, I, 9) or linear after flatten (O, C, HW)
+    per = weight.reshape(weight.shape[0], channels, -1)  # conv (O, I, 9) or linear after flatten (O, C, HW)
     return per.ne(0).any(dim=2).any(dim=0)
 
 
 def _compact_link(producer: _Layer, consumer: _Layer, *, relu: bool) -> bool:
     """Remove what is exact between two layers (see the module docstring); True if anything changed."""
     channels = producer.weight.shape[0]
-    alive = (
-        producer.keep_out
-        if producer.keep_out is not None
-        else torch.ones(channels, dtype=torch.bool)
-    )
+    alive = producer.keep_out if producer.keep_out is not None else torch.ones(channels, dtype=torch.bool)
     weight = producer.weight.reshape(channels, -1)
-    if (
-        producer.keep_in is not None
-    ):  # a linear layer after flatten reads several columns per channel
-        weight = weight.reshape(channels, producer.keep_in.numel(), -1)[
-            :, producer.keep_in
-        ]
+    if producer.keep_in is not None:  # a linear layer after flatten reads several columns per channel
+        weight = weight.reshape(channels, producer.keep_in.numel(), -1)[:, producer.keep_in]
     empty = weight.reshape(channels, -1).ne(0).any(dim=1).logical_not()
     constant = producer.bias if producer.bias is not None else torch.zeros(channels)
     if relu:
@@ -146,13 +124,9 @@ def _compact_link(producer: _Layer, consumer: _Layer, *, relu: bool) -> bool:
         return False
     fold = removable & reads & empty & (constant != 0)
     if bool(fold.any()):
-        assert (
-            consumer.linear and consumer.bias is not None
-        )  # a conv never gets here (constant kept)
+        assert consumer.linear and consumer.bias is not None  # a conv never gets here (constant kept)
         per = consumer.weight.reshape(consumer.weight.shape[0], channels, -1)
-        consumer.bias = consumer.bias + (per[:, fold].sum(dim=2) * constant[fold]).sum(
-            dim=1
-        )
+        consumer.bias = consumer.bias + (per[:, fold].sum(dim=2) * constant[fold]).sum(dim=1)
     producer.keep_out = alive & ~removable
     consumer.keep_in = producer.keep_out
     return True
@@ -200,9 +174,7 @@ class _Builder:
         self.tensors[key] = library
         return key
 
-    def layer(
-        self, layer: _Layer, ticket: Ticket, inputs: list[int] | None = None
-    ) -> int:
+    def layer(self, layer: _Layer, ticket: Ticket, inputs: list[int] | None = None) -> int:
         """A conv or linear node of a compacted layer."""
         rows = layer.keep_out if layer.keep_out is not None else slice(None)
         weight, bias = (
@@ -228,9 +200,7 @@ class _Builder:
         if layer.policy is not LayerPolicy.PATTERN:
             keys["weight"] = f"{layer.name}.weight"
             self.tensors[keys["weight"]] = weight.contiguous()
-            return self.add(
-                "conv", inputs=inputs, tensors=keys, stride=stride, padding=padding
-            )
+            return self.add("conv", inputs=inputs, tensors=keys, stride=stride, padding=padding)
         assignment, connectivity = layer.assignment[rows], layer.connectivity[rows]
         if layer.keep_in is not None:
             assignment, connectivity = (
@@ -251,45 +221,29 @@ class _Builder:
         for field in ("kernel_index", "pattern", "values"):
             keys[field] = f"{layer.name}.{field}"
             self.tensors[keys[field]] = getattr(conv, field)
-        return self.add(
-            "pattern_conv",
-            inputs=inputs,
-            tensors=keys,
-            in_channels=conv.in_channels,
-            out_channels=conv.out_channels,
-            stride=stride,
-            padding=padding,
-        )
+        fields = {"in_channels": conv.in_channels, "out_channels": conv.out_channels, "stride": stride}
+        return self.add("pattern_conv", inputs=inputs, tensors=keys, padding=padding, **fields)
 
-    def norm(
-        self, name: str, module: nn.Module, inputs: list[int] | None = None
-    ) -> int | None:
+    def norm(self, name: str, module: nn.Module, inputs: list[int] | None = None) -> int | None:
         """A group-norm node, nothing for ``nn.Identity``; BatchNorm is refused."""
         if isinstance(module, nn.Identity):
             return None
         if not isinstance(module, nn.GroupNorm):
             raise ModelConfigError(
-                f"norm of {name} must be none or group for an edge export (fold BatchNorm first). Found {type(module).__name__}."
+                f"norm of {name} must be none or group for an edge export (fold BatchNorm first). "
+                f"Found {type(module).__name__}."
             )
         keys = {"weight": f"{name}.weight", "bias": f"{name}.bias"}
         self.tensors[keys["weight"]] = module.weight.detach().clone()
         self.tensors[keys["bias"]] = module.bias.detach().clone()
-        return self.add(
-            "group_norm",
-            inputs=inputs,
-            tensors=keys,
-            groups=module.num_groups,
-            eps=module.eps,
-        )
+        return self.add("group_norm", inputs=inputs, tensors=keys, groups=module.num_groups, eps=module.eps)
 
 
 def _exact(norm: nn.Module) -> bool:
     return isinstance(norm, nn.Identity)
 
 
-def _lower_conv4(
-    model: Conv4, layers: dict[str, _Layer], ticket: Ticket, b: _Builder
-) -> None:
+def _lower_conv4(model: Conv4, layers: dict[str, _Layer], ticket: Ticket, b: _Builder) -> None:
     convs = [layers[f"conv{k}"] for k in range(1, 5)]
     norms = [getattr(model, f"norm{k}") for k in range(1, 5)]
     chain = [(convs[k], convs[k + 1], True) for k in range(3) if _exact(norms[k])]
@@ -309,9 +263,7 @@ def _lower_conv4(
     b.layer(layers["fc2"], ticket)
 
 
-def _lower_lenet5(
-    model: LeNet5, layers: dict[str, _Layer], ticket: Ticket, b: _Builder
-) -> None:
+def _lower_lenet5(model: LeNet5, layers: dict[str, _Layer], ticket: Ticket, b: _Builder) -> None:
     order = [layers[name] for name in ("conv1", "conv2", "fc1", "fc2", "fc3")]
     _compact_chain([(order[k], order[k + 1], True) for k in range(4)])
     for k, layer in enumerate(order):
@@ -324,21 +276,9 @@ def _lower_lenet5(
             b.add("flatten")
 
 
-def _lower_resnet20(
-    model: ResNet20, layers: dict[str, _Layer], ticket: Ticket, b: _Builder
-) -> None:
-    blocks = [
-        (f"layer{s}.{k}", getattr(model, f"layer{s}")[k])
-        for s in (1, 2, 3)
-        for k in range(3)
-    ]
-    _compact_chain(
-        [
-            (layers[f"{p}.conv1"], layers[f"{p}.conv2"], True)
-            for p, block in blocks
-            if _exact(block.norm1)
-        ]
-    )
+def _lower_resnet20(model: ResNet20, layers: dict[str, _Layer], ticket: Ticket, b: _Builder) -> None:
+    blocks = [(f"layer{s}.{k}", getattr(model, f"layer{s}")[k]) for s in (1, 2, 3) for k in range(3)]
+    _compact_chain([(layers[f"{p}.conv1"], layers[f"{p}.conv2"], True) for p, block in blocks if _exact(block.norm1)])
     b.layer(layers["conv1"], ticket)
     b.norm("norm1", model.norm1)
     value = b.add("relu")
@@ -399,26 +339,20 @@ def lower_to_edge_graph(model: nn.Module, ticket: Ticket) -> EdgeGraph:
             break
     else:
         valid = [cls.__name__ for cls, _ in _LOWERINGS]
-        raise ModelConfigError(
-            f"model must be one of {valid} for an edge export. Found {type(model).__name__}."
-        )
+        raise ModelConfigError(f"model must be one of {valid} for an edge export. Found {type(model).__name__}.")
     layers = _layers(model, ticket)
     builder = _Builder()
     lower(model, layers, ticket, builder)  # type: ignore[arg-type]
     channels = {
         name: (
-            int(layer.keep_out.sum())
-            if layer.keep_out is not None
-            else layer.weight.shape[0],
+            int(layer.keep_out.sum()) if layer.keep_out is not None else layer.weight.shape[0],
             layer.weight.shape[0],
         )
         for name, layer in layers.items()
     }
     shape = getattr(model, "input_shape", None)
     if not isinstance(shape, tuple):
-        raise ModelConfigError(
-            f"model.input_shape must be a tuple (C, H, W). Found {shape!r}."
-        )
+        raise ModelConfigError(f"model.input_shape must be a tuple (C, H, W). Found {shape!r}.")
     return EdgeGraph(
         nodes=builder.nodes,
         tensors=builder.tensors,

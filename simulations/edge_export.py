@@ -29,32 +29,18 @@ class ExportError(ValueError):
 class ExportSummary:
     path: Path = dataclasses.field(metadata={"help": "the dppt-edge file written"})
     size_bytes: int = dataclasses.field(metadata={"help": "its size"})
-    dense_bytes: int = dataclasses.field(
-        metadata={"help": "size of the run's weights.safetensors"}
-    )
-    max_difference: float = dataclasses.field(
-        metadata={"help": "max |loaded - masked| over the checked outputs"}
-    )
-    checked_on: str = dataclasses.field(
-        metadata={"help": "what the outputs were compared on"}
-    )
-    channels: dict[str, tuple[int, int]] = dataclasses.field(
-        metadata={"help": "layer -> (kept, total) channels"}
-    )
+    dense_bytes: int = dataclasses.field(metadata={"help": "size of the run's weights.safetensors"})
+    max_difference: float = dataclasses.field(metadata={"help": "max |loaded - masked| over the checked outputs"})
+    checked_on: str = dataclasses.field(metadata={"help": "what the outputs were compared on"})
+    channels: dict[str, tuple[int, int]] = dataclasses.field(metadata={"help": "layer -> (kept, total) channels"})
 
 
-def _check_inputs(
-    config: object, input_shape: tuple[int, ...], examples: int
-) -> tuple[torch.Tensor, str]:
+def _check_inputs(config: object, input_shape: tuple[int, ...], examples: int) -> tuple[torch.Tensor, str]:
     from federation.data import load_tensors
 
     try:
-        images, _ = load_tensors(
-            config.dataset, data_dir=config.data_dir or None, train=False
-        )  # type: ignore[attr-defined]
-        return images[
-            :examples
-        ], f"{min(examples, images.shape[0])} {config.dataset} test examples"  # type: ignore[attr-defined]
+        images, _ = load_tensors(config.dataset, data_dir=config.data_dir or None, train=False)  # type: ignore[attr-defined]
+        return images[:examples], f"{min(examples, images.shape[0])} {config.dataset} test examples"  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - no data here: random inputs still test the arithmetic
         generator = torch.Generator().manual_seed(0)
         return torch.randn(
@@ -62,9 +48,7 @@ def _check_inputs(
         ), f"{examples} random inputs (no test data found)"
 
 
-def export_run(
-    run_dir: str | Path, *, out: str | Path | None = None, check_examples: int = 256
-) -> ExportSummary:
+def export_run(run_dir: str | Path, *, out: str | Path | None = None, check_examples: int = 256) -> ExportSummary:
     """Export the trained ticket of ``run_dir`` to ``out`` (default ``RUN_DIR/model.dppt-edge.safetensors``).
 
     Raises
@@ -87,25 +71,14 @@ def export_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ExportError(f"export needs a run directory. Found no folder '{run_dir}'.")
-    if (
-        isinstance(check_examples, bool)
-        or not isinstance(check_examples, int)
-        or check_examples < 1
-    ):
-        raise ExportError(
-            f"check-examples must be a positive int. Found {check_examples!r}."
-        )
+    if isinstance(check_examples, bool) or not isinstance(check_examples, int) or check_examples < 1:
+        raise ExportError(f"check-examples must be a positive int. Found {check_examples!r}.")
     config = Config.from_mapping(read_json(run_dir / CONFIG_FILE))
     model = build_model(config)
-    shapes = {
-        name: tuple(module.weight.shape)
-        for name, module in prunable_layers(model).items()
-    }
+    shapes = {name: tuple(module.weight.shape) for name, module in prunable_layers(model).items()}
     for name in (TICKET_FILE, WEIGHTS_FILE):
         if not (run_dir / name).is_file():
-            raise ExportError(
-                f"'{run_dir / name}' does not exist: export needs a finished run with a ticket."
-            )
+            raise ExportError(f"'{run_dir / name}' does not exist: export needs a finished run with a ticket.")
     try:
         ticket = Ticket.load(run_dir / TICKET_FILE, shapes=shapes)
         apply_ticket(model, ticket)

@@ -76,13 +76,9 @@ def _macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """MACs per example that the model's conv, pattern-conv and linear modules execute."""
     total = 0
 
-    def hook(
-        module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
-    ) -> None:
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(
-            module, PatternConv2d
-        ):  # its output may be pooled already (fused epilogue)
+        if isinstance(module, PatternConv2d):  # its output may be pooled already (fused epilogue)
             total += module.executed_macs(inputs[0].shape[2], inputs[0].shape[3])
         elif isinstance(module, nn.Conv2d):
             total += module.weight.numel() * output.shape[2] * output.shape[3]
@@ -90,9 +86,7 @@ def _macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             total += module.weight.numel()
 
     handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear, PatternConv2d))
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, PatternConv2d))
     ]
     with torch.no_grad():
         model(torch.zeros(1, *input_shape))
@@ -104,22 +98,14 @@ def _macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 def _build(label: str, sparsity: float, folder: Path) -> dict[str, object]:
     name, options, (channels, side) = MODELS[label]
     torch.manual_seed(0)
-    dense = models.get(
-        name, num_classes=10, in_channels=channels, image_size=side, **options
-    ).eval()
+    dense = models.get(name, num_classes=10, in_channels=channels, image_size=side, **options).eval()
     with torch.no_grad():
         for module in dense.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
                 module.bias.normal_(std=0.05)
-    policies = ticket_policies(
-        dense
-    )  # dppt's default other-layers = dense: linear layers stay dense
-    shapes = {
-        n: tuple(m.weight.shape) for n, m in models.prunable_layers(dense).items()
-    }
-    density = {
-        n: 1.0 - sparsity for n, p in policies.items() if p is not LayerPolicy.DENSE
-    }
+    policies = ticket_policies(dense)  # dppt's default other-layers = dense: linear layers stay dense
+    shapes = {n: tuple(m.weight.shape) for n, m in models.prunable_layers(dense).items()}
+    density = {n: 1.0 - sparsity for n, p in policies.items() if p is not LayerPolicy.DENSE}
     ticket = random_ticket(
         shapes,
         policies=policies,
@@ -127,17 +113,11 @@ def _build(label: str, sparsity: float, folder: Path) -> dict[str, object]:
         library=enumerate_candidates(4)[:8],
         generator=torch.Generator().manual_seed(1),
     )
-    patterned = [
-        layer for layer in ticket.layers.values() if layer.policy is LayerPolicy.PATTERN
-    ]
-    masked = models.get(
-        name, num_classes=10, in_channels=channels, image_size=side, **options
-    ).eval()
+    patterned = [layer for layer in ticket.layers.values() if layer.policy is LayerPolicy.PATTERN]
+    masked = models.get(name, num_classes=10, in_channels=channels, image_size=side, **options).eval()
     masked.load_state_dict(dense.state_dict())
     models.apply_ticket(masked, ticket)
-    models.remove_masks(
-        masked
-    )  # plain layers holding zeros: the handed-over weights.safetensors
+    models.remove_masks(masked)  # plain layers holding zeros: the handed-over weights.safetensors
     graph = lower_to_edge_graph(masked, ticket)
     path = folder / f"{label}-{sparsity}.edge"
     edge_bytes = write_export_file(
@@ -157,14 +137,8 @@ def _build(label: str, sparsity: float, folder: Path) -> dict[str, object]:
     return {
         "variants": variants,
         "input_shape": dense.input_shape,
-        "conv_sparsity": 1.0
-        - sum(layer.kept for layer in patterned)
-        / sum(layer.total for layer in patterned),
-        "dense_bytes": len(
-            safetensors.torch.save(
-                {k: v.contiguous() for k, v in dense.state_dict().items()}
-            )
-        ),
+        "conv_sparsity": 1.0 - sum(layer.kept for layer in patterned) / sum(layer.total for layer in patterned),
+        "dense_bytes": len(safetensors.torch.save({k: v.contiguous() for k, v in dense.state_dict().items()})),
         "edge_bytes": edge_bytes,
         "macs": {v: _macs(m, dense.input_shape) for v, m in variants.items()}
         | {"kept": models.count_model(dense, masks=ticket.masks()).kept_macs},
@@ -172,9 +146,7 @@ def _build(label: str, sparsity: float, folder: Path) -> dict[str, object]:
     }
 
 
-def _measure(
-    variants: dict[str, nn.Module], x: torch.Tensor, budget_s: float
-) -> dict[str, float]:
+def _measure(variants: dict[str, nn.Module], x: torch.Tensor, budget_s: float) -> dict[str, float]:
     """Median seconds per forward of each variant: rounds of short blocks per variant, in a shuffled order."""
     with torch.no_grad():
         for model in variants.values():  # warm-up
@@ -188,9 +160,7 @@ def _measure(
         order = random.Random(0)
         names = list(variants)
         for _ in range(rounds):
-            order.shuffle(
-                names
-            )  # no variant always runs right after the same other one
+            order.shuffle(names)  # no variant always runs right after the same other one
             for variant in names:
                 # A block of calls, the first one discarded: a deployed model runs alone, with its
                 # weights in cache, not right after another model evicted them.
@@ -227,12 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="one model, 98%% only, 1 thread (a smoke run)",
     )
-    parser.add_argument(
-        "--budget", type=float, default=3.0, help="seconds of timing per configuration"
-    )
-    parser.add_argument(
-        "--no-write", action="store_true", help="print only; do not write results/"
-    )
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds of timing per configuration")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write results/")
     args = parser.parse_args(argv)
     if compiled_pattern_conv() is None:
         print(
@@ -257,9 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                         generator=torch.Generator().manual_seed(2),
                     )
                     with torch.no_grad():
-                        difference = float(
-                            (variants["pattern"](x) - variants["masked"](x)).abs().max()
-                        )
+                        difference = float((variants["pattern"](x) - variants["masked"](x)).abs().max())
                     for count in threads:
                         torch.set_num_threads(count)
                         latency = _measure(variants, x, args.budget)
@@ -270,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                             "batch": batch,
                             "threads": count,
                             "latency_s": latency,
-                            "speedup": {
-                                v: latency["dense"] / latency[v] for v in VARIANTS
-                            },
+                            "speedup": {v: latency["dense"] / latency[v] for v in VARIANTS},
                             "macs": built["macs"],
                             "dense_bytes": built["dense_bytes"],
                             "edge_bytes": built["edge_bytes"],
@@ -294,15 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before,
         "load_after": load_after,
         "elapsed_s": elapsed,
-        "command": "python -m simulations.benchmarks.bench_edge"
-        + (" --quick" if args.quick else ""),
+        "command": "python -m simulations.benchmarks.bench_edge" + (" --quick" if args.quick else ""),
     }
     print(f"load average before {load_before}, after {load_after}; {elapsed:.0f} s")
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "edge.json").write_text(
-            json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n"
-        )
+        (RESULTS / "edge.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
         md = [
             "# Edge inference: dense against the compact export (issue 16)",
             "",
