@@ -7,9 +7,24 @@ public API; the modules behind them may change.
 """
 
 from kernels.builders import build_ticket, random_ticket, random_ticket_like
-from kernels.errors import KernelsError, TicketFormatError, TicketMismatchError
+from kernels.edge_model import CONV_BACKENDS, EdgeModel
+from kernels.errors import (
+    EdgeFormatError,
+    KernelsError,
+    TicketFormatError,
+    TicketMismatchError,
+)
+from kernels.export_file import (
+    EDGE_FORMAT_NAME,
+    EDGE_FORMAT_VERSION,
+    read_export_file,
+    read_export_header,
+    write_export_file,
+)
 from kernels.layer_ticket import LayerTicket
 from kernels.metadata import TicketMetadata
+from kernels.pattern_conv import PatternConv2d
+from kernels.pattern_conv_cpp import compiled_pattern_conv
 from kernels.patterns import (
     CENTRE_POSITION,
     KERNEL_ENTRIES,
@@ -33,18 +48,29 @@ from kernels.projection import (
 )
 from kernels.report import LayerSparsity, SparsityReport, compression_ratio
 from kernels.ticket import Ticket
-from kernels.ticket_file import FORMAT_NAME, FORMAT_VERSION, read_ticket_file, write_ticket_file
+from kernels.ticket_file import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    read_ticket_file,
+    write_ticket_file,
+)
 
 __all__ = [
     "CENTRE_POSITION",
+    "CONV_BACKENDS",
+    "EDGE_FORMAT_NAME",
+    "EDGE_FORMAT_VERSION",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "KERNEL_ENTRIES",
     "KERNEL_SIZE",
+    "EdgeFormatError",
+    "EdgeModel",
     "KernelsError",
     "LayerPolicy",
     "LayerSparsity",
     "LayerTicket",
+    "PatternConv2d",
     "Scope",
     "SparsityReport",
     "Ticket",
@@ -54,6 +80,7 @@ __all__ = [
     "assign_patterns",
     "build_ticket",
     "candidate_count",
+    "compiled_pattern_conv",
     "compression_ratio",
     "enumerate_candidates",
     "kept_count",
@@ -63,10 +90,13 @@ __all__ = [
     "project_onto_library",
     "random_ticket",
     "random_ticket_like",
+    "read_export_file",
+    "read_export_header",
     "read_ticket_file",
     "select_kernels",
     "select_library",
     "unstructured_mask",
     "validate_library",
+    "write_export_file",
     "write_ticket_file",
 ]

@@ -8,7 +8,7 @@ specific subclass. Messages follow the house phrasing
 
 from __future__ import annotations
 
-__all__ = ["KernelsError", "TicketFormatError", "TicketMismatchError"]
+__all__ = ["EdgeFormatError", "KernelsError", "TicketFormatError", "TicketMismatchError"]
 
 
 class KernelsError(ValueError):
@@ -21,3 +21,7 @@ class TicketMismatchError(KernelsError):
 
 class TicketFormatError(KernelsError):
     """A ticket file is not a readable ``dppt-ticket`` file of a supported version."""
+
+
+class EdgeFormatError(KernelsError):
+    """An exported edge model (``dppt-edge`` file or graph) is damaged, of another format, or inconsistent."""

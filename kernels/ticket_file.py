@@ -85,6 +85,40 @@ def write_ticket_file(
     write_atomic(path, data)  # 0644: a ticket is a shareable result
 
 
+def read_checked_safetensors(
+    path: Path, *, kind: str, format_name: str, format_version: int, error: type[KernelsError], hint: str = ""
+) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """String metadata and tensors of a dppt safetensors file whose ``format`` and version are checked.
+
+    Shared by the ticket and the ``dppt-edge`` files (their headers and checksums differ).
+    ``hint`` (e.g. ``" (write it with dppt export)"``) is added to a wrong-format message.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    KernelsError
+        Of class ``error``, if the file is not safetensors, or of another format or version.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open API)
+    except Exception as err:  # the safetensors parser raises its own untyped errors on bad bytes
+        raise error(f"{path} must be a readable safetensors file. Found: {err}") from err
+    name = metadata.get("format")
+    if name != format_name:
+        raise error(f"format of {path} must be {format_name!r}{hint}. Found {name!r}.")
+    version = metadata.get("format_version")
+    if version != str(format_version):
+        raise error(
+            f"format_version of {path} must be {format_version} (the versions this dppt reads). Found {version!r}."
+        )
+    return metadata, stored
+
+
 def read_ticket_file(path: str | os.PathLike[str]) -> tuple[dict[str, LayerTicket], TicketMetadata]:
     """Read and fully check a ticket file written by :func:`write_ticket_file`.
 
@@ -96,23 +130,9 @@ def read_ticket_file(path: str | os.PathLike[str]) -> tuple[dict[str, LayerTicke
         If the file is not safetensors, not a ``dppt-ticket`` of version 1, or damaged.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ticket file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            file_metadata = handle.metadata() or {}
-            stored = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open API)
-    except Exception as err:  # the safetensors parser raises its own untyped errors on bad bytes
-        raise TicketFormatError(f"{path} must be a readable safetensors file. Found: {err}") from err
-
-    name = file_metadata.get("format")
-    if name != FORMAT_NAME:
-        raise TicketFormatError(f"format of {path} must be {FORMAT_NAME!r}. Found {name!r}.")
-    version = file_metadata.get("format_version")
-    if version != str(FORMAT_VERSION):
-        raise TicketFormatError(
-            f"format_version of {path} must be {FORMAT_VERSION} (the versions this dppt reads). Found {version!r}."
-        )
+    file_metadata, stored = read_checked_safetensors(
+        path, kind="ticket", format_name=FORMAT_NAME, format_version=FORMAT_VERSION, error=TicketFormatError
+    )
     header = file_metadata.get("header")
     if not isinstance(header, str):
         raise TicketFormatError(f"{path} must hold a JSON 'header'. Found none.")

@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) and exit",
                          description="Validate and print the resolved config as JSON; writes nothing.")
     _add_config_args(cfg)
+    export = sub.add_parser(
+        "export", help="write a run's trained ticket as a compact dppt-edge file (kept weights only) and check it",
+        description="Write only the kept weights of RUN_DIR's ticket (pattern entries per kept kernel, kernel"
+        " indices, the library; channels removed where exact) as a safetensors dppt-edge file, read it back and"
+        " compare its outputs with the masked model's on the test set.",
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/model.dppt-edge.safetensors)")
+    export.add_argument("--check-examples", type=int, default=256, metavar="N",
+                        help="test examples the loaded file is compared on (default 256)")
     return parser
 
 
@@ -378,9 +388,25 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from simulations.edge_export import ExportError, export_run
+
+    try:
+        summary = export_run(args.run_dir, out=args.out, check_examples=args.check_examples)
+    except ExportError as err:
+        raise UsageError(str(err)) from err
+    kept = sum(k for k, _ in summary.channels.values())
+    total = sum(t for _, t in summary.channels.values())
+    print(f"dppt: wrote {summary.path} ({summary.size_bytes} bytes; weights.safetensors {summary.dense_bytes} bytes,"
+          f" {summary.dense_bytes / summary.size_bytes:.1f}x larger); {kept} of {total} output channels kept;"
+          f" outputs equal the masked model's to {summary.max_difference:.2g} on {summary.checked_on}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "simulate": cmd_simulate, "report": cmd_report, "sweep": cmd_sweep, "certs": cmd_certs, "node-key": cmd_node_key,
     "local-deployment": cmd_local_deployment, "check-node": cmd_check_node, "config": cmd_config,
+    "export": cmd_export,
 }
 
 
