@@ -30,11 +30,18 @@ composition charges the release's own (ε, δ) (DESIGN.md 5.4).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.special import log_ndtr, ndtr
 
-from privacy._checks import check_epsilon, check_int, check_positive_finite, check_rng, check_scores
+from privacy._checks import (
+    check_epsilon,
+    check_int,
+    check_positive_finite,
+    check_rng,
+    check_scores,
+)
 from privacy._selection import noisy_topk_rows
 from privacy.errors import PrivacyError
 from privacy.events import GAUSSIAN_TOPK, UNIT_RECORD, MechanismSpec
@@ -51,7 +58,7 @@ __all__ = [
 ]
 
 _BISECTION_STEPS = 200
-_Z_MAX = 1e8  # bracket of the noise multiplier search
+_SEARCH_MAX = 1e8  # bracket of the noise multiplier and ε searches
 
 
 def _check_delta(delta: object) -> float:
@@ -66,6 +73,27 @@ def _delta(z: float, epsilon: float) -> float:
     # not overflow.
     a, b = 1.0 / (2.0 * z) - epsilon * z, -1.0 / (2.0 * z) - epsilon * z
     return float(ndtr(a) - math.exp(epsilon + float(log_ndtr(b))))
+
+
+def _smallest_passing(passes: Callable[[float], bool]) -> float:
+    """Smallest ``x > 0`` with ``passes(x)`` for a monotone predicate, by doubling then bisection.
+
+    Returns the upper end of the final bracket, so ``passes`` holds at the result.
+    """
+    low, high = 0.0, 1.0
+    while not passes(high):
+        low, high = high, 2.0 * high
+        if high > _SEARCH_MAX:
+            raise PrivacyError(f"delta must be reachable below {_SEARCH_MAX:g}. Found no solution.")
+    for _ in range(_BISECTION_STEPS):
+        middle = 0.5 * (low + high)
+        if middle in (low, high):
+            break
+        if passes(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def gaussian_record_sensitivity(*, clip_bound: float, num_examples: int) -> float:
@@ -104,20 +132,7 @@ def gaussian_noise_multiplier(*, epsilon: float, delta: float) -> float:
     delta = _check_delta(delta)
     if math.isinf(epsilon):
         return 0.0
-    low, high = 0.0, 1.0
-    while _delta(high, epsilon) > delta:
-        low, high = high, 2.0 * high
-        if high > _Z_MAX:
-            raise PrivacyError(f"delta must allow a noise multiplier below {_Z_MAX:g}. Found {delta!r}.")
-    for _ in range(_BISECTION_STEPS):
-        middle = 0.5 * (low + high)
-        if middle in (low, high):
-            break
-        if _delta(middle, epsilon) > delta:
-            low = middle
-        else:
-            high = middle
-    return high
+    return _smallest_passing(lambda z: _delta(z, epsilon) <= delta)
 
 
 def gaussian_epsilon(*, noise_multiplier: float, delta: float) -> float:
@@ -128,18 +143,7 @@ def gaussian_epsilon(*, noise_multiplier: float, delta: float) -> float:
     delta = _check_delta(delta)
     if _delta(z, 0.0) <= delta:
         return 0.0
-    low, high = 0.0, 1.0
-    while _delta(z, high) > delta:
-        low, high = high, 2.0 * high
-    for _ in range(_BISECTION_STEPS):
-        middle = 0.5 * (low + high)
-        if middle in (low, high):
-            break
-        if _delta(z, middle) > delta:
-            low = middle
-        else:
-            high = middle
-    return high
+    return _smallest_passing(lambda epsilon: _delta(z, epsilon) <= delta)
 
 
 def gaussian_topk_spec(*, epsilon: float, delta: float, sensitivity: float) -> MechanismSpec:
