@@ -2,7 +2,8 @@
 
 numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
 
-- Record level, on the client (DESIGN.md 5.1): :func:`laplace_topk`, :func:`gumbel_topk`.
+- Record level, on the client (DESIGN.md 5.1): :func:`laplace_topk`, :func:`gumbel_topk`,
+  :func:`gaussian_topk` (calibration: :func:`gaussian_noise_multiplier`).
 - Client level, on the server (5.2): :func:`tally_votes`, :func:`noisy_topk_histogram`.
 - Enforced sensitivity (5.3): :func:`validate_vote`.
 - Accounting (5.4): :class:`PrivacyEvent`, :class:`Ledger`, :class:`Accountant` (its
@@ -24,6 +25,7 @@ from privacy.events import (
     DATA_FREE,
     DISCRETE_LAPLACE_HISTOGRAM,
     GAUSSIAN,
+    GAUSSIAN_TOPK,
     GUMBEL_TOPK,
     LAPLACE,
     LAPLACE_HISTOGRAM,
@@ -35,6 +37,15 @@ from privacy.events import (
     MechanismSpec,
     PrivacyEvent,
     data_free_spec,
+)
+from privacy.gaussian import (
+    draw_gaussian_topk,
+    gaussian_delta,
+    gaussian_epsilon,
+    gaussian_noise_multiplier,
+    gaussian_record_sensitivity,
+    gaussian_topk,
+    gaussian_topk_spec,
 )
 from privacy.histogram import (
     NOISE_KINDS,
@@ -67,6 +78,7 @@ __all__ = [
     "DATA_FREE",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
+    "GAUSSIAN_TOPK",
     "GUMBEL_TOPK",
     "LAPLACE",
     "LAPLACE_HISTOGRAM",
@@ -105,10 +117,17 @@ __all__ = [
     "compare_composition",
     "data_free_spec",
     "discrete_laplace_noise",
+    "draw_gaussian_topk",
     "draw_gumbel_topk",
     "draw_laplace_topk",
     "draw_noisy_histogram",
     "epsilon_lower_bound",
+    "gaussian_delta",
+    "gaussian_epsilon",
+    "gaussian_noise_multiplier",
+    "gaussian_record_sensitivity",
+    "gaussian_topk",
+    "gaussian_topk_spec",
     "gumbel_topk",
     "gumbel_topk_noise_scale",
     "histogram_calibration",

@@ -7,6 +7,8 @@ Linear time per row: one partition to find the k-th largest value, one partial s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -40,3 +42,28 @@ def topk_rows(values: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
     chosen_values = np.take_along_axis(values, chosen, axis=1)
     order = np.lexsort((rng.random(chosen.shape), -chosen_values), axis=-1)
     return np.take_along_axis(chosen, order, axis=1).astype(np.int64, copy=False)
+
+
+_MAX_CHUNK_ELEMENTS = 1 << 23  # bounds the memory of num_draws x d noise draws
+
+
+def noisy_topk_rows(
+    values: np.ndarray,
+    *,
+    k: int,
+    rng: np.random.Generator,
+    num_draws: int,
+    noise: Callable[[tuple[int, int]], np.ndarray] | None,
+) -> np.ndarray:
+    """``num_draws`` independent top-k of ``values + noise((rows, d))`` (no noise if ``None``).
+
+    Draws in chunks so that memory stays bounded; returns an int64 ``(num_draws, k)`` array.
+    """
+    d = values.size
+    rows_per_chunk = max(1, _MAX_CHUNK_ELEMENTS // d)
+    out = np.empty((num_draws, k), dtype=np.int64)
+    for start in range(0, num_draws, rows_per_chunk):
+        rows = min(rows_per_chunk, num_draws - start)
+        noisy = np.broadcast_to(values, (rows, d)) if noise is None else values + noise((rows, d))
+        out[start : start + rows] = topk_rows(noisy, k, rng)
+    return out

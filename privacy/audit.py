@@ -8,7 +8,8 @@ for every event: a union bound), the figure
 
     max over events and directions of  ln( lower(P_D(E)) / upper(P_D'(E)) )
 
-is, with probability at least ``1 - alpha``, at most the mechanism's true ε. If it exceeds the
+is, with probability at least ``1 - alpha``, at most the mechanism's true ε. For an (ε, δ)
+claim, ``P_D(E) <= e^ε P_D'(E) + δ``, the numerator is ``lower(P_D(E)) - δ`` (``delta``). If it exceeds the
 claimed ε, the claim is refuted at that confidence (Ding, Wang, Wang, Zhang, Kifer 2018,
 "Detecting violations of differential privacy", CCS; Jagielski, Ullman, Oprea 2020).
 """
@@ -49,7 +50,9 @@ class AuditResult:
     alpha: float = field(metadata={"help": "overall error probability"})
 
 
-def epsilon_lower_bound(hits_d: np.ndarray, hits_d_prime: np.ndarray, *, alpha: float) -> AuditResult:
+def epsilon_lower_bound(
+    hits_d: np.ndarray, hits_d_prime: np.ndarray, *, alpha: float, delta: float = 0.0
+) -> AuditResult:
     """Clopper-Pearson lower bound on ε from event indicators on two neighbouring datasets.
 
     Parameters
@@ -59,6 +62,8 @@ def epsilon_lower_bound(hits_d: np.ndarray, hits_d_prime: np.ndarray, *, alpha: 
         the ``m`` pre-registered events (1-D arrays mean ``m = 1``).
     alpha
         Overall probability that the bound exceeds the true ε.
+    delta
+        δ of the audited (ε, δ) claim, subtracted from each lower probability (0: pure ε-DP).
 
     Returns
     -------
@@ -71,6 +76,8 @@ def epsilon_lower_bound(hits_d: np.ndarray, hits_d_prime: np.ndarray, *, alpha: 
     b = b[:, None] if b.ndim == 1 else b
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[0] == 0 or b.shape[0] == 0:
         raise PrivacyError(f"hits must be (N, m) arrays with the same m. Found {a.shape} and {b.shape}.")
+    if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not 0.0 <= delta < 1.0:
+        raise PrivacyError(f"delta must be a number in [0, 1). Found {delta!r}.")
     m = a.shape[1]
     level = alpha / (4 * m)
     best, best_event, best_plugin = 0.0, 0, 0.0
@@ -79,6 +86,7 @@ def epsilon_lower_bound(hits_d: np.ndarray, hits_d_prime: np.ndarray, *, alpha: 
         lo_a, hi_a = clopper_pearson(int(counts_a[event]), a.shape[0], alpha=level)
         lo_b, hi_b = clopper_pearson(int(counts_b[event]), b.shape[0], alpha=level)
         for lower, upper in ((lo_a, hi_b), (lo_b, hi_a)):
+            lower -= delta
             if lower > 0.0 and math.log(lower / upper) > best:
                 best, best_event = math.log(lower / upper), event
                 p, q = counts_a[event] / a.shape[0], counts_b[event] / b.shape[0]

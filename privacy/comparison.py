@@ -11,7 +11,9 @@ How each event is represented (all sound, i.e. the figure is an upper bound):
 - ``laplace`` / ``laplace-histogram`` with L1 sensitivity Δ and Laplace scale b: the Laplace
   mechanism, noise multiplier ``b/Δ`` (``LaplaceDpEvent`` semantics: L1 sensitivity). The event's
   ε must be ``Δ/b``.
-- ``gaussian`` with L2 sensitivity Δ and standard deviation σ: ``GaussianDpEvent(σ/Δ)``.
+- ``gaussian`` and ``gaussian-topk`` (top-k indices of the Gaussian mechanism, post-processing)
+  with L2 sensitivity Δ and standard deviation σ: ``GaussianDpEvent(σ/Δ)``. A ``gaussian-topk``
+  event's (ε, δ) must be a valid pair for ``σ/Δ`` (Balle & Wang 2018, Theorem 8).
 - ``discrete-laplace-histogram`` (integer L1 sensitivity c, scale τ): PLD of the discrete Laplace
   mechanism with parameter ``1/τ``; for RDP (no discrete Laplace there) the pure-ε rule below.
 - any other pure ε-DP event (noisy top-k, Gumbel, monotone top-K): the binary randomized response
@@ -39,7 +41,15 @@ from typing import TYPE_CHECKING, Any
 
 from privacy._checks import check_positive_finite
 from privacy.errors import PrivacyError
-from privacy.events import DISCRETE_LAPLACE_HISTOGRAM, GAUSSIAN, LAPLACE, LAPLACE_HISTOGRAM, PrivacyEvent
+from privacy.events import (
+    DISCRETE_LAPLACE_HISTOGRAM,
+    GAUSSIAN,
+    GAUSSIAN_TOPK,
+    LAPLACE,
+    LAPLACE_HISTOGRAM,
+    PrivacyEvent,
+)
+from privacy.gaussian import gaussian_delta
 
 # dp_accounting (and the scipy.stats it pulls in) is imported inside the functions: clients
 # import privacy for their votes and must not pay seconds of import time for reporting code.
@@ -49,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["CompositionComparison", "compare_composition"]
 
 _LAPLACE_MECHANISMS = (LAPLACE, LAPLACE_HISTOGRAM)
+_GAUSSIAN_MECHANISMS = (GAUSSIAN, GAUSSIAN_TOPK)
 _CONSISTENCY_RTOL = 1e-9
 
 
@@ -80,7 +91,14 @@ def _kind(event: PrivacyEvent) -> tuple[str, tuple[float, ...]]:
                 f" Found {event.epsilon:.6g} (event {event.event_id})."
             )
         return "laplace", (event.noise_scale / event.sensitivity,)
-    if event.mechanism == GAUSSIAN and event.sensitivity_norm == "l2" and noisy:
+    if event.mechanism == GAUSSIAN_TOPK and event.sensitivity_norm == "l2" and noisy:
+        actual = gaussian_delta(noise_multiplier=event.noise_scale / event.sensitivity, epsilon=event.epsilon)
+        if actual > event.delta * (1.0 + _CONSISTENCY_RTOL):
+            raise PrivacyError(
+                f"delta of a Gaussian top-k event must be at least {actual:.6g} for its epsilon and"
+                f" noise_scale/sensitivity. Found {event.delta:.6g} (event {event.event_id})."
+            )
+    if event.mechanism in _GAUSSIAN_MECHANISMS and event.sensitivity_norm == "l2" and noisy:
         return "gaussian", (event.noise_scale / event.sensitivity,)
     if (
         event.mechanism == DISCRETE_LAPLACE_HISTOGRAM

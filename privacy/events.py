@@ -29,6 +29,7 @@ __all__ = [
     "DATA_FREE",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
+    "GAUSSIAN_TOPK",
     "GUMBEL_TOPK",
     "LAPLACE",
     "LAPLACE_HISTOGRAM",
@@ -51,6 +52,7 @@ SENSITIVITY_NORMS: Final = ("l1", "l2", "linf")
 # Mechanism names written to the ledger (stable strings).
 LAPLACE_TOPK: Final = "laplace-topk"  # record level, one-shot Lap(2kΔ/ε) top-k
 GUMBEL_TOPK: Final = "gumbel-topk"  # record level, one-shot Gumbel(2kΔ/ε) top-k
+GAUSSIAN_TOPK: Final = "gaussian-topk"  # record level, N(0, (zΔ₂)²) on every score, top-k; (ε, δ)
 LAPLACE_HISTOGRAM: Final = "laplace-histogram"  # client level, Lap(c/ε) on every count, then top-K
 LAPLACE_MONOTONE_TOPK: Final = "laplace-monotone-topk"  # client level, Lap(K/ε) noisy top-K
 DISCRETE_LAPLACE_HISTOGRAM: Final = "discrete-laplace-histogram"  # client level, DLap(c/ε) counts

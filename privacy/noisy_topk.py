@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from privacy._checks import check_epsilon, check_int, check_positive_finite, check_rng, check_scores
-from privacy._selection import topk_rows
+from privacy._selection import noisy_topk_rows
 from privacy.errors import PrivacyError
 from privacy.events import GUMBEL_TOPK, LAPLACE_TOPK, UNIT_RECORD, MechanismSpec
 
@@ -44,9 +44,6 @@ __all__ = [
     "laplace_topk_noise_scale",
     "topk_spec",
 ]
-
-_MAX_CHUNK_ELEMENTS = 1 << 23  # bounds the memory of num_draws x d noise draws
-
 
 @dataclass(frozen=True, kw_only=True)
 class TopKRelease:
@@ -112,19 +109,9 @@ def _draw(
     rng = check_rng(rng)
     num_draws = check_int("num_draws", num_draws, minimum=1)
     scale = topk_spec(mechanism=mechanism, k=k, epsilon=epsilon, sensitivity=sensitivity).noise_scale
-    d = values.size
-    rows_per_chunk = max(1, _MAX_CHUNK_ELEMENTS // d)
-    out = np.empty((num_draws, k), dtype=np.int64)
-    for start in range(0, num_draws, rows_per_chunk):
-        rows = min(rows_per_chunk, num_draws - start)
-        if scale == 0.0:
-            noisy = np.broadcast_to(values, (rows, d))
-        elif mechanism == LAPLACE_TOPK:
-            noisy = values + rng.laplace(0.0, scale, size=(rows, d))
-        else:
-            noisy = values + rng.gumbel(0.0, scale, size=(rows, d))
-        out[start : start + rows] = topk_rows(noisy, k, rng)
-    return out
+    sample = rng.laplace if mechanism == LAPLACE_TOPK else rng.gumbel
+    noise = None if scale == 0.0 else (lambda shape: sample(0.0, scale, size=shape))
+    return noisy_topk_rows(values, k=k, rng=rng, num_draws=num_draws, noise=noise)
 
 
 def draw_laplace_topk(

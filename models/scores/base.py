@@ -64,9 +64,9 @@ class ScoreRequest:
     candidates: torch.Tensor | None = field(
         default=None, metadata={"help": "bool (N, 3, 3) candidate patterns; required for 'patterns'"}
     )
-    clip_mode: ClipMode = field(default=ClipMode.NORMALISE, metadata={"help": "'clip' or 'normalise'"})
+    clip_mode: ClipMode = field(default=ClipMode.NORMALISE, metadata={"help": "'clip', 'normalise' or 'l2'"})
     clip_bound: Mapping[str, float] | None = field(
-        default=None, metadata={"help": "'clip' mode only: vector key -> C, overriding DEFAULT_CLIP_BOUND"}
+        default=None, metadata={"help": "'clip' or 'l2' mode: vector key -> C (clip: overriding DEFAULT_CLIP_BOUND; l2: default 1)"}
     )
     density: float = field(
         default=1.0, metadata={"help": "density the caller will threshold to (iterative scorers prune towards it)"}
@@ -94,8 +94,10 @@ class ScoreRequest:
                     f"candidates must be a bool tensor (N, 3, 3), N >= 1, for domain 'patterns'. Found {found}."
                 )
         if self.clip_bound is not None:
-            if self.clip_mode is not ClipMode.CLIP:
-                raise ScoreError(f"clip_bound must be None unless clip_mode is 'clip'. Found {dict(self.clip_bound)}.")
+            if self.clip_mode is ClipMode.NORMALISE:
+                raise ScoreError(
+                    f"clip_bound must be None unless clip_mode is 'clip' or 'l2'. Found {dict(self.clip_bound)}."
+                )
             unknown = sorted(set(self.clip_bound) - set(VECTOR_KEYS))
             if unknown:
                 raise ScoreError(f"clip_bound keys must be in {list(VECTOR_KEYS)}. Found {unknown}.")
@@ -108,6 +110,10 @@ class ScoreRequest:
         """The C of every vector key under this request's clip mode."""
         if self.clip_mode is ClipMode.NORMALISE:
             return dict.fromkeys(VECTOR_KEYS, 1.0)
+        if self.clip_mode is ClipMode.L2:
+            # NOTE: no calibrated L2 defaults yet: C = 1 scales every example's vector to at most
+            # unit norm (a direction); DEFAULT_CLIP_BOUND is per coordinate, not an L2 figure.
+            return {**dict.fromkeys(VECTOR_KEYS, 1.0), **(self.clip_bound or {})}
         return {**DEFAULT_CLIP_BOUND, **(self.clip_bound or {})}
 
 

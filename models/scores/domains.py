@@ -6,13 +6,17 @@ Privacy note (DESIGN sections 4 and 5.1). For data-dependent scores every releas
 
 where ``u_e`` is example e's own contribution to that vector (one vector per domain and layer,
 plus the pooled pattern vector, each bounded on its own). Replacing one example changes one term,
-so every coordinate of ``v`` moves by at most ``C / n`` (n treated as public). The bound is applied
+so every coordinate of ``v`` moves by at most ``C / n`` (n treated as public). Under
+``ClipMode.L2`` each term is instead non-negative with L2 norm ``<= C`` over the whole vector
+(per key and layer, and the pooled pattern vector as one), and ``v`` moves by at most
+``√2·C / n`` in L2. The bound is applied
 *before* the mean, per example, which is what makes the statement hold; the tests check it on
 real per-example gradients.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -66,12 +70,16 @@ def bound_per_example(values: torch.Tensor, *, mode: ClipMode, bound: float) -> 
 
     ``clip``: clamp to ``[0, bound]`` (NaN -> 0, +inf -> bound). ``normalise``: divide by the
     example's own largest finite coordinate (an all-zero vector stays zero; +inf -> 1), so the
-    result lies in ``[0, 1]`` and ``bound`` must be 1.
+    result lies in ``[0, 1]`` and ``bound`` must be 1. ``l2``: negatives and NaN -> 0, then each
+    example's whole vector (all dims after the first) scaled to L2 norm ``<= bound``; a vector
+    with ``+inf`` entries becomes those entries, equal, at norm ``bound`` (the limit of scaling).
 
     The result is float64: clamping a float32 tensor at ``bound`` would round the bound itself
     (float32(0.1) > 0.1) and let a contribution exceed C by a few ulps.
     """
     values = values.to(torch.float64)
+    if mode is ClipMode.L2:
+        return _bound_l2(values, bound)
     if mode is ClipMode.CLIP:
         return torch.nan_to_num(values, nan=0.0).clamp(min=0.0, max=bound)
     finite = torch.isfinite(values)
@@ -79,6 +87,20 @@ def bound_per_example(values: torch.Tensor, *, mode: ClipMode, bound: float) -> 
     peak = clean.flatten(1).amax(dim=1).reshape(-1, *([1] * (values.dim() - 1)))
     scaled = torch.where(peak > 0, clean / torch.where(peak > 0, peak, torch.ones_like(peak)), torch.zeros_like(clean))
     return torch.where(torch.isposinf(values), torch.ones_like(scaled), scaled)
+
+
+_L2_MARGIN = 1e-9  # relative: the float64 norm is exact to far less, so the scaled norm stays <= C
+
+
+def _bound_l2(values: torch.Tensor, bound: float) -> torch.Tensor:
+    flat = torch.nan_to_num(values.flatten(1), nan=0.0, posinf=math.inf, neginf=0.0).clamp(min=0.0)
+    infinite = torch.isinf(flat)
+    has_inf = infinite.any(dim=1, keepdim=True)
+    flat = torch.where(has_inf, infinite.to(flat.dtype), flat)  # the +inf direction, equal entries
+    norm = torch.linalg.vector_norm(flat, dim=1, keepdim=True)
+    limit = bound * (1.0 - _L2_MARGIN)
+    factor = torch.where(norm > limit, limit / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.ones_like(norm))
+    return (flat * factor).reshape(values.shape)
 
 
 class BoundedMean:

@@ -34,11 +34,26 @@ class ClipMode(StrEnum):
 
     ``clip``: every coordinate clamped to ``[0, C]``. ``normalise``: the vector divided by its own
     maximum, so it lies in ``[0, 1]`` (``C = 1``). Either way, replacing one of ``n`` examples
-    moves every coordinate of the mean by at most ``C / n`` (DESIGN section 5.1).
+    moves every coordinate of the mean by at most ``C / n`` (L-infinity, DESIGN section 5.1).
+
+    ``l2``: negatives clamped to 0, then the whole vector (the vector a vote releases from: one
+    layer's kernels, or the pattern vector pooled over the layers) scaled down to L2 norm ``<= C``.
+    Replacing example ``a`` by ``b`` moves the mean by ``(a - b) / n`` with
+    ``‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b <= 2C²`` (``a·b >= 0``): L2 sensitivity ``√2·C / n``
+    (DESIGN section 5.1, Gaussian noisy top-k).
     """
 
     CLIP = "clip"
     NORMALISE = "normalise"
+    L2 = "l2"
+
+    @property
+    def sensitivity_norm(self) -> str:
+        """Norm of the replace-one sensitivity: ``"l2"`` for ``l2``, ``"linf"`` otherwise.
+
+        The spelling is ``privacy.events.SENSITIVITY_NORMS``'s (models may not import privacy).
+        """
+        return "l2" if self is ClipMode.L2 else "linf"
 
 
 VECTOR_KEYS: tuple[str, ...] = ("weights", "kernels", "patterns", "pooled_patterns")
@@ -55,7 +70,9 @@ class ScoreResult:
     For a data-dependent scorer every vector (one per domain and layer, plus the pooled pattern
     vector) is the mean over ``num_examples`` examples of per-example contributions bounded to
     ``[0, clip_bound[key]]`` per coordinate, so its replace-one sensitivity per coordinate is
-    ``clip_bound[key] / num_examples`` (:meth:`sensitivity`). Data-free scores read no private
+    ``clip_bound[key] / num_examples`` (:meth:`sensitivity`); under ``clip_mode = l2`` each
+    contribution is non-negative with L2 norm at most ``clip_bound[key]`` and the vector's L2
+    sensitivity is ``√2·clip_bound[key] / num_examples``. Data-free scores read no private
     data: ``clip_bound`` is ``None``, ``num_examples`` is 0 and their sensitivity is 0.
     """
 
@@ -83,9 +100,11 @@ class ScoreResult:
             )
 
     def sensitivity(self, key: str) -> float:
-        """Replace-one L-infinity sensitivity ``C / n`` of every coordinate of vector ``key``.
+        """Replace-one sensitivity of vector ``key``, in the norm :attr:`sensitivity_norm`.
 
-        ``key`` is one of :data:`VECTOR_KEYS`; 0.0 for data-free scores.
+        L-infinity ``C / n`` (every coordinate) under ``clip`` and ``normalise``; L2 ``√2·C / n``
+        (the whole vector) under ``l2`` (:class:`ClipMode`). ``key`` is one of
+        :data:`VECTOR_KEYS`; 0.0 for data-free scores.
         """
         if key not in VECTOR_KEYS:
             raise ScoreError(f"key must be one of {list(VECTOR_KEYS)}. Found {key!r}.")
@@ -94,7 +113,13 @@ class ScoreResult:
         assert self.clip_bound is not None
         if key not in self.clip_bound:
             raise ScoreError(f"key must be a computed vector {sorted(self.clip_bound)}. Found {key!r}.")
-        return self.clip_bound[key] / self.num_examples
+        factor = math.sqrt(2.0) if self.clip_mode is ClipMode.L2 else 1.0
+        return factor * self.clip_bound[key] / self.num_examples
+
+    @property
+    def sensitivity_norm(self) -> str | None:
+        """``"l2"`` or ``"linf"``: the norm of :meth:`sensitivity`; ``None`` for data-free scores."""
+        return None if self.clip_mode is None else self.clip_mode.sensitivity_norm
 
     def vector(self, key: str, layer: str | None = None) -> torch.Tensor:
         """One released vector: ``vector("pooled_patterns")`` or ``vector("kernels", "conv2")``."""

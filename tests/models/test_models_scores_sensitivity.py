@@ -99,3 +99,5 @@ def test_per_example_bound_lies_in_zero_c_for_any_input(values, mode: ClipMode, 
     assert out.shape == values.shape
     assert bool(torch.isfinite(out).all())
     assert float(out.min()) >= 0.0 and float(out.max()) <= c
+    if mode is ClipMode.L2:  # the whole example vector, not each coordinate
+        assert float(torch.linalg.vector_norm(out.flatten(1), dim=1).max()) <= c

@@ -41,3 +41,14 @@ def test_invalid_inputs() -> None:
         clopper_pearson(3, 2, alpha=0.1)
     with pytest.raises(PrivacyError, match="same m"):
         epsilon_lower_bound(np.zeros((5, 2), bool), np.zeros((5, 3), bool), alpha=0.1)
+
+
+def test_delta_is_subtracted_from_the_lower_probability() -> None:
+    rng = np.random.default_rng(2)
+    n = 200_000
+    hits_d, hits_d_prime = rng.random(n) < 0.2, rng.random(n) < 0.2 * math.exp(-1.0)
+    pure = epsilon_lower_bound(hits_d, hits_d_prime, alpha=1e-3).epsilon_lower_bound
+    approx = epsilon_lower_bound(hits_d, hits_d_prime, alpha=1e-3, delta=0.05).epsilon_lower_bound
+    assert 0.0 < approx < pure  # ln((0.2 - 0.05) / 0.0736) ≈ 0.71 < 1
+    with pytest.raises(PrivacyError, match=r"delta must be a number in \[0, 1\)"):
+        epsilon_lower_bound(hits_d, hits_d_prime, alpha=1e-3, delta=1.0)

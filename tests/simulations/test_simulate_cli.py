@@ -42,7 +42,7 @@ def test_help_on_every_subcommand(sub, capsys):
         (["--set", "patterns=9", "--set", "pattern-entries=2"], "patterns must be at most the 8 candidate patterns"),
         (["--set", "clip-bound=0.5"], "clip-bound must be 1.0 under clip-mode=normalise"),
         (["--set", "score=grasp"], "score must be one of magnitude, snip, synflow. Found 'grasp'."),
-        (["--set", "clip-mode=clamp"], "clip-mode must be one of clip, normalise. Found 'clamp'."),
+        (["--set", "clip-mode=clamp"], "clip-mode must be one of clip, normalise, l2. Found 'clamp'."),
         (["--set", "other-layers=pattern"], "other-layers must be one of dense, unstructured. Found 'pattern'."),
         (["--set", "dataset=imagenet"], "dataset must be one of"),
         (["--set", "bogus=1"], "Unknown config key 'bogus'"),
