@@ -124,7 +124,7 @@ class VoteRequest:
             raise VoteError(f"score-source must be one of {list(SCORE_SOURCES)}. Found {self.score_source!r}.")
         if self.score_source == SCORE_RECORD and self.mechanism not in _LOCAL_TOPK:
             raise VoteError(f"mechanism must be one of {list(_LOCAL_TOPK)}. Found {self.mechanism!r}.")
-        modes = [mode.value for mode in ClipMode]
+        modes = [mode.value for mode in ClipMode if mode is not ClipMode.L2]  # L2: the Gaussian vote only
         if self.clip_mode not in modes:
             raise VoteError(f"clip-mode must be one of {modes}. Found {self.clip_mode!r}.")
         if self.min_examples < 1:

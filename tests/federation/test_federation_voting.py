@@ -107,6 +107,7 @@ def test_a_scorer_that_does_not_match_the_score_source_is_refused():
         (keys.domain_field("patterns", keys.DOMAIN_EPSILON_FIELD), 0.0, "epsilon of domain 'patterns' must be > 0"),
         (keys.DOMAINS_FIELD, "patterns", "must be <class 'list'>"),
         (keys.CLIP_MODE_FIELD, "clamp", "clip-mode must be one of \\['clip', 'normalise'\\]"),
+        (keys.CLIP_MODE_FIELD, "l2", "clip-mode must be one of \\['clip', 'normalise'\\]"),
     ],
 )
 def test_a_vote_config_that_would_release_something_else_is_refused(field, value, message):
