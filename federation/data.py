@@ -33,7 +33,6 @@ _IDX_UBYTE_IMAGES: Final = 0x00000803  # IDX magic: unsigned bytes, 3 dimensions
 _IDX_UBYTE_LABELS: Final = 0x00000801  # IDX magic: unsigned bytes, 1 dimension (N,)
 
 
-
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
