@@ -219,6 +219,7 @@ def check_names(config: Config) -> None:
     - ``clip-bound``: under ``clip-mode=normalise`` every example's scores are divided by their
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
       would be silently replaced, so it is refused.
+    - ``score-train-epochs``: 0 with a data-free score (trained weights read the examples).
     - ``patterns``: at most the number of candidate patterns of ``pattern-entries`` entries with
       the centre kept (:func:`kernels.candidate_count`, 56 for m = 4).
 
@@ -246,6 +247,16 @@ def check_names(config: Config) -> None:
         config.clip_mode == ClipMode.CLIP or config.clip_bound == 1.0, "clip-bound",
         "1.0 under clip-mode=normalise (normalised scores lie in [0, 1]); set clip-mode=clip to clamp scores to"
         f" [0, {config.clip_bound:g}]", config.clip_bound,
+    )
+    from models.scores import reads_data
+
+    # B1 of the device's threat model (DESIGN.md 5.4b): after local training, even a data-free score
+    # of the trained weights depends on the client's examples; planned as data-free it would be
+    # charged ε = 0 and sent without noise.
+    _check(
+        config.score_train_epochs == 0 or reads_data(config.score), "score-train-epochs",
+        f"0 with the data-free score {config.score!r} (after local training its top-k reads the client's"
+        " examples and would be charged ε = 0); use score=snip with unit=client", config.score_train_epochs,
     )
     candidates = candidate_count(config.pattern_entries, centre_fixed=True)
     _check(

@@ -170,8 +170,11 @@ def _progress_line(label: str, server_round: int, total: int, metrics: Mapping[s
         eps = "  ".join(parts)
     jaccard = metrics.get("jaccard")
     change = f"  jaccard {float(jaccard):.3f}" if jaccard is not None else ""
+    refusals = int(metrics.get("refused", 0))
+    refused = f"  refused by device policy {refusals}" if refusals else ""
     return (f"[{label}] round {server_round:>3}/{total}  density {float(metrics['density']):.4f}  {eps}"
-            f"  replies {int(metrics['participants'])}/{int(metrics['sampled'])}  rejected {int(metrics['rejected'])}{change}")
+            f"  replies {int(metrics['participants'])}/{int(metrics['sampled'])}  rejected {int(metrics['rejected'])}"
+            f"{refused}{change}")
 
 
 def run_search_phase(
