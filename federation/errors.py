@@ -8,8 +8,6 @@ derive from the built-in error a caller would expect (``ValueError`` for a bad v
 
 from __future__ import annotations
 
-from strategies.keys import POLICY_REFUSAL
-
 __all__ = [
     "ConfigError",
     "DataError",
@@ -63,5 +61,8 @@ class PolicyRefusal(FederationError, PermissionError):
     """
 
     def __init__(self, rule: str, detail: str) -> None:
+        # Local: importing strategies loads torch, which the torch-free report (it imports these errors) avoids.
+        from strategies.keys import POLICY_REFUSAL
+
         self.rule = rule
         super().__init__(f"{POLICY_REFUSAL} ({rule}): {detail}")
