@@ -107,6 +107,8 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         centre_fixed=True,
         kernel_vote_layers=kernel_layers,
         scope="layer",
+        allocation=config.layer_allocation,
+        connected=True,  # DESIGN.md 3: every published ticket keeps input->output paths
         clients_per_round=config.clients_per_round(),
         min_replies=config.min_replies,
         sampling_seed=config.seed,
