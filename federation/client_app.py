@@ -1,21 +1,24 @@
 """The dppt ClientApp. Each node scores, votes and trains on its own data only.
 
-Everything the client needs comes in the message: the public weights, the current ticket and the
-resolved run config. Its own data is found through ``node_config``, which the Simulation Engine
-sets per virtual node and a real SuperNode takes from ``--node-config``: a partition of the
-dataset (``partition-id``, ``num-partitions``, optionally ``data-dir`` and ``client-id``), or the
-device's own labelled images (``image-dir`` and ``client-id``, :mod:`federation.image_folder`).
+The message brings the public weights, the current ticket and the run config: what to compute.
+What the node agrees to release is its own (DESIGN.md 5.4b): its privacy policy in its
+``node_config`` (:mod:`federation.device_policy`: the largest ε per vote, the mechanisms, the
+smallest n, its own log and Σε budget) bounds every reply, and nothing in a message (an ε, a Δ,
+a seed) can lower the noise. Its data is found through ``node_config`` too, which the Simulation
+Engine sets per virtual node and a real SuperNode takes from ``--node-config``: a partition of
+the dataset (``partition-id``, ``num-partitions``, optionally ``data-dir`` and ``client-id``), or
+the device's own labelled images (``image-dir`` and ``client-id``, :mod:`federation.image_folder`).
 
 Handlers (message types):
 
 - ``query.identity``: the node's stable client id (its releases are charged under it) and its
   ``num-partitions``, so the server sees a federation sized unlike the run at once.
-- ``train.vote``: one record-level noisy top-k vote per domain (:mod:`federation.voting`); the
-  reply holds index arrays and plain metrics only, never scores or weights. With ``privacy-log``
-  (and ``max-epsilon``) in its node config, the device logs each release itself and refuses votes
-  past its own budget (:mod:`federation.device_log`).
+- ``train.vote``: one record-level noisy top-k vote per domain (:mod:`federation.voting`), once
+  the policy admits it; the reply holds index arrays and the number of examples scored (public,
+  the request's n), never scores, weights or timings. A refused request is an error reply that
+  names the rule (:class:`federation.errors.PolicyRefusal`): nothing is released or charged.
 - ``train``: local SGD of the model under the ticket's masks (dense without a ticket); the reply
-  holds the trained weights (ticket training, not part of the search's privacy guarantee).
+  holds the trained weights, an ε = inf release: refused under ``max-epsilon``, logged otherwise.
 
 There is no ``evaluate`` handler: tickets are evaluated on the server's test set, so a node
 never answers a question about its data beyond the vote and the training update.
@@ -24,6 +27,8 @@ never answers a question about its data beyond the vote and the training update.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,18 +37,17 @@ from flwr.clientapp import ClientApp
 
 from federation.client_data import load_client_data, node_image_dir, require_client_id
 from federation.config import Config, ConfigError
-from federation.device_log import DeviceLogError, device_log_of
+from federation.device_policy import device_policy_of
 from federation.messages import NODE_CLIENT_ID, NODE_NUM_PARTITIONS, NODE_PARTITION_ID, NUM_EXAMPLES_FIELD, TRAIN_LOSS_FIELD
 from federation.model_io import build_model, load_weights, plain_weights, ticket_policies
 from federation.training import train_epochs
-from federation.voting import VoteError, VoteRequest, build_votes, ticket_masks
+from federation.voting import VoteRequest, build_votes, ticket_masks
 from models import apply_masks
+from models.scores import reads_data
 from privacy import make_rng
 from strategies import keys
 from strategies.identity import CLIENT_ID_PATTERN
 from strategies.settings import SCORE_RECORD
-
-app = ClientApp()
 
 
 def config_from_message(msg: Message) -> tuple[Config, int]:
@@ -91,7 +95,11 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1)[0])
 
 
-@app.query("identity")
+def node_config_of(context: Context, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """This node's config: ``defaults`` (a simulation's derived policy) under its own ``node_config``."""
+    return {**(defaults or {}), **dict(context.node_config)}
+
+
 def identity(msg: Message, context: Context) -> Message:
     """Reply with this node's client id and, for a partition of a dataset, its ``num-partitions``."""
     record = ConfigRecord({keys.CLIENT_ID_FIELD: client_id_of(context)})
@@ -101,32 +109,31 @@ def identity(msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({keys.IDENTITY_KEY: record}), reply_to=msg)
 
 
-@app.train("vote")
-def vote(msg: Message, context: Context) -> Message:
-    """Score this node's examples at the public weights and reply with noisy top-k indices."""
+def vote(msg: Message, context: Context, node_defaults: Mapping[str, Any] | None = None) -> Message:
+    """Score this node's examples at the public weights and reply with noisy top-k indices.
+
+    The device's policy (:mod:`federation.device_policy`) admits the request and prices it
+    before any example is read; the release is on the device's own log before the reply leaves.
+    """
+    node_config = node_config_of(context, node_defaults)
     config, _ = config_from_message(msg)
     torch.set_num_threads(max(1, int(config.client_cpus)))
+    policy = device_policy_of(node_config)
     request = VoteRequest.from_record(dict(msg.content[keys.VOTE_CONFIG_KEY]))
     attempt = int(msg.content[keys.VOTE_CONFIG_KEY].get(keys.ATTEMPT_FIELD, 0))
-    device = device_log_of(context.node_config)
-    released = {d.name: d.epsilon if request.score_source == SCORE_RECORD else 0.0 for d in request.domains}
-    if device is not None:
-        try:
-            device.check(math.fsum(released.values()))  # before any work: the device's own budget
-        except DeviceLogError as err:
-            raise VoteError(str(err)) from None
-    data = load_client_data(context.node_config, config)
+    released = policy.vote_charge(request, config, reads_data=reads_data(config.score))  # before any work
+    data = load_client_data(node_config, config)
     model = build_model(config)
     load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
     masks = ticket_masks(msg.content.get(keys.TICKET_KEY))
     generator = torch.Generator().manual_seed(_seed(config.seed, request.server_round, attempt, data.seed_key))
     if config.score_train_epochs:
-        # Config refuses this outside unit=client (DESIGN.md 4): trained weights void Δ = C/n.
+        # The policy priced this as unnoised (ε = inf): trained weights void Δ = C/n (DESIGN.md 4).
         apply_masks(model, masks)
         train_epochs(model, data.images, data.labels, epochs=config.score_train_epochs, batch_size=config.batch_size,
                      lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, generator=generator)
-    # DESIGN.md 5.5: noise from OS entropy unless the user set noise-seed (then it must stay secret).
-    seed = None if config.noise_seed < 0 else _seed(config.noise_seed, request.server_round, attempt, data.seed_key)
+    # DESIGN.md 5.5: noise from OS entropy; a seed only from the node config of a simulation, never a message.
+    seed = None if policy.noise_seed is None else _seed(policy.noise_seed, request.server_round, attempt, data.seed_key)
     rng = make_rng(seed)
     scored = request.score_source == SCORE_RECORD
     policies = ticket_policies(model, other_layers=config.other_layers)
@@ -134,11 +141,9 @@ def vote(msg: Message, context: Context) -> Message:
         model, request, score=config.score, policies=policies, masks=masks,
         data=(data.images, data.labels) if scored else None, rng=rng, generator=generator,
     )
-    if device is not None:  # on the device's own record before the reply leaves (fsynced)
-        try:
-            device.record(run=config.run_hash(), server_round=request.server_round, attempt=attempt, domains=released)
-        except DeviceLogError as err:
-            raise VoteError(str(err)) from None
+    # On the device's own record before the reply leaves (fsynced).
+    policy.record(run=config.run_hash(), server_round=request.server_round, attempt=attempt, domains=released,
+                  kind="vote")
     content = RecordDict({
         keys.VOTES_KEY: ArrayRecord({name: Array(indices) for name, indices in votes.items()}),
         keys.VOTE_META_KEY: ConfigRecord({keys.ROUND_FIELD: request.server_round}),
@@ -154,12 +159,18 @@ def _masked_model(msg: Message, config: Config) -> torch.nn.Module:
     return model
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """Local SGD on this node's partition under the ticket's masks; reply with the new plain weights."""
+def train(msg: Message, context: Context, node_defaults: Mapping[str, Any] | None = None) -> Message:
+    """Local SGD on this node's partition under the ticket's masks; reply with the new plain weights.
+
+    Plain weights are an ε = inf release (DESIGN.md 5.4b): refused under the device's
+    ``max-epsilon``, and logged as such with a ``privacy-log``.
+    """
+    node_config = node_config_of(context, node_defaults)
     config, server_round = config_from_message(msg)
+    policy = device_policy_of(node_config)
+    policy.admit_train()
     torch.set_num_threads(max(1, int(config.client_cpus)))
-    data = load_client_data(context.node_config, config)
+    data = load_client_data(node_config, config)
     model = _masked_model(msg, config)
     gen = torch.Generator().manual_seed(_seed(config.seed, server_round, data.seed_key))
     loss = train_epochs(
@@ -173,6 +184,36 @@ def train(msg: Message, context: Context) -> Message:
         weight_decay=config.weight_decay,
         generator=gen,
     )
+    policy.record(run=config.run_hash(), server_round=server_round, attempt=0, domains={"train": math.inf},
+                  kind="train")
     metrics = MetricRecord({TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples})
     content = RecordDict({keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)), keys.METRICS_KEY: metrics})
     return Message(content=content, reply_to=msg)
+
+
+def build_client_app(node_defaults: Mapping[str, Any] | None = None) -> ClientApp:
+    """The dppt ClientApp; ``node_defaults`` lie under every node's own ``node_config``.
+
+    A real SuperNode runs :data:`app` (no defaults: its ``--node-config`` is its whole policy). A
+    simulation passes :func:`federation.device_policy.simulation_node_config`, the policy the run
+    config implies, since the Simulation Engine gives virtual nodes only their partition.
+    """
+    defaults = dict(node_defaults or {})
+    client_app = ClientApp()
+
+    @client_app.query("identity")
+    def _identity(msg: Message, context: Context) -> Message:
+        return identity(msg, context)
+
+    @client_app.train("vote")
+    def _vote(msg: Message, context: Context) -> Message:
+        return vote(msg, context, defaults)
+
+    @client_app.train()
+    def _train(msg: Message, context: Context) -> Message:
+        return train(msg, context, defaults)
+
+    return client_app
+
+
+app = build_client_app()

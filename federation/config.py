@@ -59,6 +59,7 @@ class Config:
     mechanism: str = field(default="laplace-topk", metadata=_help(f"clients' local noisy top-k, one of {', '.join(MECHANISMS)}"))
     patterns: int = field(default=8, metadata=_help("P: patterns in the library"))
     pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
+    layer_allocation: str = field(default="erk", metadata=_help("per-layer density of the 3x3 conv layers: uniform or erk (erk: Erdős–Rényi-Kernel, small layers keep more; the conv layers' mean stays 1 - sparsity)"))
     kernel_votes: bool = field(default=False, metadata=_help("also vote each pattern layer's kernel connectivity (else post-processing of public weights)"))
     other_layers: str = field(default="dense", metadata=_help("policy of the layers that are not 3x3 convolutions (linear, other convs): dense, or unstructured (the largest |w| of the public weights at the round's density; ε = 0)"))
     pattern_share: float = field(default=0.5, metadata=_help("with kernel-votes: share of each round's ε spent on the pattern vote (rest split evenly over layers)"))
@@ -216,9 +217,11 @@ def check_names(config: Config) -> None:
     - ``model``: a name of the models registry; ``score``: of the models.scores registry;
       ``clip-mode``: a :class:`models.scores.ClipMode`; ``other-layers``: ``dense`` or
       ``unstructured`` (:class:`kernels.LayerPolicy`).
+    - ``layer-allocation``: a :data:`strategies.settings.ALLOCATIONS` rule.
     - ``clip-bound``: under ``clip-mode=normalise`` every example's scores are divided by their
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
       would be silently replaced, so it is refused.
+    - ``score-train-epochs``: 0 with a data-free score (trained weights read the examples).
     - ``patterns``: at most the number of candidate patterns of ``pattern-entries`` entries with
       the centre kept (:func:`kernels.candidate_count`, 56 for m = 4).
 
@@ -234,6 +237,10 @@ def check_names(config: Config) -> None:
     from models.scores import ClipMode
     from models.scores import names as score_names
 
+    from strategies.settings import ALLOCATIONS
+
+    _check(config.layer_allocation in ALLOCATIONS, "layer-allocation", f"one of {', '.join(ALLOCATIONS)}",
+           config.layer_allocation)
     _check(config.model in registry.names(), "model", f"one of {', '.join(registry.names())}", config.model)
     _check(config.score in score_names(), "score", f"one of {', '.join(score_names())}", config.score)
     others = [LayerPolicy.DENSE.value, LayerPolicy.UNSTRUCTURED.value]
@@ -246,6 +253,16 @@ def check_names(config: Config) -> None:
         config.clip_mode == ClipMode.CLIP or config.clip_bound == 1.0, "clip-bound",
         "1.0 under clip-mode=normalise (normalised scores lie in [0, 1]); set clip-mode=clip to clamp scores to"
         f" [0, {config.clip_bound:g}]", config.clip_bound,
+    )
+    from models.scores import reads_data
+
+    # B1 of the device's threat model (DESIGN.md 5.4b): after local training, even a data-free score
+    # of the trained weights depends on the client's examples; planned as data-free it would be
+    # charged ε = 0 and sent without noise.
+    _check(
+        config.score_train_epochs == 0 or reads_data(config.score), "score-train-epochs",
+        f"0 with the data-free score {config.score!r} (after local training its top-k reads the client's"
+        " examples and would be charged ε = 0); use score=snip with unit=client", config.score_train_epochs,
     )
     candidates = candidate_count(config.pattern_entries, centre_fixed=True)
     _check(

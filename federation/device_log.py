@@ -13,8 +13,13 @@ vote reads no example (ε = 0); a vote without noise (ε = inf: the non-private 
 or the client unit, whose noise is central) counts as inf, so a device with ``max-epsilon``
 refuses it.
 
+A ``train`` reply (plain weights after local SGD) is logged too, as an ε = inf release
+(DESIGN.md 5.4b), so the log tells the truth; under ``max-epsilon`` the device refuses it
+(:mod:`federation.device_policy`).
+
 Line (JSON): ``schema``, ``time`` (UTC, ISO), ``run`` (the run's config hash), ``round``,
-``attempt``, ``epsilon`` (``"inf"`` for inf) and ``domains`` (ε per domain).
+``attempt``, ``kind`` (``vote`` or ``train``; lines written before it existed are votes),
+``epsilon`` (``"inf"`` for inf) and ``domains`` (ε per domain; ``{"train": "inf"}`` for training).
 """
 
 from __future__ import annotations
@@ -93,8 +98,8 @@ class DeviceLog:
             return
         if spent + epsilon > self.max_epsilon * (1 + BUDGET_RTOL):
             raise DeviceLogError(
-                f"this device's own budget would be exceeded: spent {spent:g} + this vote {epsilon:g} > max-epsilon"
-                f" {self.max_epsilon:g} (its log {self.path}); the node abstains"
+                f"this device's own budget would be exceeded: spent {spent:g} + this release {epsilon:g} > max-epsilon"
+                f" {self.max_epsilon:g} (its log {self.path}); the node refuses it"
             )
 
     def check(self, epsilon: float) -> None:
@@ -102,15 +107,21 @@ class DeviceLog:
         if self.max_epsilon is not None and epsilon != 0:
             self._refuse_over_budget(self.spent(), epsilon)
 
-    def record(self, *, run: str, server_round: int, attempt: int, domains: dict[str, float]) -> float:
-        """Check the budget, then append the release (fsynced); return its ε. The log is read once."""
+    def record(
+        self, *, run: str, server_round: int, attempt: int, domains: dict[str, float], kind: str = "vote"
+    ) -> float:
+        """Check the budget, then append the release (fsynced); return its ε. The log is read once.
+
+        ``kind`` is ``vote`` (noisy top-k indices; ``domains`` holds each domain's ε) or ``train``
+        (plain trained weights, ε = inf).
+        """
         epsilon = math.fsum(domains.values())
         data, entries = self._read()
         self._refuse_over_budget(_spent(entries), epsilon)
         line = {
             "schema": DEVICE_LOG_SCHEMA,
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "run": run, "round": server_round, "attempt": attempt,
+            "run": run, "round": server_round, "attempt": attempt, "kind": kind,
             "epsilon": encode_float(epsilon),
             "domains": {name: encode_float(value) for name, value in domains.items()},
         }

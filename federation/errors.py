@@ -15,6 +15,7 @@ __all__ = [
     "FederationError",
     "PartitionError",
     "PipelineError",
+    "PolicyRefusal",
     "RunDirError",
     "VoteError",
 ]
@@ -50,3 +51,18 @@ class VoteError(FederationError, ValueError):
 
 class DeviceLogError(FederationError, ValueError):
     """The device's log is unreadable, or a vote would exceed the device's own budget."""
+
+
+class PolicyRefusal(FederationError, PermissionError):
+    """A request outside the device's own privacy policy (DESIGN.md 5.4b); nothing is released.
+
+    The message starts with :data:`strategies.keys.POLICY_REFUSAL` and the rule's name, so the
+    server can count the refusal (an error reply is never charged) and a person can read why.
+    """
+
+    def __init__(self, rule: str, detail: str) -> None:
+        # Local: importing strategies loads torch, which the torch-free report (it imports these errors) avoids.
+        from strategies.keys import POLICY_REFUSAL
+
+        self.rule = rule
+        super().__init__(f"{POLICY_REFUSAL} ({rule}): {detail}")

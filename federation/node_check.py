@@ -18,7 +18,7 @@ from federation.client_app import client_id_of
 from federation.client_data import load_client_data
 from federation.config import Config, reads_client_data
 from federation.data import dataset_info
-from federation.device_log import device_log_of
+from federation.device_policy import device_policy_of
 
 __all__ = ["NodeCheck", "check_node", "format_node_check"]
 
@@ -36,6 +36,7 @@ class NodeCheck:
     problems: tuple[str, ...] = field(metadata={"help": "why it is not ready, one line each"})
     device_spent: float | None = field(default=None, metadata={"help": "Σε of its own privacy-log, None without one"})
     device_budget: float | None = field(default=None, metadata={"help": "its own max-epsilon, None without one"})
+    policy: tuple[str, ...] = field(default=(), metadata={"help": "its privacy policy, as lines for a person"})
 
 
 def check_node(node_config: Mapping[str, Any], config: Config) -> NodeCheck:
@@ -43,7 +44,9 @@ def check_node(node_config: Mapping[str, Any], config: Config) -> NodeCheck:
 
     A node is ready when it holds at least one example and, for a data-dependent score (SNIP),
     at least ``score-examples`` of them (with fewer it abstains from every vote), and, with its
-    own ``privacy-log`` and ``max-epsilon``, has budget left. Data-free
+    own ``privacy-log`` and ``max-epsilon``, has budget left, and its own ``min-examples`` is not
+    above ``score-examples``. The node's privacy policy (:mod:`federation.device_policy`) is
+    part of the result, so the owner sees what the device will refuse. Data-free
     scores (magnitude, SynFlow) score no example, so only the first condition applies.
 
     Raises
@@ -71,12 +74,17 @@ def check_node(node_config: Mapping[str, Any], config: Config) -> NodeCheck:
         if 0 < cap < config.score_examples:
             problem += f" (max-examples-per-client {cap} caps every node below score-examples)"
         problems.append(problem)
-    device = device_log_of(node_config)
+    policy = device_policy_of(node_config)  # DESIGN.md 5.4b: what this device agrees to release
+    device = policy.log
     spent = device.spent() if device is not None else None
     budget = device.max_epsilon if device is not None else None
     if spent is not None and budget is not None and spent >= budget:
         problems.append(f"its own privacy log holds ε {spent:g} >= max-epsilon {budget:g}: it will refuse every vote")
+    if reads_client_data(config) and config.score_examples < policy.min_examples:
+        problems.append(f"score-examples {config.score_examples} < its own min-examples {policy.min_examples}:"
+                        " it will refuse every vote")
     return NodeCheck(
+        policy=tuple(policy.describe()),
         device_spent=spent,
         device_budget=budget,
         client_id=client_id,
@@ -102,5 +110,6 @@ def format_node_check(check: NodeCheck) -> str:
     if check.device_spent is not None:
         budget = "no budget" if check.device_budget is None else f"max-epsilon {check.device_budget:g}"
         lines.append(f"own log    ε spent {check.device_spent:g} ({budget})")
+    lines.extend(check.policy)
     lines.extend(f"problem    {problem}" for problem in check.problems)
     return "\n".join(lines)

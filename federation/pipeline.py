@@ -251,12 +251,13 @@ def run_pipeline(
 
 def _sparsity(ticket: Ticket | None) -> dict[str, float | None]:
     if ticket is None:
-        return {"conv": None, "model": None}
+        return {"conv": None, "model": None, "paths": None}
     report = ticket.sparsity_report()
     pattern = [row for row in report.layers if row.policy.value == "pattern"]
     total = sum(row.total for row in pattern)
     kept = sum(row.kept for row in pattern)
-    return {"conv": 1.0 - kept / total if total else None, "model": report.sparsity}
+    # Kept input->output paths through the conv kernels (kernels.count_paths): 0 = disconnected.
+    return {"conv": 1.0 - kept / total if total else None, "model": report.sparsity, "paths": ticket.kernel_paths()}
 
 
 def _print_summary(summary: Mapping[str, Any], progress: Progress) -> None:

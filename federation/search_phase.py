@@ -107,6 +107,8 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         centre_fixed=True,
         kernel_vote_layers=kernel_layers,
         scope="layer",
+        allocation=config.layer_allocation,
+        connected=True,  # DESIGN.md 3: every published ticket keeps input->output paths
         clients_per_round=config.clients_per_round(),
         min_replies=config.min_replies,
         sampling_seed=config.seed,
@@ -170,8 +172,11 @@ def _progress_line(label: str, server_round: int, total: int, metrics: Mapping[s
         eps = "  ".join(parts)
     jaccard = metrics.get("jaccard")
     change = f"  jaccard {float(jaccard):.3f}" if jaccard is not None else ""
+    refusals = int(metrics.get("refused", 0))
+    refused = f"  refused by device policy {refusals}" if refusals else ""
     return (f"[{label}] round {server_round:>3}/{total}  density {float(metrics['density']):.4f}  {eps}"
-            f"  replies {int(metrics['participants'])}/{int(metrics['sampled'])}  rejected {int(metrics['rejected'])}{change}")
+            f"  replies {int(metrics['participants'])}/{int(metrics['sampled'])}  rejected {int(metrics['rejected'])}"
+            f"{refused}{change}")
 
 
 def run_search_phase(

@@ -6,8 +6,9 @@ releases only index arrays. The calibration is the one of DESIGN.md 5.1 and is a
 - Scores are means over exactly ``n = min-examples`` examples (a fresh uniform subset of the
   client's partition each round) of per-example contributions bounded to ``[0, C]``
   (``models.scores`` clips or normalises), so one example replaced moves every coordinate by at
-  most ``Δ = C / n``. The client checks that the scorer's own sensitivity is at most the ``Δ``
-  the server planned (and charged) before it draws any noise.
+  most ``Δ = C / n``. The device computes that Δ itself (:attr:`VoteRequest.own_sensitivity`;
+  its policy, :mod:`federation.device_policy`, refuses a server whose Δ differs) and checks that
+  the scorer's own sensitivity is at most Δ before it draws any noise.
 - Each domain's vote is :func:`privacy.laplace_topk` (or :func:`privacy.gumbel_topk`) with
   ``k = c`` (the domain's max-entries), the domain's ``ε`` and that ``Δ``: noise ``2kΔ/ε``, ε-DP
   under replace-one (Ding et al. 2019; Durfee & Rogers 2019). ``ε = inf`` (non-private
@@ -19,7 +20,6 @@ releases only index arrays. The calibration is the one of DESIGN.md 5.1 and is a
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +118,14 @@ class VoteRequest:
         request.check()
         return request
 
+    @property
+    def own_sensitivity(self) -> float:
+        """Δ = C / n from the C the scores are bounded by and the n examples scored (DESIGN.md 5.1).
+
+        The device calibrates its noise to this, never to the server's ``sensitivity`` field.
+        """
+        return self.clip_bound / self.min_examples
+
     def check(self) -> None:
         """Refuse configurations whose release would not be what the server charged."""
         if self.score_source not in SCORE_SOURCES:
@@ -130,9 +138,8 @@ class VoteRequest:
         if self.min_examples < 1:
             raise VoteError(f"min-examples must be >= 1. Found {self.min_examples}.")
         if self.score_source == SCORE_RECORD:
-            planned = self.clip_bound / self.min_examples
-            if not math.isclose(self.sensitivity, planned, rel_tol=_SENSITIVITY_RTOL):
-                raise VoteError(f"sensitivity must be clip-bound / min-examples = {planned}. Found {self.sensitivity}.")
+            # The server's Δ is compared with own_sensitivity by the device's policy
+            # (federation.device_policy), which refuses a mismatch by its rule's name.
             for domain in self.domains:
                 if math.isnan(domain.epsilon) or domain.epsilon <= 0:
                     raise VoteError(f"epsilon of domain {domain.name!r} must be > 0. Found {domain.epsilon}.")
@@ -205,7 +212,6 @@ def build_votes(
     generator
         Generator of the example subset.
     """
-    started = time.perf_counter()
     scorer = get(score)
     if (request.score_source == SCORE_DATA_FREE) == scorer.data_dependent:
         raise VoteError(f"score-source {request.score_source!r} does not match the scorer {score!r}.")
@@ -241,12 +247,12 @@ def build_votes(
         if request.score_source == SCORE_DATA_FREE:
             votes[domain.name] = plain_topk(scores, domain.max_entries)
             continue
+        own = request.own_sensitivity  # DESIGN.md 5.4b: the device's own Δ = C/n, never the server's
         actual = result.sensitivity(key)
-        if actual > request.sensitivity * (1 + _SENSITIVITY_RTOL):
-            raise VoteError(f"scores of {domain.name!r} have sensitivity {actual} > the planned Δ {request.sensitivity}.")
-        # DESIGN.md 5.1: one-shot noisy top-k, noise 2kΔ/ε with Δ = C/n the server planned and charged.
+        if actual > own * (1 + _SENSITIVITY_RTOL):
+            raise VoteError(f"scores of {domain.name!r} have sensitivity {actual} > Δ = C/n = {own}.")
+        # DESIGN.md 5.1: one-shot noisy top-k, noise 2kΔ/ε with Δ = C/n (which the server charged).
         mechanism = _LOCAL_TOPK[request.mechanism]
-        release = mechanism(scores, k=domain.max_entries, epsilon=domain.epsilon, sensitivity=request.sensitivity, rng=rng)
+        release = mechanism(scores, k=domain.max_entries, epsilon=domain.epsilon, sensitivity=own, rng=rng)
         votes[domain.name] = np.sort(np.asarray(release.indices, dtype=np.int64))
-    metrics["score-seconds"] = time.perf_counter() - started
     return votes, metrics

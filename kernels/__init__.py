@@ -7,6 +7,7 @@ public API; the modules behind them may change.
 """
 
 from kernels.builders import build_ticket, random_ticket, random_ticket_like
+from kernels.connectivity import connect_kernels, count_paths, erk_densities
 from kernels.edge_model import CONV_BACKENDS, EdgeModel
 from kernels.errors import (
     EdgeFormatError,
@@ -79,6 +80,9 @@ __all__ = [
     "TicketMismatchError",
     "assign_patterns",
     "build_ticket",
+    "connect_kernels",
+    "count_paths",
+    "erk_densities",
     "candidate_count",
     "compiled_pattern_conv",
     "compression_ratio",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from kernels._checks import check_fraction, check_same_layers, check_shape
+from kernels.connectivity import connect_kernels
 from kernels.errors import KernelsError
 from kernels.layer_ticket import LayerTicket
 from kernels.metadata import TicketMetadata
@@ -227,6 +228,7 @@ def build_ticket(
     density: float | Mapping[str, float],
     scope: Scope,
     metadata: TicketMetadata,
+    connected: bool = False,
 ) -> Ticket:
     """Assignment, connectivity and unstructured masks in one call (the server's post-processing).
 
@@ -255,6 +257,10 @@ def build_ticket(
         Connectivity pruning per layer or across pattern layers.
     metadata : TicketMetadata
         Stored in the ticket as given.
+    connected : bool
+        Re-choose each pattern layer's kernels (same count per layer) so that kept kernels lie on
+        input->output paths (:func:`kernels.connect_kernels`): the ticket then keeps at least
+        one path whenever every pattern layer keeps a kernel.
 
     Returns
     -------
@@ -291,6 +297,8 @@ def build_ticket(
     elif entries is not None:
         fractions = {n: _keep_fraction(f"layer {n!r}", layer.density, entries) for n, layer in patterned.items()}
     connectivity = select_kernels(scores, keep_fraction=fractions, scope=scope)
+    if connected and connectivity:
+        connectivity = connect_kernels(connectivity, scores)  # DESIGN.md 3: no layer collapse
 
     layers: dict[str, LayerTicket] = {}
     for name, layer in plan.items():

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
+from kernels.connectivity import count_paths
 from kernels.errors import KernelsError, TicketMismatchError
 from kernels.layer_ticket import LayerTicket
 from kernels.metadata import TicketMetadata
@@ -139,6 +140,16 @@ class Ticket:
             With the default 0 the ratio is over the ticket's layers only.
         """
         return self.sparsity_report(dense_parameters=dense_parameters).compression_ratio
+
+    def kernel_paths(self) -> float:
+        """Input->output paths through the kept kernels of the pattern layers (:func:`kernels.count_paths`).
+
+        ``0.0``: the ticket is disconnected (no input reaches the output: a model at chance).
+        """
+        return count_paths({
+            name: layer.connectivity for name, layer in self.layers.items()
+            if layer.policy is LayerPolicy.PATTERN and layer.connectivity is not None
+        })
 
     def jaccard(self, other: Ticket) -> float:
         """Jaccard index ``|A ∩ B| / |A ∪ B|`` of the kept weights of two tickets.

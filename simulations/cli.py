@@ -184,7 +184,8 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
     """Run the pipeline on the Simulation Engine into ``run_dir``, then render the report."""
-    from federation.client_app import app as client_app
+    from federation.client_app import build_client_app
+    from federation.device_policy import simulation_node_config
     from federation.layout import SUMMARY_FILE
     from federation.rundir import read_json
     from federation.server_app import build_server_app
@@ -193,8 +194,9 @@ def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
 
     print(f"dppt: run directory {run_dir.path}", flush=True)
     try:
-        run_on_simulation_engine(build_server_app(config, run_dir), client_app, config,
-                                 verbose=verbose)
+        # Every virtual node's policy is the one the run config implies (DESIGN.md 5.4b).
+        client_app = build_client_app(simulation_node_config(config))
+        run_on_simulation_engine(build_server_app(config, run_dir), client_app, config, verbose=verbose)
     except Exception as err:  # noqa: BLE001 - reported in one line; files written so far are kept
         print(f"dppt: the run failed: {type(err).__name__}: {err}. Files written so far are in {run_dir.path};"
               f" continue it with: dppt simulate --resume {run_dir.path}", file=sys.stderr)

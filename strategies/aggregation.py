@@ -22,7 +22,7 @@ from kernels import (
     pattern_energy,
 )
 from privacy import MechanismSpec, NoiseDiagnostic, histogram_diagnostic, noisy_topk_histogram, tally_votes
-from strategies.domains import PATTERNS_DOMAIN, VoteDomain, kernel_domain_name
+from strategies.domains import PATTERNS_DOMAIN, VoteDomain, kernel_domain_name, layer_densities
 from strategies.errors import StrategyError
 from strategies.settings import NO_CENTRAL_NOISE, SearchSettings
 
@@ -121,7 +121,9 @@ def build_next_ticket(
     largest energy ``w ** 2`` of the *public* weights; a layer with a ``kernels:<layer>`` domain
     keeps exactly its winners, another pattern layer keeps the kernels whose assigned pattern
     keeps the most energy (magnitude connectivity, ``settings.scope``); unstructured layers keep
-    their largest ``|w|``; dense layers stay dense.
+    their largest ``|w|``; dense layers stay dense. Per-layer densities follow
+    ``settings.allocation`` (:func:`strategies.domains.layer_densities`); with
+    ``settings.connected`` the kernels are re-chosen so that the ticket keeps input->output paths.
     """
     if PATTERNS_DOMAIN not in releases:
         raise StrategyError(f"releases must hold the {PATTERNS_DOMAIN!r} domain. Found {sorted(releases)}.")
@@ -144,16 +146,18 @@ def build_next_ticket(
             else:  # the energy the assigned (argmax) pattern keeps, as build_ticket does by default
                 kernel_scores[name] = pattern_energy(energy[name], library).amax(dim=-1)
     weight_scores = {name: public[name].abs() for name, p in resolved.items() if p is LayerPolicy.UNSTRUCTURED}
+    shapes = {name: tuple(public[name].shape) for name in resolved}
     return build_ticket(
-        shapes={name: tuple(public[name].shape) for name in resolved},
+        shapes=shapes,
         policies=resolved,
         library=library,
         energy=energy,
         kernel_scores=kernel_scores,
         weight_scores=weight_scores,
-        density=density,
+        density=layer_densities(shapes=shapes, policies=resolved, settings=settings, density=density),
         scope=settings.scope,  # type: ignore[arg-type]
         metadata=metadata,
+        connected=settings.connected,
     )
 
 

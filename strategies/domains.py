@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from kernels import LayerPolicy, candidate_count, kept_count, kernel_keep_fraction
+from kernels import LayerPolicy, candidate_count, erk_densities, kept_count, kernel_keep_fraction
 from privacy import UNIT_RECORD, PrivacyEvent, data_free_spec, histogram_calibration, topk_spec
 from strategies.errors import StrategyError
 from strategies.settings import SCORE_DATA_FREE, PrivacySettings, SearchSettings
@@ -32,6 +32,7 @@ __all__ = [
     "check_split",
     "domain_names",
     "kernel_domain_name",
+    "layer_densities",
     "plan_round_events",
 ]
 
@@ -108,6 +109,31 @@ def domain_names(policies: Mapping[str, LayerPolicy | str], settings: SearchSett
     return (PATTERNS_DOMAIN, *(kernel_domain_name(layer) for layer in settings.kernel_vote_layers))
 
 
+def layer_densities(
+    *,
+    shapes: Mapping[str, tuple[int, ...]],
+    policies: Mapping[str, LayerPolicy | str],
+    settings: SearchSettings,
+    density: float,
+) -> float | dict[str, float]:
+    """The weight density of each sparse layer for a round of weight ``density``.
+
+    ``uniform``: every sparse layer at ``density`` (one float). ``erk``: the pattern layers at
+    :func:`kernels.erk_densities` (their weighted mean is ``density``, each at most ``m / 9``),
+    so that a small first convolution is not cut to one kernel (layer collapse); unstructured
+    layers stay at ``density``. Public arithmetic on shapes: no privacy cost.
+    """
+    if settings.allocation == "uniform":
+        return density
+    patterned = _pattern_layers(policies)
+    cap = settings.pattern_entries / 9
+    densities: dict[str, float] = {
+        name: density for name, policy in policies.items() if LayerPolicy(policy) is LayerPolicy.UNSTRUCTURED
+    }
+    densities.update(erk_densities({name: tuple(shapes[name]) for name in patterned}, density=min(density, cap), cap=cap))
+    return densities
+
+
 def build_domains(
     *,
     shapes: Mapping[str, tuple[int, ...]],
@@ -130,8 +156,11 @@ def build_domains(
         raise StrategyError(
             f"library_size must be <= {candidates} candidates of {entries} entries. Found {settings.library_size}."
         )
+    per_layer = layer_densities(shapes=shapes, policies=policies, settings=settings, density=density)
     try:
-        fraction = kernel_keep_fraction(density, entries)
+        kernel_keep_fraction(density, entries)  # the round's density is reachable with m-entry patterns
+        fractions = {layer: kernel_keep_fraction(per_layer[layer] if isinstance(per_layer, dict) else density, entries)
+                     for layer in settings.kernel_vote_layers}
     except ValueError as err:
         raise StrategyError(f"density of round: {err}") from err
     size = settings.library_size
@@ -144,7 +173,7 @@ def build_domains(
     for name, layer in zip(names[1:], settings.kernel_vote_layers, strict=True):
         out_channels, in_channels = shapes[layer][:2]
         total = out_channels * in_channels
-        kept = kept_count(fraction, total)
+        kept = kept_count(fractions[layer], total)
         if kept == 0:
             raise StrategyError(f"density must keep at least one kernel of layer {layer!r}. Found {density}.")
         domains.append(VoteDomain(name=name, size=total, top_k=kept, max_entries=kept, layer=layer, layers=(layer,)))

@@ -37,6 +37,11 @@ CLIENT_ID_FIELD: Final = "client-id"
 # it was told there are, so a federation sized unlike the run is found at once.
 NUM_PARTITIONS_FIELD: Final = "num-partitions"
 
+# The start of the error reason of a reply a device refused under its own privacy policy (DESIGN.md
+# 5.4b), followed by the rule's name in brackets: the server counts these replies ("refused") and
+# never charges them (an error reply releases nothing).
+POLICY_REFUSAL: Final = "refused by the device's privacy policy"
+
 # Records of the server's message.
 ARRAYS_KEY: Final = "arrays"
 CONFIG_KEY: Final = "config"

@@ -67,7 +67,7 @@ class RoundVotes:
 
 
 def reply_metrics(votes: RoundVotes) -> dict[str, int | float]:
-    """The attempt's counts: sample, replies, failures, participants, every rejection reason."""
+    """The attempt's counts: sample, replies, failures, policy refusals, participants, every rejection reason."""
     plan, collection = votes.plan, votes.collection
     metrics: dict[str, int | float] = {
         "round": plan.server_round,
@@ -76,12 +76,15 @@ def reply_metrics(votes: RoundVotes) -> dict[str, int | float]:
         "sampled": len(plan.nodes),
         "replies": collection.replies,
         "failed": collection.failed,
+        "refused": int(sum(collection.refused.values())),
         "participants": len(collection.participants),
         "ticket-updated": 0,
     }
     for reason in [*(r.value for r in RejectReason), *(i.value for i in ReplyIssue)]:
         metrics[f"rejected.{reason}"] = int(collection.problems.get(reason, 0))
     metrics["rejected"] = int(sum(collection.problems.values()))
+    for rule, count in collection.refused.items():  # by the device's rule (DESIGN.md 5.4b)
+        metrics[f"refused.{rule}"] = int(count)
     return metrics
 
 

@@ -129,6 +129,10 @@ class PrivacySettings:
         return self.central_noise != NO_CENTRAL_NOISE
 
 
+# Per-layer density rules of the pattern layers (strategies.domains.layer_densities).
+ALLOCATIONS: Final = ("uniform", "erk")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchSettings:
     """What the votes decide and how a round runs."""
@@ -140,6 +144,13 @@ class SearchSettings:
         default=(), metadata={"help": "pattern layers whose connectivity is voted (kernels:<layer> domains)"}
     )
     scope: str = field(default="layer", metadata={"help": "magnitude connectivity per layer or global"})
+    allocation: str = field(
+        default="uniform",
+        metadata={"help": "per-layer density of the pattern layers: uniform, or erk (Erdős–Rényi-Kernel, kernels.erk_densities)"},
+    )
+    connected: bool = field(
+        default=True, metadata={"help": "re-choose kernels so the ticket keeps input->output paths (kernels.connect_kernels)"}
+    )
     clients_per_round: int = field(default=0, metadata={"help": "clients sampled per round (at most those connected); 0 = all"})
     min_replies: int = field(default=1, metadata={"help": "replies needed to update the ticket"})
     sampling_seed: int = field(default=0, metadata={"help": "seed of the client sampling (not of noise)"})
@@ -166,6 +177,11 @@ class SearchSettings:
         _check_choice("scope", self.scope, ("layer", "global"))
         if layers and self.scope != "layer":
             raise StrategyError(f"scope must be 'layer' when kernel_vote_layers are set. Found {self.scope!r}.")
+        _check_choice("allocation", self.allocation, ALLOCATIONS)
+        if self.allocation != "uniform" and self.scope != "layer":
+            raise StrategyError(f"scope must be 'layer' with allocation {self.allocation!r}. Found {self.scope!r}.")
+        if not isinstance(self.connected, bool):
+            raise StrategyError(f"connected must be a bool. Found {self.connected!r}.")
         _check_int("clients_per_round", self.clients_per_round, 0)
         _check_int("min_replies", self.min_replies, 1)
         _check_int("sampling_seed", self.sampling_seed, 0)

@@ -8,7 +8,9 @@ second reply from a node, a reply from a node that was not asked) are counted as
 
 Participants (the clients charged for the round) are the sampled nodes that sent a reply with
 content, valid or not, once each; error replies (and timeouts, which send nothing) are counted
-as failed and never charged.
+as failed and never charged. Among the failed, the replies a device refused under its own
+privacy policy (its error reason starts with :data:`strategies.keys.POLICY_REFUSAL`, DESIGN.md
+5.4b) are also counted as ``refused``, by rule.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from privacy import RejectReason, validate_vote
 from strategies.domains import VoteDomain
-from strategies.keys import ROUND_FIELD, VOTE_META_KEY, VOTES_KEY
+from strategies.keys import POLICY_REFUSAL, ROUND_FIELD, VOTE_META_KEY, VOTES_KEY
 
-__all__ = ["ReplyIssue", "VoteCollection", "client_id", "collect_votes", "parse_reply"]
+__all__ = ["ReplyIssue", "VoteCollection", "client_id", "collect_votes", "parse_reply", "refusal_rule"]
 
 # Room for the .npy header around the raw bytes of an Array (the header is padded to 64 bytes
 # and rarely exceeds 128); a payload larger than this plus the vote's limit is refused undecoded.
@@ -49,6 +51,20 @@ def client_id(node_id: int, identities: Mapping[int, str] | None = None) -> str:
     if identities is not None and int(node_id) in identities:
         return identities[int(node_id)]
     return str(int(node_id))
+
+
+def refusal_rule(reply: Message) -> str | None:
+    """The policy rule a device named when it refused (its error reason), or ``None``."""
+    if not reply.has_error():
+        return None
+    reason = str(reply.error.reason or "")
+    at = reason.find(POLICY_REFUSAL)
+    if at < 0:
+        return None
+    rest = reason[at + len(POLICY_REFUSAL):]
+    if rest.startswith(" (") and ")" in rest:
+        return rest[2:rest.index(")")]
+    return "unnamed"
 
 
 def _id_order(client: str) -> tuple[int, int | str]:
@@ -137,6 +153,8 @@ class VoteCollection:
         Count of every :class:`privacy.RejectReason` and :class:`ReplyIssue` value.
     failed
         Replies that carried an error (or nothing).
+    refused
+        Rule -> error replies a device refused under its own privacy policy (among ``failed``).
     replies
         Replies received, all kinds.
     """
@@ -146,6 +164,7 @@ class VoteCollection:
     participants: tuple[str, ...] = field(metadata={"help": "client ids charged for the round"})
     problems: Counter[str] = field(metadata={"help": "reason -> count"})
     failed: int = field(metadata={"help": "error replies"})
+    refused: Counter[str] = field(default_factory=Counter, metadata={"help": "policy rule -> refusals"})
     replies: int = field(metadata={"help": "replies received"})
 
 
@@ -165,6 +184,7 @@ def collect_votes(
     votes: dict[str, list[np.ndarray]] = {domain.name: [] for domain in domains}
     voters: dict[str, list[str]] = {domain.name: [] for domain in domains}
     problems: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
     seen: set[int] = set()
     participants: list[str] = []
     failed = received = 0
@@ -172,6 +192,9 @@ def collect_votes(
         received += 1
         if reply.has_error() or not reply.has_content():
             failed += 1
+            rule = refusal_rule(reply)
+            if rule is not None:
+                refused[rule] += 1
             continue
         node = int(reply.metadata.src_node_id)
         if node not in expected:
@@ -193,5 +216,6 @@ def collect_votes(
         participants=tuple(sorted(participants, key=_id_order)),
         problems=problems,
         failed=failed,
+        refused=refused,
         replies=received,
     )

@@ -169,22 +169,30 @@ def sparsity_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
 
 
 def vote_quality_section(inputs: RunInputs) -> list[Block]:
-    """Section 9: per search round (every attempt), sampled, replies, failures, rejections by reason."""
+    """Section 9: per search round (every attempt), sampled, replies, failures, device refusals, rejections by reason."""
     blocks: list[Block] = [Heading(level=2, text="9. Vote quality")]
     rows = inputs.metrics.of_kind(KIND_SEARCH_ROUND, phase=PHASE_SEARCH)
     if not rows:
         text = f"No search round is logged yet (no {KIND_SEARCH_ROUND} rows in {METRICS_FILE})."
         return [*blocks, Paragraph(text=text)]
     reasons = sorted({key for row in rows for key in row.data if key.startswith("rejected.") and row.integer(key)})
-    headers = ("round", "attempt", "sampled", "replies", "failed", "participants", "rejected",
-               *(key[len("rejected."):] for key in reasons), "noise-dominated releases")
+    headers = ("round", "attempt", "sampled", "replies", "failed", "refused by device policy", "participants",
+               "rejected", *(key[len("rejected."):] for key in reasons), "noise-dominated releases")
     cells = [
         (format_int(row.integer("round")), format_int(row.integer("attempt", default=0)),
-         *(format_int(row.integer(key)) for key in ("sampled", "replies", "failed", "participants", "rejected")),
+         *(format_int(row.integer(key)) for key in ("sampled", "replies", "failed")),
+         format_int(row.integer("refused", default=0)),
+         *(format_int(row.integer(key)) for key in ("participants", "rejected")),
          *(format_int(row.integer(key, default=0)) for key in reasons), format_int(row.integer("noise-dominated")))
         for row in rows
     ]
     blocks.append(Table.of(headers, cells))
+    refusals = sorted({key for row in rows for key in row.data if key.startswith("refused.") and row.integer(key)})
+    if refusals:  # DESIGN.md 5.4b: a device's own policy refused the request (never charged)
+        counts = ", ".join(f"{key[len('refused.'):]} {sum(row.integer(key, default=0) for row in rows)}"
+                           for key in refusals)
+        blocks.append(Paragraph(text=f"Requests refused by a device's own privacy policy, by rule: {counts}."
+                                     " A refusal releases nothing and is not charged."))
     if not reasons:
         blocks.append(Paragraph(text="No vote was rejected."))
     else:

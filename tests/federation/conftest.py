@@ -19,6 +19,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from federation.client_app import app as client_app
 from federation.config import Config
+from federation.device_policy import simulation_node_config
 
 
 class GridCrash(RuntimeError):
@@ -34,7 +35,9 @@ class InProcessGrid:
             node = secrets.randbits(63) + 1
             self.contexts[node] = Context(
                 run_id=1, node_id=node,
-                node_config={"partition-id": pid, "num-partitions": config.num_clients, "data-dir": str(data_dir)},
+                # The policy a simulation derives from the run config (DESIGN.md 5.4b), under the node's own keys.
+                node_config={**simulation_node_config(config), "partition-id": pid, "num-partitions": config.num_clients,
+                             "data-dir": str(data_dir)},
                 state=RecordDict(), run_config={},
             )
         self.apps: dict[int, Callable[[Message, Context], Message]] = {}  # per-node replacement ClientApps

@@ -34,11 +34,16 @@ def test_every_device_logs_exactly_what_the_server_charges_it(small_config, data
     _run(config, tmp_path / "run", grid)
     for pid in range(3):
         device = DeviceLog(path=tmp_path / "devices" / f"p{pid}.jsonl")
-        lines = device.entries()
-        assert [(line["round"], line["attempt"]) for line in lines] == [(1, 0), (2, 0), (3, 0)]
-        assert {line["run"] for line in lines} == {config.run_hash()}
-        assert math.isclose(device.spent(), _charged(tmp_path / "run" / LEDGER_FILE, f"partition-{pid}"))
-        assert math.isclose(device.spent(), config.epsilon)
+        votes = [line for line in device.entries() if line["kind"] == "vote"]
+        assert [(line["round"], line["attempt"]) for line in votes] == [(1, 0), (2, 0), (3, 0)]
+        assert {line["run"] for line in device.entries()} == {config.run_hash()}
+        spent = math.fsum(float(line["epsilon"]) for line in votes)
+        assert math.isclose(spent, _charged(tmp_path / "run" / LEDGER_FILE, f"partition-{pid}"))
+        assert math.isclose(spent, config.epsilon)
+        # DESIGN.md 5.4b: every training reply (plain weights) is on the log as an ε = inf release.
+        trains = [line for line in device.entries() if line["kind"] == "train"]
+        assert [line["round"] for line in trains] == list(range(1, config.train_rounds + 1))
+        assert all(line["epsilon"] == "inf" for line in trains) and device.spent() == math.inf
         assert device.path.stat().st_mode & 0o077 == 0
 
 
@@ -57,13 +62,16 @@ def test_a_device_refuses_votes_past_its_own_budget_and_is_not_charged_for_them(
     assert math.isclose(_charged(tmp_path / "run" / LEDGER_FILE, "partition-2"), 4 / 3)
     rows = [json.loads(line) for line in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
     third = next(r for r in rows if r["kind"] == KIND_SEARCH_ROUND and r["round"] == 3)
-    assert (third["failed"], third["participants"]) == (1, 2)
+    assert (third["failed"], third["participants"], third["refused"], third["refused.max-epsilon"]) == (1, 2, 1, 1)
+    # Plain trained weights are an ε = inf release: the device with a budget refused every train message.
+    assert [line["kind"] for line in device.entries()] == ["vote", "vote"]
+    assert summary["accuracy"]["dp_ticket"] is not None  # the other two nodes trained it
 
 
 def test_the_log_is_checked_before_it_is_trusted(tmp_path):
     log = DeviceLog(path=tmp_path / "log.jsonl", max_epsilon=1.0)
     assert log.record(run="r", server_round=1, attempt=0, domains={"patterns": 0.5, "kernels:conv2": 0.25}) == 0.75
-    with pytest.raises(DeviceLogError, match="own budget would be exceeded: spent 0.75 \\+ this vote 0.5"):
+    with pytest.raises(DeviceLogError, match="own budget would be exceeded: spent 0.75 \\+ this release 0.5"):
         log.record(run="r", server_round=2, attempt=0, domains={"patterns": 0.5})
     DeviceLog(path=log.path, max_epsilon=0.5).record(  # data-free: ε 0 fits even a log already over budget
         run="r", server_round=2, attempt=0, domains={"patterns": 0.0})

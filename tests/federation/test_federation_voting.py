@@ -59,7 +59,7 @@ def test_votes_are_index_arrays_of_the_configured_size_only():
         vote = votes[domain.name]
         assert vote.dtype == np.int64 and vote.ndim == 1 and vote.size == domain.max_entries
         assert np.unique(vote).size == vote.size and vote.min() >= 0 and vote.max() < domain.size
-    assert set(metrics) == {"scored-examples", "score-seconds"}  # plain metrics, never scores
+    assert set(metrics) == {"scored-examples"}  # the public n only: never scores, nor timings (W1)
     assert metrics["scored-examples"] == request.min_examples
 
 
@@ -102,7 +102,6 @@ def test_a_scorer_that_does_not_match_the_score_source_is_refused():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        (keys.SENSITIVITY_FIELD, 0.5, "sensitivity must be clip-bound / min-examples"),
         (keys.MECHANISM_FIELD, "exponential", "mechanism must be one of \\['laplace-topk', 'gumbel-topk'\\]"),
         (keys.domain_field("patterns", keys.DOMAIN_EPSILON_FIELD), 0.0, "epsilon of domain 'patterns' must be > 0"),
         (keys.DOMAINS_FIELD, "patterns", "must be <class 'list'>"),

@@ -1,0 +1,192 @@
+"""The device's own privacy policy against a hostile server (DESIGN.md 5.4b), on the in-process grid.
+
+The "server" here is the test: it crafts each message itself, as a hostile ServerApp would, and
+sends it to the real ClientApp of a node with a privacy policy and its own log. Every request
+outside the policy must come back as an error reply naming the rule, with nothing on the log.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+from federation.config import Config, ConfigError, check_names
+from federation.device_log import DeviceLog
+from federation.device_policy import DevicePolicy, device_policy_of, simulation_node_config
+from federation.model_io import build_model, plain_weights, ticket_policies
+from federation.node_check import check_node, format_node_check
+from models import prunable_layers
+from storage import encode_float
+from strategies import PrivacySettings, SearchSettings, build_domains, keys, round_config_record
+from strategies.votes import collect_votes, refusal_rule
+
+from .conftest import InProcessGrid
+
+pytestmark = pytest.mark.usefixtures("server_identity")
+
+PER_VOTE = 0.5
+
+
+def _vote_message(
+    config: Config, node: int, *, vote: dict[str, Any] | None = None, run: dict[str, Any] | None = None,
+    epsilon: float = PER_VOTE, score_source: str = "record",
+) -> Message:
+    """A train.vote message as any server could build it, with ``vote``/``run`` fields overridden."""
+    model = build_model(config, seed=config.seed)
+    policies = ticket_policies(model)
+    shapes = {name: tuple(layer.weight.shape) for name, layer in prunable_layers(model).items() if name in policies}
+    privacy = PrivacySettings(epsilon_split={"patterns": 1.0}, record_epsilon=epsilon,
+                              min_examples=config.score_examples, score_source=score_source)
+    settings = SearchSettings()
+    domains = build_domains(shapes=shapes, policies=policies, settings=settings, density=0.3)
+    vote_config = dict(round_config_record(domains=domains, privacy=privacy, settings=settings, server_round=1,
+                                           attempt=0, density=0.3))
+    vote_config.update(vote or {})
+    run_config = {key: encode_float(value) for key, value in {**config.to_dict(), **(run or {})}.items()}
+    content = RecordDict({
+        keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)),
+        keys.CONFIG_KEY: ConfigRecord(run_config),
+        keys.VOTE_CONFIG_KEY: ConfigRecord(vote_config),
+    })
+    return Message(content=content, dst_node_id=node, message_type=keys.VOTE_MESSAGE_TYPE, group_id="1")
+
+
+def _train_message(config: Config, node: int) -> Message:
+    model = build_model(config, seed=config.seed)
+    run_config = {key: encode_float(value) for key, value in config.to_dict().items()}
+    content = RecordDict({
+        keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)),
+        keys.CONFIG_KEY: ConfigRecord({**run_config, keys.ROUND_FIELD: 1}),
+    })
+    return Message(content=content, dst_node_id=node, message_type="train", group_id="1")
+
+
+@pytest.fixture
+def guarded(small_config, data_dir, tmp_path):
+    """A grid whose node 0 has its own policy (ε ≤ 0.5 a vote, Laplace only, n ≥ 64, budget 10) and log."""
+    grid = InProcessGrid(small_config, data_dir)
+    node = grid.node_of(0)
+    log = tmp_path / "device.jsonl"
+    grid.contexts[node].node_config.update({
+        "max-vote-epsilon": PER_VOTE, "mechanisms": "laplace-topk", "min-examples": 64,
+        "privacy-log": str(log), "max-epsilon": 10.0,
+    })
+    for key in ("noise-seed",):  # the derived simulation policy must not leak into this device's own
+        grid.contexts[node].node_config.pop(key, None)
+    return grid, node, DeviceLog(path=log)
+
+
+def _reply(grid: InProcessGrid, message: Message) -> Message:
+    (reply,) = grid.send_and_receive([message])
+    return reply
+
+
+def test_an_honest_request_within_the_policy_is_answered_and_logged(guarded, small_config):
+    grid, node, log = guarded
+    reply = _reply(grid, _vote_message(small_config, node))
+    assert not reply.has_error()
+    assert set(reply.content[keys.METRICS_KEY]) == {"scored-examples"}  # W1: no timing leaves the device
+    (line,) = log.entries()
+    assert (line["kind"], float(line["epsilon"])) == ("vote", PER_VOTE)
+
+
+@pytest.mark.parametrize(
+    ("rule", "vote", "run", "epsilon"),
+    [
+        ("max-vote-epsilon", {}, {}, 5.0),  # ε above the device's per-vote cap
+        ("max-vote-epsilon", {}, {"unit": "client"}, math.inf),  # plain top-k (no local noise)
+        ("sensitivity", {keys.SENSITIVITY_FIELD: 1.0 / (2 * 128)}, {}, PER_VOTE),  # Δ below C/n: less noise
+        ("noise-seed", {}, {"noise-seed": 7}, PER_VOTE),  # noise the server could predict
+        ("mechanisms", {keys.MECHANISM_FIELD: "gumbel-topk"}, {}, PER_VOTE),  # a mechanism it does not run
+        ("min-examples", {keys.MIN_EXAMPLES_FIELD: 16}, {}, PER_VOTE),  # fewer examples than it allows
+        # Training before a record-level vote voids Δ = C/n (DESIGN.md 4), whatever unit the server claims.
+        ("score-train-epochs", {}, {"unit": "client", "score-train-epochs": 1}, PER_VOTE),
+    ],
+)
+def test_a_hostile_vote_request_is_refused_by_its_rule_and_releases_nothing(
+    guarded, small_config, rule, vote, run, epsilon
+):
+    grid, node, log = guarded
+    message = _vote_message(small_config, node, vote=vote, run=run, epsilon=epsilon)
+    reply = _reply(grid, message)
+    assert reply.has_error() and refusal_rule(reply) == rule, reply.error.reason
+    assert log.entries() == []  # nothing released, nothing logged
+    collection = collect_votes([reply], domains=(), server_round=1, expected_nodes=[node])
+    assert (collection.failed, collection.participants, dict(collection.refused)) == (1, (), {rule: 1})
+
+
+def test_a_data_free_score_after_local_training_is_never_priced_at_zero(guarded, small_config):
+    """B1: magnitude of weights trained on the device's examples reads them: an unnoised ε = inf release."""
+    grid, node, log = guarded
+    run = {"unit": "client", "score": "magnitude", "score-train-epochs": 1}
+    refused = _reply(grid, _vote_message(small_config, node, run=run, score_source="data-free"))
+    assert refusal_rule(refused) == "max-vote-epsilon" and "inf" in refused.error.reason
+    grid.contexts[node].node_config.update({"max-vote-epsilon": "inf"})
+    grid.contexts[node].node_config.pop("max-epsilon")
+    answered = _reply(grid, _vote_message(small_config, node, run=run, score_source="data-free"))
+    assert not answered.has_error()
+    assert [line["epsilon"] for line in log.entries()] == ["inf"]  # the log tells the truth
+    # ... and the run config that would plan it as ε = 0 is refused before anything runs.
+    with pytest.raises(ConfigError, match="score-train-epochs must be 0 with the data-free score 'magnitude'"):
+        check_names(small_config.replace(unit="client", score="magnitude", score_train_epochs=1))
+
+
+def test_a_data_free_vote_of_public_weights_costs_nothing(guarded, small_config):
+    grid, node, log = guarded
+    reply = _reply(grid, _vote_message(small_config, node, run={"score": "magnitude"}, score_source="data-free"))
+    assert not reply.has_error()
+    assert [float(line["epsilon"]) for line in log.entries()] == [0.0]
+
+
+def test_train_is_refused_under_a_budget_and_logged_as_infinite_without_one(guarded, small_config):
+    grid, node, log = guarded
+    refused = _reply(grid, _train_message(small_config, node))
+    assert refusal_rule(refused) == "train" and log.entries() == []
+    grid.contexts[node].node_config.pop("max-epsilon")
+    answered = _reply(grid, _train_message(small_config, node))
+    assert not answered.has_error()
+    (line,) = log.entries()
+    assert (line["kind"], line["epsilon"]) == ("train", "inf")
+
+
+def test_the_noise_is_calibrated_to_the_devices_own_delta_not_the_servers(guarded, small_config):
+    """A Δ above C/n (more noise than the server charged) is refused too: the ledger must match the release."""
+    grid, node, log = guarded
+    reply = _reply(grid, _vote_message(small_config, node, vote={keys.SENSITIVITY_FIELD: 1.0}))
+    assert refusal_rule(reply) == "sensitivity" and log.entries() == []
+
+
+def test_the_policy_comes_from_the_node_config_with_safe_defaults_and_clear_errors(tmp_path):
+    default = device_policy_of({})
+    assert (default.max_vote_epsilon, default.mechanisms, default.min_examples, default.log) == (
+        1.0, ("laplace-topk", "gumbel-topk"), 1, None)
+    policy = device_policy_of({"max-vote-epsilon": "inf", "mechanisms": "gumbel-topk", "min-examples": 32})
+    assert (policy.max_vote_epsilon, policy.mechanisms, policy.min_examples) == (math.inf, ("gumbel-topk",), 32)
+    with pytest.raises(ConfigError, match="mechanisms must be a comma-separated list of laplace-topk, gumbel-topk"):
+        device_policy_of({"mechanisms": "exponential"})
+    with pytest.raises(ConfigError, match="max-vote-epsilon in the node config must be a number"):
+        device_policy_of({"max-vote-epsilon": "lots"})
+    with pytest.raises(ConfigError, match="min-examples must be an int >= 1"):
+        DevicePolicy(min_examples=0)
+
+
+def test_a_simulation_derives_each_nodes_policy_from_the_run_config():
+    config = Config(epsilon=2.0, reference_search=False, mechanism="gumbel-topk", score_examples=256, noise_seed=5)
+    policy = device_policy_of(simulation_node_config(config))
+    assert (policy.max_vote_epsilon, policy.mechanisms, policy.min_examples, policy.noise_seed) == (
+        2.0, ("gumbel-topk",), 256, 5)
+    assert device_policy_of(simulation_node_config(Config())).max_vote_epsilon == math.inf  # the ε = inf reference
+    assert "noise-seed" not in simulation_node_config(Config())
+
+
+def test_check_node_prints_the_policy(small_config, data_dir, tmp_path):
+    node_config = {"partition-id": 0, "num-partitions": 3, "data-dir": str(data_dir), "max-vote-epsilon": 0.25,
+                   "min-examples": 512, "privacy-log": str(tmp_path / "log.jsonl"), "max-epsilon": 4}
+    check = check_node(node_config, small_config)
+    text = format_node_check(check)
+    assert "max ε per vote 0.25; mechanisms laplace-topk, gumbel-topk; scores >= 512 examples" in text
+    assert "max-epsilon 4: train is refused (ε = inf)" in text
+    assert not check.ready and any("min-examples 512" in problem for problem in check.problems)
