@@ -15,9 +15,13 @@ returns, the charge is on disk (fsync) before any noise is drawn, so a crash nev
 release; a round that then fails is over-charged, never under-charged. A resumed run builds a
 new :class:`Accountant` on the same ledger file: old events are counted once, from the file.
 
-Float tolerance: totals are exact sums (``math.fsum``) compared with ``budget * (1 + 1e-9)``, so
-that a budget split into float parts (e.g. 3 x 0.1 against 0.3) is not refused for a rounding
-error; the ledger keeps the exact figures.
+Exact comparison: a budget is checked on the exact rational sum of the ledger's floats
+(:func:`privacy.budget.fits`), with no relative slack, so a spend one unit in the last place
+above the budget is refused. A budget split into float parts must therefore round its parts
+*down*: ``3 x 0.1`` is above ``0.3`` and ``5 x 0.2`` above ``1`` in exact arithmetic, while ``T``
+parts :func:`privacy.budget.share` ``(B, parts=T)`` sum to at most ``B``; this is how the
+search derives its per-round and per-domain ε. Totals are shown rounded to the nearest float
+(``math.fsum``); the ledger keeps the exact figures.
 """
 
 from __future__ import annotations
@@ -25,23 +29,15 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Final
 
 from privacy._checks import check_nonnegative
+from privacy.budget import fits, total
 from privacy.errors import BudgetExceededError, PrivacyError
 from privacy.events import UNIT_CLIENT, UNIT_RECORD, UNITS, PrivacyEvent
 from privacy.ledger import Ledger
 from privacy.totals import PrivacyTotals, build_totals
 
-__all__ = ["BUDGET_RTOL", "Accountant"]
-
-BUDGET_RTOL: Final = 1e-9
-
-
-def _exceeds(total: float, budget: float) -> bool:
-    if math.isinf(budget):
-        return False
-    return total > budget * (1.0 + BUDGET_RTOL)
+__all__ = ["Accountant"]
 
 
 class Accountant:
@@ -217,11 +213,11 @@ class Accountant:
         checks.append((UNIT_CLIENT, None, "epsilon", self._client_eps, client_eps, self._budgets[UNIT_CLIENT]))
         checks.append((UNIT_CLIENT, None, "delta", self._client_delta, client_delta, self._delta_budget))
         for unit, client, quantity, spent_values, added, budget in checks:
-            requested = math.fsum(added)
-            if requested > 0.0 and _exceeds(math.fsum([*spent_values, *added]), budget):
+            requested = total(added)
+            if requested > 0.0 and not fits(spent_values, added, budget):  # exact: no slack
                 yield BudgetExceededError(
                     unit=unit, client_id=client, quantity=quantity,
-                    spent=math.fsum(spent_values), requested=requested, budget=budget,
+                    spent=total(spent_values), requested=requested, budget=budget,
                 )
 
     @staticmethod
