@@ -12,8 +12,12 @@ Protocol (write-ahead): call :meth:`Accountant.charge` with a round's planned ev
 the round's releases happen (before sending the round's configuration to the clients). If it
 raises :class:`BudgetExceededError`, nothing was written and the round must not start; if it
 returns, the charge is on disk (fsync) before any noise is drawn, so a crash never forgets a
-release; a round that then fails is over-charged, never under-charged. A resumed run builds a
-new :class:`Accountant` on the same ledger file: old events are counted once, from the file.
+release; a round that then fails is over-charged, never under-charged. A release that has
+already happened (a client that replied, a round interrupted after its messages left) is
+appended with :meth:`Accountant.record`, which checks no budget: recording it is not optional
+(DESIGN.md 5.4: never forget a release), and a ledger then over a budget shows it in its
+totals. A resumed run builds a new :class:`Accountant` on the same ledger file: old events are
+counted once, from the file.
 
 Exact comparison: a budget is checked on the exact rational sum of the ledger's floats
 (:func:`privacy.budget.fits`), with no relative slack, so a spend one unit in the last place
@@ -257,5 +261,26 @@ class Accountant:
         first = next(iter(self._violations(batch)), None)
         if first is not None:
             raise first
+        self._ledger.append(batch)
+        self._sync()
+
+    def record(self, events: Iterable[PrivacyEvent]) -> None:
+        """Append releases that already happened as one ledger batch, without any budget check.
+
+        The release happened; recording it is not optional (DESIGN.md 5.4: a release is never
+        forgotten). Use it for what cannot be undone (the votes of the clients that replied, a
+        round interrupted after its messages left), and :meth:`charge` for what is only planned.
+        The ledger may then be over a budget: its totals (and :meth:`remaining`) show it, and the
+        caller must stop. An empty ``events`` does nothing.
+
+        Raises
+        ------
+        PrivacyError, LedgerError
+            On invalid events or a ledger problem (e.g. an ``event_id`` already recorded); nothing
+            is written then.
+        """
+        batch = self._as_events(events)
+        if not batch:
+            return
         self._ledger.append(batch)
         self._sync()

@@ -1,4 +1,5 @@
-"""Accountant: per-unit totals, budgets checked exactly before anything is written, inf and 0 events."""
+"""Accountant: per-unit totals, budgets checked exactly before anything is written, inf and 0
+events, and releases that happened recorded whatever the budget."""
 
 from __future__ import annotations
 
@@ -177,3 +178,20 @@ def test_accountant_sees_events_appended_through_the_same_ledger(tmp_path: Path)
     accountant.ledger.append([record(1, ("a",), 0.9)])
     assert accountant.would_exceed([record(2, ("a",), 0.2)]) is not None
 
+
+def test_record_appends_a_release_that_happened_whatever_the_budget(tmp_path: Path) -> None:
+    accountant = make(tmp_path)
+    accountant.charge([record(1, ("a", "b"), 0.75)])
+    happened = [record(2, ("a",), 0.5), central(2, 2.5)]
+    assert accountant.would_exceed(happened) is not None
+    accountant.record(happened)  # DESIGN.md 5.4: never forget a release
+    assert accountant.ledger.num_batches == 2 and Ledger(accountant.ledger.path).events[-2:] == tuple(happened)
+    assert accountant.record_epsilon_by_client() == {"a": 1.25, "b": 0.75}
+    assert accountant.remaining(unit="record", client_id="a")[0] < 0 and accountant.remaining(unit="client")[0] < 0
+    assert accountant.would_exceed([record(3, ("a",), 1e-9)]) is not None  # over its budget: refused from now on
+    assert accountant.would_exceed([record(3, ("b",), 0.25)]) is None
+    accountant.record([])
+    assert accountant.ledger.num_batches == 2
+    with pytest.raises(PrivacyError, match="PrivacyEvent"):
+        accountant.record(["event"])  # type: ignore[list-item]
+    assert accountant.ledger.num_batches == 2
