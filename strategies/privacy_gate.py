@@ -45,7 +45,7 @@ from privacy import (
     signal_to_noise,
 )
 from strategies.aggregation import DomainRelease, release_domain
-from strategies.domains import VoteDomain, plan_round_events
+from strategies.domains import VoteDomain, domain_epsilon, plan_round_events
 from strategies.errors import SearchStopped, StrategyError
 from strategies.rounds import Releaser, RoundPlan, RoundVotes
 from strategies.schedule import DensitySchedule
@@ -209,11 +209,12 @@ class PrivacyGate(SearchStart, Strategy):
         self, domain: VoteDomain, votes: Sequence[np.ndarray], events: Sequence[PrivacyEvent]
     ) -> DomainRelease:
         """One domain's winners; with central noise (DESIGN.md 5.2) a release already charged."""
-        # DESIGN.md 5.2/5.4: the domain's share of the round's client-level ε, as planned and charged;
-        # Laplace of scale min(c, K)/ε (discrete Laplace c/ε) then top-K (privacy.histogram_calibration).
+        # DESIGN.md 5.2/5.4: the domain's share of the round's client-level ε, as planned and charged
+        # (the same domain_epsilon); Laplace of scale min(c, K)/ε (discrete Laplace c/ε) then top-K
+        # (privacy.histogram_calibration).
         release = release_domain(
             votes, domain, central_noise=self._privacy.central_noise,
-            epsilon=self._privacy.epsilon_split[domain.name] * self._privacy.client_epsilon, rng=self._noise_rng,
+            epsilon=domain_epsilon(self._privacy, domain.name, UNIT_CLIENT), rng=self._noise_rng,
         )
         self._check_charged(release, events)
         return release
