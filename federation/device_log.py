@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from federation.errors import DeviceLogError
 from federation.messages import NODE_MAX_EPSILON, NODE_PRIVACY_LOG
-from privacy import BUDGET_RTOL
+from privacy import fits
 from storage import append_durably, decode_float, encode_float
 
 __all__ = ["DEVICE_LOG_SCHEMA", "DeviceLog", "DeviceLogError", "device_log_of"]
@@ -96,7 +96,7 @@ class DeviceLog:
     def _refuse_over_budget(self, spent: float, epsilon: float) -> None:
         if self.max_epsilon is None or epsilon == 0:
             return
-        if spent + epsilon > self.max_epsilon * (1 + BUDGET_RTOL):
+        if not fits([spent], epsilon, self.max_epsilon):  # exact, no slack (DESIGN.md 5.4)
             raise DeviceLogError(
                 f"this device's own budget would be exceeded: spent {spent:g} + this release {epsilon:g} > max-epsilon"
                 f" {self.max_epsilon:g} (its log {self.path}); the node refuses it"

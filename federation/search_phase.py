@@ -2,10 +2,12 @@
 
 Budgets and per-round calibration (DESIGN.md 5.4): a search of ``T = search-rounds`` rounds gives
 every round ``ε / T`` of each client's record-level budget ``epsilon`` and ``client-epsilon / T``
-of the server's client-level budget, so a client that takes part in every round spends exactly
-its budget; the accountant refuses any round (a retry included) that would go beyond it, and the
-search then stops with the last ticket. Within a round the ε is split over the vote domains
-(``patterns``, and ``kernels:<layer>`` with ``kernel-votes``) by ``pattern-share``.
+of the server's client-level budget, rounded down to a float (:func:`privacy.share`), so a
+client that takes part in every round spends at most its budget, exactly, and all ``T`` rounds
+fit; the accountant (which compares exactly) refuses any round (a retry included) that would go
+beyond it, and the search then stops with the last ticket. Within a round the ε is split over
+the vote domains (``patterns``, and ``kernels:<layer>`` with ``kernel-votes``) by
+``pattern-share``, each part rounded down too (:func:`strategies.domain_epsilon`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from federation.model_io import plain_weights, ticket_policies
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy
 from models import prunable_layers
-from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, ReleaseJournal
+from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, ReleaseJournal, share
 from strategies import (
     NO_CENTRAL_NOISE,
     PATTERNS_DOMAIN,
@@ -89,15 +91,16 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         epsilon_split=split,
         score_source=SCORE_DATA_FREE if data_free else SCORE_RECORD,
         local_mechanism=config.mechanism,
-        # DESIGN.md 5.4: per round ε / T of the whole-search budget (basic composition over T rounds).
-        record_epsilon=record_budget / rounds if math.isfinite(record_budget) else math.inf,
+        # DESIGN.md 5.4: per round ε / T of the whole-search budget (basic composition over T rounds),
+        # rounded down so that T rounds sum to at most the budget exactly (inf stays inf).
+        record_epsilon=share(record_budget, parts=rounds),
         clip_mode=config.clip_mode,
         clip_bound=config.clip_bound,  # C; 1 under clip-mode=normalise (config.check_names)
         min_examples=config.score_examples,  # DESIGN.md 5.1: clients score exactly n examples, Δ = C / n
         central_noise=config.central_noise if central_on and math.isfinite(client_budget) else NO_CENTRAL_NOISE,
-        # DESIGN.md 5.2/5.4: the server's central releases, ε / T per round (basic composition); 1.0 is unused
-        # without central noise.
-        client_epsilon=client_budget / rounds if math.isfinite(client_budget) else 1.0,
+        # DESIGN.md 5.2/5.4: the server's central releases, ε / T per round (basic composition), rounded down
+        # as above; 1.0 is unused without central noise.
+        client_epsilon=share(client_budget, parts=rounds) if math.isfinite(client_budget) else 1.0,
         noise_seed=None if config.noise_seed < 0 else config.noise_seed,
         phase=search_phase(reference=reference),
     )

@@ -7,7 +7,8 @@ numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
 - Client level, on the server (5.2): :func:`tally_votes`, :func:`noisy_topk_histogram`.
 - Enforced sensitivity (5.3): :func:`validate_vote`.
 - Accounting (5.4): :class:`PrivacyEvent`, :class:`Ledger`, :class:`Accountant` (its
-  :meth:`~Accountant.totals`: the :class:`PrivacyTotals` a run quotes),
+  :meth:`~Accountant.totals`: the :class:`PrivacyTotals` a run quotes), exact budget arithmetic
+  (:func:`fits`, :func:`share`, :func:`total`, :func:`exact`),
   :class:`ReleaseJournal` (write-ahead record of asked releases, for crashes),
   :func:`compare_composition`.
 - Noise (5.5): :func:`make_rng`, :func:`discrete_laplace_noise`.
@@ -15,8 +16,9 @@ numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
 - Auditing: :func:`epsilon_lower_bound`.
 """
 
-from privacy.accountant import BUDGET_RTOL, Accountant
+from privacy.accountant import Accountant
 from privacy.audit import AuditResult, clopper_pearson, epsilon_lower_bound
+from privacy.budget import exact, fits, share, total
 from privacy.comparison import CompositionComparison, compare_composition
 from privacy.diagnostics import NoiseDiagnostic, histogram_diagnostic, score_diagnostic, signal_to_noise
 from privacy.discrete_laplace import discrete_laplace_noise, rational_scale
@@ -74,7 +76,6 @@ from privacy.sensitivity import clipped_mean, record_sensitivity
 from privacy.validation import RejectReason, VoteCheck, validate_vote
 
 __all__ = [
-    "BUDGET_RTOL",
     "DATA_FREE",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
@@ -122,6 +123,8 @@ __all__ = [
     "draw_laplace_topk",
     "draw_noisy_histogram",
     "epsilon_lower_bound",
+    "exact",
+    "fits",
     "gaussian_delta",
     "gaussian_epsilon",
     "gaussian_noise_multiplier",
@@ -139,8 +142,10 @@ __all__ = [
     "rational_scale",
     "record_sensitivity",
     "score_diagnostic",
+    "share",
     "signal_to_noise",
     "tally_votes",
     "topk_spec",
+    "total",
     "validate_vote",
 ]

@@ -12,12 +12,20 @@ Protocol (write-ahead): call :meth:`Accountant.charge` with a round's planned ev
 the round's releases happen (before sending the round's configuration to the clients). If it
 raises :class:`BudgetExceededError`, nothing was written and the round must not start; if it
 returns, the charge is on disk (fsync) before any noise is drawn, so a crash never forgets a
-release; a round that then fails is over-charged, never under-charged. A resumed run builds a
-new :class:`Accountant` on the same ledger file: old events are counted once, from the file.
+release; a round that then fails is over-charged, never under-charged. A release that has
+already happened (a client that replied, a round interrupted after its messages left) is
+appended with :meth:`Accountant.record`, which checks no budget: recording it is not optional
+(DESIGN.md 5.4: never forget a release), and a ledger then over a budget shows it in its
+totals. A resumed run builds a new :class:`Accountant` on the same ledger file: old events are
+counted once, from the file.
 
-Float tolerance: totals are exact sums (``math.fsum``) compared with ``budget * (1 + 1e-9)``, so
-that a budget split into float parts (e.g. 3 x 0.1 against 0.3) is not refused for a rounding
-error; the ledger keeps the exact figures.
+Exact comparison: a budget is checked on the exact rational sum of the ledger's floats
+(:func:`privacy.budget.fits`), with no relative slack, so a spend one unit in the last place
+above the budget is refused. A budget split into float parts must therefore round its parts
+*down*: ``3 x 0.1`` is above ``0.3`` and ``5 x 0.2`` above ``1`` in exact arithmetic, while ``T``
+parts :func:`privacy.budget.share` ``(B, parts=T)`` sum to at most ``B``; this is how the
+search derives its per-round and per-domain ε. Totals are shown rounded to the nearest float
+(``math.fsum``); the ledger keeps the exact figures.
 """
 
 from __future__ import annotations
@@ -25,23 +33,15 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Final
 
 from privacy._checks import check_nonnegative
+from privacy.budget import fits, total
 from privacy.errors import BudgetExceededError, PrivacyError
 from privacy.events import UNIT_CLIENT, UNIT_RECORD, UNITS, PrivacyEvent
 from privacy.ledger import Ledger
 from privacy.totals import PrivacyTotals, build_totals
 
-__all__ = ["BUDGET_RTOL", "Accountant"]
-
-BUDGET_RTOL: Final = 1e-9
-
-
-def _exceeds(total: float, budget: float) -> bool:
-    if math.isinf(budget):
-        return False
-    return total > budget * (1.0 + BUDGET_RTOL)
+__all__ = ["Accountant"]
 
 
 class Accountant:
@@ -217,11 +217,11 @@ class Accountant:
         checks.append((UNIT_CLIENT, None, "epsilon", self._client_eps, client_eps, self._budgets[UNIT_CLIENT]))
         checks.append((UNIT_CLIENT, None, "delta", self._client_delta, client_delta, self._delta_budget))
         for unit, client, quantity, spent_values, added, budget in checks:
-            requested = math.fsum(added)
-            if requested > 0.0 and _exceeds(math.fsum([*spent_values, *added]), budget):
+            requested = total(added)
+            if requested > 0.0 and not fits(spent_values, added, budget):  # exact: no slack
                 yield BudgetExceededError(
                     unit=unit, client_id=client, quantity=quantity,
-                    spent=math.fsum(spent_values), requested=requested, budget=budget,
+                    spent=total(spent_values), requested=requested, budget=budget,
                 )
 
     @staticmethod
@@ -261,5 +261,26 @@ class Accountant:
         first = next(iter(self._violations(batch)), None)
         if first is not None:
             raise first
+        self._ledger.append(batch)
+        self._sync()
+
+    def record(self, events: Iterable[PrivacyEvent]) -> None:
+        """Append releases that already happened as one ledger batch, without any budget check.
+
+        The release happened; recording it is not optional (DESIGN.md 5.4: a release is never
+        forgotten). Use it for what cannot be undone (the votes of the clients that replied, a
+        round interrupted after its messages left), and :meth:`charge` for what is only planned.
+        The ledger may then be over a budget: its totals (and :meth:`remaining`) show it, and the
+        caller must stop. An empty ``events`` does nothing.
+
+        Raises
+        ------
+        PrivacyError, LedgerError
+            On invalid events or a ledger problem (e.g. an ``event_id`` already recorded); nothing
+            is written then.
+        """
+        batch = self._as_events(events)
+        if not batch:
+            return
         self._ledger.append(batch)
         self._sync()

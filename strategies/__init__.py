@@ -6,7 +6,8 @@ tickets, never on ``nn.Module`` s. Public API:
 - :class:`PatternSearch` (the plain search strategy), :class:`PrivacyGate` (the accounting wrapper
   around it) and :func:`run_search` (the one loop), :class:`SearchOutcome`.
 - Settings: :class:`SearchSettings`, :class:`PrivacySettings`, :class:`DensitySchedule`.
-- Domains and accounting plan: :class:`VoteDomain`, :func:`build_domains`, :func:`plan_round_events`.
+- Domains and accounting plan: :class:`VoteDomain`, :func:`build_domains`, :func:`plan_round_events`,
+  :func:`domain_epsilon` (a domain's ε in a round, as charged).
 - Replies: :func:`collect_votes`, :func:`parse_reply`, :class:`ReplyIssue`.
 - Aggregation: :func:`release_domain`, :func:`build_next_ticket`, :func:`plain_topk`.
 - Wire format: :mod:`strategies.keys` (message type and record keys), :func:`ticket_record`,
@@ -22,6 +23,7 @@ from strategies.domains import (
     VoteDomain,
     build_domains,
     check_split,
+    domain_epsilon,
     domain_names,
     kernel_domain_name,
     plan_round_events,
@@ -77,6 +79,7 @@ __all__ = [
     "check_split",
     "client_id",
     "collect_votes",
+    "domain_epsilon",
     "domain_names",
     "kernel_domain_name",
     "keys",

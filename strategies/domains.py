@@ -9,17 +9,27 @@
 :func:`plan_round_events` lists the round's releases (DESIGN.md 5.4): per domain one
 record-unit event charged to every participant (``ε = 0`` data-free events for data-free
 scores), and, with central noise, one client-unit (server) event. Domains compose
-sequentially within the round; their ε are the round's ε times the configured split.
+sequentially within the round; their ε are the round's ε times the configured split,
+rounded down (:func:`domain_epsilon`) so that they sum to at most the round's ε exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Final
 
 from kernels import LayerPolicy, candidate_count, erk_densities, kept_count, kernel_keep_fraction
-from privacy import UNIT_RECORD, PrivacyEvent, data_free_spec, histogram_calibration, topk_spec
+from privacy import (
+    UNIT_CLIENT,
+    UNIT_RECORD,
+    PrivacyEvent,
+    data_free_spec,
+    histogram_calibration,
+    share,
+    topk_spec,
+)
 from strategies.errors import StrategyError
 from strategies.settings import SCORE_DATA_FREE, PrivacySettings, SearchSettings
 
@@ -30,6 +40,7 @@ __all__ = [
     "VoteDomain",
     "build_domains",
     "check_split",
+    "domain_epsilon",
     "domain_names",
     "kernel_domain_name",
     "layer_densities",
@@ -189,6 +200,32 @@ def check_split(domains: Sequence[VoteDomain] | Sequence[str], privacy: PrivacyS
         )
 
 
+def domain_epsilon(privacy: PrivacySettings, domain_name: str, unit: str) -> float:
+    """The ε of domain ``domain_name`` in one round under ``unit`` (DESIGN.md 5.4).
+
+    ``f_d`` times the round's ε of the unit (``record_epsilon`` for the record unit,
+    ``client_epsilon`` for the client unit), rounded down to a float (:func:`privacy.share`), so
+    that the domains of a round sum to at most the round's ε exactly and the accountant, which
+    compares exactly, never finds a round above its share. Should the float split sum to a little
+    more than 1 in exact arithmetic (``0.2 + 0.8`` does), every ``f_d`` is divided by that
+    exact sum first. The planned events, the clients' vote configuration and the central release
+    all take their ε from here, so the ε used is the ε charged.
+
+    Raises
+    ------
+    StrategyError
+        If ``domain_name`` is not in the split or ``unit`` is not a privacy unit.
+    """
+    split = privacy.epsilon_split
+    if domain_name not in split:
+        raise StrategyError(f"domain_name must be one of the split's domains {sorted(split)}. Found {domain_name!r}.")
+    round_epsilon = {UNIT_RECORD: privacy.record_epsilon, UNIT_CLIENT: privacy.client_epsilon}
+    if unit not in round_epsilon:
+        raise StrategyError(f"unit must be one of {list(round_epsilon)}. Found {unit!r}.")
+    whole = sum((Fraction(fraction) for fraction in split.values()), Fraction(0))
+    return share(round_epsilon[unit], Fraction(split[domain_name]) / max(whole, Fraction(1)))
+
+
 def plan_round_events(
     domains: Sequence[VoteDomain],
     privacy: PrivacySettings,
@@ -208,6 +245,8 @@ def plan_round_events(
     - client unit (only with central noise and ``include_central``): the server's noisy top-K,
       :func:`privacy.histogram_calibration` with ``K_d``, ``c_d`` and ``ε = f_d * client_epsilon``.
 
+    Each ``f_d * ε`` is :func:`domain_epsilon` (rounded down, exact sums at most the round's ε).
+
     An empty ``participants`` plans nothing (no vote is read, nothing is released).
     """
     check_split(domains, privacy)
@@ -216,20 +255,19 @@ def plan_round_events(
         return ()
     events: list[PrivacyEvent] = []
     for domain in domains:
-        fraction = privacy.epsilon_split[domain.name]
         if privacy.score_source == SCORE_DATA_FREE:
             record = data_free_spec(UNIT_RECORD)
         else:
             record = topk_spec(
                 mechanism=privacy.local_mechanism, k=domain.max_entries,
-                epsilon=fraction * privacy.record_epsilon, sensitivity=privacy.sensitivity,
+                epsilon=domain_epsilon(privacy, domain.name, UNIT_RECORD), sensitivity=privacy.sensitivity,
             )
         specs = [record]
         if privacy.central and include_central:
             specs.append(
                 histogram_calibration(
                     top_k=domain.top_k, max_entries=domain.max_entries,
-                    epsilon=fraction * privacy.client_epsilon, noise=privacy.central_noise,
+                    epsilon=domain_epsilon(privacy, domain.name, UNIT_CLIENT), noise=privacy.central_noise,
                 ).spec
             )
         events.extend(

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
 from kernels import LayerPolicy, Ticket
+from privacy import UNIT_RECORD
 from strategies import keys
-from strategies.domains import VoteDomain
+from strategies.domains import VoteDomain, domain_epsilon
 from strategies.settings import SCORE_DATA_FREE, PrivacySettings, SearchSettings
 
 __all__ = ["round_config_record", "ticket_record"]
@@ -53,7 +54,8 @@ def round_config_record(
         keys.CENTRE_FIXED_FIELD: settings.centre_fixed,
     }
     for domain in domains:
-        epsilon = 0.0 if data_free else privacy.epsilon_split[domain.name] * privacy.record_epsilon
+        # DESIGN.md 5.4: the domain's ε exactly as planned and charged (strategies.domain_epsilon).
+        epsilon = 0.0 if data_free else domain_epsilon(privacy, domain.name, UNIT_RECORD)
         values[keys.domain_field(domain.name, keys.DOMAIN_SIZE_FIELD)] = domain.size
         values[keys.domain_field(domain.name, keys.DOMAIN_TOP_K_FIELD)] = domain.top_k
         values[keys.domain_field(domain.name, keys.DOMAIN_MAX_ENTRIES_FIELD)] = domain.max_entries

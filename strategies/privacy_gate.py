@@ -10,13 +10,17 @@ Each round attempt, around the wrapped strategy's hooks (DESIGN.md 5.4):
 2. :meth:`PrivacyGate.aggregate_train`: the strategy validates the replies (``collect``), the
    clients that replied are charged in one ledger batch, the ask is closed, and only then does
    the strategy use the votes (``conclude``), the central noise drawn here through its
-   ``releaser`` hook.
+   ``releaser`` hook. Should that charge exceed a budget (the ledger changed since the round was
+   planned), the repliers' releases, which happened, are recorded all the same
+   (:meth:`privacy.Accountant.record`), the ask is closed and the search stops
+   (:class:`SearchStopped`) without using the votes: the ticket does not move, no central noise
+   is drawn, and the ledger's totals show the budget exceeded.
 
 NOTE: the record-level releases happen on the clients when they reply, so the server can only
 charge them once the replies are in (before using them), and charges only the clients that
 answered; the central releases are charged before their noise is drawn (write-ahead,
 :mod:`privacy.accountant`). With a :class:`privacy.ReleaseJournal`, a round interrupted before
-its charge is charged in full for every sampled client when the run is opened again
+its charge is recorded in full for every sampled client when the run is opened again
 (:meth:`PrivacyGate.settle_interrupted_rounds`): a release is never forgotten.
 """
 
@@ -45,7 +49,7 @@ from privacy import (
     signal_to_noise,
 )
 from strategies.aggregation import DomainRelease, release_domain
-from strategies.domains import VoteDomain, plan_round_events
+from strategies.domains import VoteDomain, domain_epsilon, plan_round_events
 from strategies.errors import SearchStopped, StrategyError
 from strategies.rounds import Releaser, RoundPlan, RoundVotes
 from strategies.schedule import DensitySchedule
@@ -173,6 +177,8 @@ class PrivacyGate(SearchStart, Strategy):
         ------
         SearchStopped
             If the accountant refuses the charge (the ledger changed since the round was planned).
+            The repliers' record-level releases happened: they are recorded anyway, the ask is
+            closed, and the votes are not used (no central release, the ticket does not move).
         StrategyError
             If ``configure_train`` was not called for ``server_round``.
         """
@@ -188,9 +194,13 @@ class PrivacyGate(SearchStart, Strategy):
         try:
             self._accountant.charge(events)  # one ledger batch, on disk before any vote is used
         except BudgetExceededError as err:
-            raise SearchStopped(err.message, server_round=server_round) from err
-        if self._journal is not None:  # charged (only the clients that answered): the ask is closed
-            self._journal.close(phase=self._privacy.phase, round=server_round, attempt=plan.attempt)
+            # DESIGN.md 5.4: the repliers released their votes when they replied; that is recorded
+            # whatever the budget says. The central releases were only planned: they are not drawn.
+            self._accountant.record([event for event in events if event.unit == UNIT_RECORD])
+            self._close_ask(server_round, plan.attempt)
+            reason = f"{err.message} The replies' releases are recorded in the ledger; their votes are not used."
+            raise SearchStopped(reason, server_round=server_round) from err
+        self._close_ask(server_round, plan.attempt)
         record_eps, _ = self._accountant.basic_composition(unit=UNIT_RECORD)
         client_eps = self._accountant.client_level_epsilon()
         arrays, metrics = self.strategy.conclude(
@@ -205,15 +215,21 @@ class PrivacyGate(SearchStart, Strategy):
                     metrics[f"snr-local.{event.domain}"] = local.ratio
         return arrays, MetricRecord(metrics)
 
+    def _close_ask(self, server_round: int, attempt: int) -> None:
+        """Close the round's ask: the clients that answered are in the ledger (and only they)."""
+        if self._journal is not None:
+            self._journal.close(phase=self._privacy.phase, round=server_round, attempt=attempt)
+
     def _release(
         self, domain: VoteDomain, votes: Sequence[np.ndarray], events: Sequence[PrivacyEvent]
     ) -> DomainRelease:
         """One domain's winners; with central noise (DESIGN.md 5.2) a release already charged."""
-        # DESIGN.md 5.2/5.4: the domain's share of the round's client-level ε, as planned and charged;
-        # Laplace of scale min(c, K)/ε (discrete Laplace c/ε) then top-K (privacy.histogram_calibration).
+        # DESIGN.md 5.2/5.4: the domain's share of the round's client-level ε, as planned and charged
+        # (the same domain_epsilon); Laplace of scale min(c, K)/ε (discrete Laplace c/ε) then top-K
+        # (privacy.histogram_calibration).
         release = release_domain(
             votes, domain, central_noise=self._privacy.central_noise,
-            epsilon=self._privacy.epsilon_split[domain.name] * self._privacy.client_epsilon, rng=self._noise_rng,
+            epsilon=domain_epsilon(self._privacy, domain.name, UNIT_CLIENT), rng=self._noise_rng,
         )
         self._check_charged(release, events)
         return release
@@ -229,23 +245,27 @@ class PrivacyGate(SearchStart, Strategy):
             raise StrategyError(f"central release of {release.domain!r} must be charged. Found {key}.")
 
     def settle_interrupted_rounds(self) -> list[ReleaseAsk]:
-        """Charge, in full, every round attempt the journal asked for but never charged; return them.
+        """Record, in full, every round attempt the journal asked for but never charged; return them.
 
         Such an attempt was interrupted (the server stopped) after its messages left and before
         the replies were charged: some clients may have released their votes to the SuperLink,
-        and the server cannot tell which. Every sampled client is charged as if it had answered
-        (conservative; a release is never forgotten, DESIGN.md 5.4), then the ask is closed as
-        ``settled``. Idempotent and cheap when nothing is open; :meth:`configure_train` calls it
-        before every round it runs.
+        and the server cannot tell which. Every sampled client is recorded as if it had answered
+        (conservative; a release is never forgotten, DESIGN.md 5.4) with
+        :meth:`privacy.Accountant.record`, which checks no budget: the releases may have happened,
+        so recording them is not optional, and a client then over its budget is refused any
+        further round. The ask is then closed as ``settled``. The journal's asks hold record-unit
+        events only: an interrupted round drew no central noise (that comes after the charge).
+        Idempotent and cheap when nothing is open; :meth:`configure_train` calls it before every
+        round it runs.
         """
         if self._journal is None:
             return []
         asks = self._journal.unsettled(self._accountant.ledger.events)
         for ask in asks:
-            self._accountant.charge(ask.events)
+            self._accountant.record(ask.events)
             self._journal.close(phase=ask.phase, round=ask.round, attempt=ask.attempt, settled=True)
             log(WARNING, "round %s attempt %s of %s was interrupted before its replies were charged: every"
-                " sampled client (%s) is charged in full", ask.round, ask.attempt, ask.phase,
+                " sampled client (%s) is recorded in full", ask.round, ask.attempt, ask.phase,
                 ", ".join(sorted({p for e in ask.events for p in e.participants})))
         return asks
 

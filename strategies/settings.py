@@ -35,6 +35,9 @@ SCORE_SOURCES: Final = (SCORE_RECORD, SCORE_DATA_FREE)
 LOCAL_MECHANISMS: Final = (LAPLACE_TOPK, GUMBEL_TOPK)
 NO_CENTRAL_NOISE: Final = "none"
 CENTRAL_NOISE_KINDS: Final = (NO_CENTRAL_NOISE, *NOISE_KINDS)
+# The split must mean what the config says (its fractions sum to 1 up to float rounding, as
+# ``(1 - s) / L`` parts do). It is not a budget slack: the domains' ε are rounded down from the
+# round's ε in exact arithmetic (strategies.domain_epsilon, DESIGN.md 5.4), whatever the float sum.
 SPLIT_RTOL: Final = 1e-9
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -58,6 +59,10 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
     per_client = _per_client(run / LEDGER_FILE)
     assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
     assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
+    for client in per_client:  # and never above it, as rationals (DESIGN.md 5.4: exact budgets)
+        spent = [Fraction(e.epsilon) for e in Ledger(run / LEDGER_FILE).events
+                 if e.unit == "record" and client in e.participants]
+        assert len(spent) == 3 and sum(spent, Fraction(0)) <= Fraction(small_config.epsilon)
     assert summary["epsilon"]["record"]["max"] == max(per_client.values())
     assert summary["epsilon"]["record"]["per-client"] == per_client
     # summary.json's "epsilon" is exactly the totals of an accountant re-opened on the ledger (the one

@@ -1,8 +1,10 @@
-"""Accountant: per-unit totals, budgets checked before anything is written, inf and 0 events."""
+"""Accountant: per-unit totals, budgets checked exactly before anything is written, inf and 0
+events, and releases that happened recorded whatever the budget."""
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from privacy import (
     PrivacyError,
     PrivacyEvent,
     data_free_spec,
+    share,
 )
 
 
@@ -90,11 +93,35 @@ def test_delta_budget(tmp_path: Path) -> None:
     assert strict.would_exceed([record(1, ("a",), 0.1, delta=1e-9)]) is not None
 
 
-def test_float_splits_of_a_budget_fit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("budget", "rounds"), [(1.0, 3), (1.0, 5), (0.3, 3)])
+def test_rounds_of_a_share_of_the_budget_fit_exactly(tmp_path: Path, budget: float, rounds: int) -> None:
+    accountant = make(tmp_path, record_epsilon_budget=budget, client_epsilon_budget=budget)
+    for round_ in range(rounds):  # share rounds down: the rounds sum to at most the budget, exactly
+        accountant.charge([record(round_, ("a", "b"), share(budget, parts=rounds)),
+                           central(round_, share(budget, parts=rounds))])
+    for unit, spent in (("record", accountant.events_for(unit="record", client_id="a")),
+                        ("client", accountant.events_for(unit="client"))):
+        assert len(spent) == rounds, f"every {unit} round must be charged"
+        assert sum((Fraction(e.epsilon) for e in spent), Fraction(0)) <= Fraction(budget)
+    assert accountant.would_exceed([record(rounds, ("a",), share(budget, parts=rounds))]) is not None
+    assert accountant.would_exceed([central(rounds, share(budget, parts=rounds))]) is not None
+
+
+def test_float_literal_splits_above_the_budget_are_refused(tmp_path: Path) -> None:
     accountant = make(tmp_path, record_epsilon_budget=0.3)
-    for round_ in range(3):
-        accountant.charge([record(round_, ("a",), 0.1)])  # 0.1 + 0.1 + 0.1 > 0.3 in floats
-    assert accountant.would_exceed([record(3, ("a",), 1e-6)]) is not None
+    accountant.charge([record(0, ("a",), 0.1)])
+    accountant.charge([record(1, ("a",), 0.1)])
+    with pytest.raises(BudgetExceededError):  # 3 x 0.1 > 0.3 exactly; the old 1e-9 slack let it in
+        accountant.charge([record(2, ("a",), 0.1)])
+
+
+def test_no_slack_above_the_budget(tmp_path: Path) -> None:
+    accountant = make(tmp_path)
+    assert accountant.would_exceed([record(1, ("a",), 1.0 + 1e-12)]) is not None
+    assert accountant.would_exceed([central(1, 2.0 + 1e-12)]) is not None
+    accountant.charge([record(1, ("a",), 1.0), central(1, 2.0)])  # exactly the budget fits
+    with pytest.raises(BudgetExceededError):
+        accountant.charge([record(2, ("a",), 1e-12)])
 
 
 def test_infinite_epsilon_needs_an_infinite_budget(tmp_path: Path) -> None:
@@ -150,3 +177,21 @@ def test_accountant_sees_events_appended_through_the_same_ledger(tmp_path: Path)
     accountant = make(tmp_path)
     accountant.ledger.append([record(1, ("a",), 0.9)])
     assert accountant.would_exceed([record(2, ("a",), 0.2)]) is not None
+
+
+def test_record_appends_a_release_that_happened_whatever_the_budget(tmp_path: Path) -> None:
+    accountant = make(tmp_path)
+    accountant.charge([record(1, ("a", "b"), 0.75)])
+    happened = [record(2, ("a",), 0.5), central(2, 2.5)]
+    assert accountant.would_exceed(happened) is not None
+    accountant.record(happened)  # DESIGN.md 5.4: never forget a release
+    assert accountant.ledger.num_batches == 2 and Ledger(accountant.ledger.path).events[-2:] == tuple(happened)
+    assert accountant.record_epsilon_by_client() == {"a": 1.25, "b": 0.75}
+    assert accountant.remaining(unit="record", client_id="a")[0] < 0 and accountant.remaining(unit="client")[0] < 0
+    assert accountant.would_exceed([record(3, ("a",), 1e-9)]) is not None  # over its budget: refused from now on
+    assert accountant.would_exceed([record(3, ("b",), 0.25)]) is None
+    accountant.record([])
+    assert accountant.ledger.num_batches == 2
+    with pytest.raises(PrivacyError, match="PrivacyEvent"):
+        accountant.record(["event"])  # type: ignore[list-item]
+    assert accountant.ledger.num_batches == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from privacy import (
-    BUDGET_RTOL,
     LAPLACE_HISTOGRAM,
     LAPLACE_TOPK,
     Accountant,
@@ -131,6 +131,11 @@ def test_a_budget_is_never_exceeded_whatever_the_rounds(planned: list[list[Priva
             except BudgetExceededError:
                 charged = False
             assert charged == (reason is None)
-            totals = accountant.record_epsilon_by_client().values()
-            assert all(total <= record_budget * (1 + BUDGET_RTOL) for total in totals)
-            assert accountant.client_level_epsilon() <= client_budget * (1 + BUDGET_RTOL)
+            # Exact (DESIGN.md 5.4): the rational sum of every unit's ε, no float slack.
+            events = accountant.ledger.events
+            for client in CLIENTS:
+                spent = sum((Fraction(e.epsilon) for e in events if e.unit == "record" and client in e.participants),
+                            Fraction(0))
+                assert spent <= Fraction(record_budget)
+            central = sum((Fraction(e.epsilon) for e in events if e.unit == "client"), Fraction(0))
+            assert central <= Fraction(client_budget)

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels import candidate_count, kept_count, kernel_keep_fraction
-from privacy import DATA_FREE, LAPLACE_HISTOGRAM, LAPLACE_MONOTONE_TOPK, UNIT_CLIENT, UNIT_RECORD
+from privacy import (
+    DATA_FREE,
+    LAPLACE_HISTOGRAM,
+    LAPLACE_MONOTONE_TOPK,
+    UNIT_CLIENT,
+    UNIT_RECORD,
+    share,
+)
 from strategies import (
     PrivacySettings,
     SearchSettings,
     StrategyError,
     VoteDomain,
     build_domains,
+    domain_epsilon,
     plan_round_events,
+    round_config_record,
 )
 
 SHAPES = {"conv1": (4, 2, 3, 3), "conv2": (6, 4, 3, 3), "fc": (10, 24), "head": (3, 10)}
@@ -105,3 +117,53 @@ def test_data_free_scores_plan_zero_epsilon_events() -> None:
 def test_no_participants_plan_nothing() -> None:
     privacy = PrivacySettings(epsilon_split=SPLIT, central_noise="laplace")
     assert plan_round_events(_domains(), privacy, participants=[], server_round=1) == ()
+
+
+# 0.2 + 0.4 + 0.4 (pattern-share 0.2, the rest over two layers) is above 1 in exact arithmetic.
+OVER_ONE = {"patterns": 0.2, "kernels:conv1": 0.4, "kernels:conv2": 0.4}
+
+
+def test_an_overshooting_float_split_is_accepted_but_above_one_exactly() -> None:
+    assert math.fsum(OVER_ONE.values()) == 1.0 and sum(map(Fraction, OVER_ONE.values())) > 1
+    PrivacySettings(epsilon_split=OVER_ONE)
+    # Rounding each f_d * ε down is not enough then: the parts of a round of ε = 1 would exceed it.
+    assert sum(Fraction(share(1.0, fraction)) for fraction in OVER_ONE.values()) > 1
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.floats(min_value=1e-6, max_value=1e6), st.sampled_from([SPLIT, OVER_ONE, {"patterns": 1.0}]))
+def test_domain_epsilons_sum_to_at_most_the_round_epsilon_exactly(round_epsilon: float, split: dict) -> None:
+    privacy = PrivacySettings(epsilon_split=split, record_epsilon=round_epsilon, central_noise="laplace",
+                              client_epsilon=round_epsilon)
+    for unit in (UNIT_RECORD, UNIT_CLIENT):
+        parts = [domain_epsilon(privacy, name, unit) for name in split]
+        assert sum(map(Fraction, parts), Fraction(0)) <= Fraction(round_epsilon)
+        assert all(part > 0 for part in parts)
+        if sum(map(Fraction, split.values())) <= 1:  # the split as given, each part rounded down
+            assert parts == [share(round_epsilon, fraction) for fraction in split.values()]
+
+
+def test_domain_epsilon_is_what_is_charged_and_what_the_clients_are_sent() -> None:
+    vote_settings = SearchSettings(kernel_vote_layers=("conv1", "conv2"))
+    domains = build_domains(shapes=SHAPES, policies=POLICIES, settings=vote_settings, density=0.25)
+    privacy = PrivacySettings(epsilon_split=OVER_ONE, record_epsilon=share(1.0, parts=3), central_noise="laplace",
+                              client_epsilon=share(0.3, parts=3), min_examples=50)
+    events = plan_round_events(domains, privacy, participants=["1"], server_round=1)
+    config = round_config_record(domains=domains, privacy=privacy, settings=vote_settings, server_round=1,
+                                 attempt=0, density=0.25)
+    for event in events:
+        assert event.epsilon == domain_epsilon(privacy, event.domain, event.unit)
+        if event.unit == UNIT_RECORD:
+            assert config[f"{event.domain}.epsilon"] == event.epsilon
+    for unit, round_epsilon in ((UNIT_RECORD, privacy.record_epsilon), (UNIT_CLIENT, privacy.client_epsilon)):
+        spent = sum((Fraction(e.epsilon) for e in events if e.unit == unit), Fraction(0))
+        assert spent <= Fraction(round_epsilon)
+
+
+def test_domain_epsilon_refuses_unknown_names() -> None:
+    privacy = PrivacySettings(epsilon_split=SPLIT)
+    with pytest.raises(StrategyError, match="domain_name must be one of"):
+        domain_epsilon(privacy, "kernels:fc", UNIT_RECORD)
+    with pytest.raises(StrategyError, match="unit must be one of"):
+        domain_epsilon(privacy, "patterns", "user")
+    assert domain_epsilon(PrivacySettings(epsilon_split=SPLIT, record_epsilon=math.inf), "patterns", UNIT_RECORD) == math.inf

@@ -2,9 +2,9 @@
 
 Each ``_check_*`` states one property; the contract runs every check for every gate in
 :data:`GATES` around every inner search of :data:`SEARCHES`, and the charge check for any reply
-pattern (hypothesis). Negative controls: two broken gates (one that only delegates, one that
-charges after the votes are used) must fail the checks they break, so that a check that cannot
-fail is caught too.
+pattern (hypothesis). Negative controls: three broken gates (one that only delegates, one that
+charges after the votes are used, one that forgets the replies' releases when their charge is
+refused) must fail the checks they break, so that a check that cannot fail is caught too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privacy import UNIT_CLIENT, UNIT_RECORD, Ledger, ReleaseJournal
+from privacy import (
+    LAPLACE_TOPK,
+    UNIT_CLIENT,
+    UNIT_RECORD,
+    BudgetExceededError,
+    Ledger,
+    PrivacyEvent,
+    ReleaseJournal,
+)
 from strategies import (
     PrivacyGate,
     PrivacySettings,
@@ -66,6 +74,22 @@ class _LateChargeGate(PrivacyGate):
         self.accountant.charge(plan_round_events(plan.domains, self.strategy.privacy,
                                                  participants=votes.collection.participants,
                                                  server_round=server_round, attempt=plan.attempt))
+        return arrays, MetricRecord(metrics)
+
+
+class _ForgetfulGate(PrivacyGate):
+    """Negative control: when the replies' charge is refused, stops without recording their releases."""
+
+    def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
+        plan, self._asked = self._asked, None
+        votes = self.strategy.collect(server_round, replies)
+        events = plan_round_events(plan.domains, self.strategy.privacy, participants=votes.collection.participants,
+                                   server_round=server_round, attempt=plan.attempt, include_central=votes.enough)
+        try:
+            self.accountant.charge(events)
+        except BudgetExceededError as err:
+            raise SearchStopped(err.message, server_round=server_round) from err
+        arrays, metrics = self.strategy.conclude(votes)
         return arrays, MetricRecord(metrics)
 
 
@@ -227,11 +251,59 @@ def _check_an_interrupted_round_is_charged_in_full_on_reopening(
     assert messages[0].content[keys.VOTE_CONFIG_KEY][keys.ATTEMPT_FIELD] == 1, "a settled attempt is not reused"
 
 
+def _check_a_release_that_happened_is_recorded_even_over_budget(
+    kit: SimpleNamespace, make: Make, tmp_path: Path
+) -> None:
+    """The ledger changes between the ask and the replies so that their charge would exceed the record
+    budget: the repliers' releases are recorded all the same (once, never forgotten), the ask is
+    closed, the search stops, and the votes are not used (no ticket, no central release)."""
+    budget = 10.0  # every search here asks ε <= 4 per round of each client: round 1 fits when planned
+    gate = make(tmp_path, journal=True, record_budget=budget)
+    behaviours = {**dict.fromkeys(range(1, 6), "honest"), 6: "hostile", 7: "failing", 8: "silent"}
+    kinds = _behaviours(kit)
+    grid = _grid(kit, gate, clients={node: kinds[kind] for node, kind in behaviours.items()})
+    messages = list(gate.configure_train(1, ARRAYS, ConfigRecord(), grid))
+    replies = grid.send_and_receive(messages)
+    declared = gate.strategy.settings.identify_clients  # type: ignore[attr-defined]
+    addressees = tuple(sorted(_client_id(int(m.metadata.dst_node_id), declared) for m in messages))
+    repliers = {_client_id(node, declared) for node, kind in behaviours.items() if kind in ("honest", "hostile")}
+    privacy = gate.strategy.privacy
+    spent_elsewhere = budget - privacy.record_epsilon / 2  # + this round's ε > budget
+    gate.accountant.ledger.append([PrivacyEvent(
+        round=1, phase="another-search", domain="patterns", layer=None, unit=UNIT_RECORD, mechanism=LAPLACE_TOPK,
+        sensitivity=0.01, noise_scale=0.02 / spent_elsewhere, epsilon=spent_elsewhere, delta=0.0,
+        participants=addressees,
+    )])
+    try:
+        gate.aggregate_train(1, replies)
+        stopped = None
+    except SearchStopped as stop:
+        stopped = stop
+    assert stopped is not None and "budget" in stopped.reason, "a charge over budget must stop the search"
+    ledger = tmp_path / "ledger.jsonl"
+    this_round = [e for e in Ledger(ledger).events if e.phase == privacy.phase]
+    charged: Counter[str] = Counter()
+    for event in this_round:
+        for client in event.charged_clients():
+            charged[client] += event.epsilon
+    assert set(charged) == repliers, f"the clients that replied must be recorded. Found {sorted(charged)}"
+    assert all(v == pytest.approx(privacy.record_epsilon) for v in charged.values())
+    assert all(e.unit == UNIT_RECORD for e in this_round), "no central noise was drawn: none is recorded"
+    assert gate.ticket is None, "the votes must not be used"
+    assert ReleaseJournal(tmp_path / "journal.jsonl", read_only=True).unsettled(()) == [], "the ask must be closed"
+    recorded = Ledger(ledger).events
+    reopened = make(tmp_path, journal=True, record_budget=budget)
+    assert reopened.settle_interrupted_rounds() == [] and Ledger(ledger).events == recorded, "recorded once"
+    remaining = [reopened.accountant.remaining(unit=UNIT_RECORD, client_id=client)[0] for client in repliers]
+    assert all(left < 0 for left in remaining), "the ledger's totals show the budget exceeded"
+
+
 CHECKS = {
     "over-budget": _check_nothing_leaves_over_budget,
     "ask-before-send": _check_ask_is_on_disk_before_the_messages_return,
     "charge-before-use": _check_repliers_are_charged_once_before_their_votes_are_used,
     "interrupted-round": _check_an_interrupted_round_is_charged_in_full_on_reopening,
+    "recorded-over-budget": _check_a_release_that_happened_is_recorded_even_over_budget,
 }
 
 
@@ -247,8 +319,10 @@ def test_gate_contract(kit: SimpleNamespace, tmp_path: Path, gate: str, search: 
 
 @pytest.mark.parametrize(
     ("broken", "check"),
-    [(_PassThroughGate, name) for name in CHECKS] + [(_LateChargeGate, "charge-before-use")],
-    ids=[f"pass-through-{name}" for name in CHECKS] + ["late-charge-charge-before-use"],
+    [(_PassThroughGate, name) for name in CHECKS] + [(_LateChargeGate, "charge-before-use"),
+                                                     (_ForgetfulGate, "recorded-over-budget")],
+    ids=[f"pass-through-{name}" for name in CHECKS] + ["late-charge-charge-before-use",
+                                                       "forgetful-recorded-over-budget"],
 )
 def test_the_contract_catches_a_broken_gate(kit: SimpleNamespace, tmp_path: Path, broken: type, check: str) -> None:
     def make(path: Path, **kwargs: object) -> PrivacyGate:
@@ -271,3 +345,23 @@ def test_gate_charges_exactly_the_repliers_for_any_reply_pattern(
 
         behaviours = {node: kind for node, kind in enumerate(kinds, start=1)}
         _check_repliers_are_charged_once_before_their_votes_are_used(kit, make, Path(folder), behaviours)
+
+
+def test_an_interrupted_round_is_recorded_in_full_even_over_budget(kit: SimpleNamespace, tmp_path: Path) -> None:
+    """Settling records the asked releases whatever the budget (they may have happened); the next round
+    of those clients is then refused cleanly."""
+    first = kit.make_search(tmp_path, journal=True, record_budget=6.0)  # 4 per round
+    grid = _grid(kit, first)
+    messages = list(first.configure_train(1, ARRAYS, ConfigRecord(), grid))
+    grid.send_and_receive(messages)  # then the server dies
+    sampled = tuple(sorted(str(m.metadata.dst_node_id) for m in messages))
+    Ledger(tmp_path / "ledger.jsonl").append([PrivacyEvent(  # spent elsewhere meanwhile: 3 + 4 > 6
+        round=1, phase="another-search", domain="patterns", layer=None, unit=UNIT_RECORD, mechanism=LAPLACE_TOPK,
+        sensitivity=0.01, noise_scale=0.02 / 3.0, epsilon=3.0, delta=0.0, participants=sampled,
+    )])
+    reopened = kit.make_search(tmp_path, journal=True, record_budget=6.0)
+    assert len(reopened.settle_interrupted_rounds()) == 1
+    charged = _record_charges(tmp_path / "ledger.jsonl")
+    assert set(charged) == set(sampled) and all(v == pytest.approx(7.0) for v in charged.values())
+    with pytest.raises(SearchStopped, match="budget"):
+        reopened.configure_train(1, ARRAYS, ConfigRecord(), _grid(kit, reopened))

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,8 +17,17 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from kernels import Ticket, enumerate_candidates
-from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, RejectReason, SeededNoiseWarning
+from privacy import (
+    UNIT_CLIENT,
+    UNIT_RECORD,
+    Accountant,
+    Ledger,
+    RejectReason,
+    SeededNoiseWarning,
+    share,
+)
 from strategies import (
+    DensitySchedule,
     PrivacySettings,
     SearchSettings,
     StrategyError,
@@ -151,6 +161,29 @@ def test_budget_refusal_stops_cleanly_and_keeps_the_last_ticket(kit: SimpleNames
     assert len(grid.sent) == 2  # round 3 sent nothing
     assert search.accountant.ledger.num_batches == 2
     assert max(search.accountant.record_epsilon_by_client().values()) == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize(("budget", "rounds"), [(1.0, 3), (1.0, 5), (0.3, 3)])
+def test_a_search_runs_every_round_and_spends_at_most_its_budget_exactly(
+    kit: SimpleNamespace, budget: float, rounds: int
+) -> None:
+    """T rounds of share(B, parts=T), split 0.2 / 0.8 (above 1 in exact arithmetic), record and central:
+    no round is refused, and every client's Σε and the server's are <= B as rationals (DESIGN.md 5.4)."""
+    per_round = share(budget, parts=rounds)
+    privacy = PrivacySettings(epsilon_split={"patterns": 0.2, "kernels:conv2": 0.8}, record_epsilon=per_round,
+                              min_examples=kit.min_examples, central_noise="laplace", client_epsilon=per_round,
+                              noise_seed=5)
+    schedule = DensitySchedule(start=4 / 9, target=0.25, decay_rounds=rounds - 1, hold_rounds=1)
+    with pytest.warns(SeededNoiseWarning):
+        search = kit.make_search(record_budget=budget, client_budget=budget, privacy=privacy, schedule=schedule)
+    outcome = run_search(search, _honest_grid(kit), arrays=ARRAYS)
+    assert outcome.stop_reason is None and outcome.completed_round == rounds
+    events = Ledger(search.accountant.ledger.path).events
+    for client in (str(node) for node in range(1, 7)):
+        spent = [e.epsilon for e in events if e.unit == UNIT_RECORD and client in e.participants]
+        assert len(spent) == 2 * rounds and sum(map(Fraction, spent), Fraction(0)) <= Fraction(budget)
+    central = [e.epsilon for e in events if e.unit == UNIT_CLIENT]
+    assert len(central) == 2 * rounds and sum(map(Fraction, central), Fraction(0)) <= Fraction(budget)
 
 
 def test_too_few_replies_keeps_the_ticket_then_stops(kit: SimpleNamespace) -> None:
