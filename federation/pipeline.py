@@ -28,7 +28,7 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from federation.errors import PipelineError
-from federation.config import UNIT_BOTH, Config, reads_client_data
+from federation.config import SERVER_ONLY_KEYS, UNIT_BOTH, Config, reads_client_data
 from federation.data import dataset_info, load_tensors
 from federation.layout import (
     CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
@@ -57,10 +57,15 @@ def _print_progress(line: str) -> None:
     print(line, flush=True)
 
 
-def config_record(config: Config, **extra: Any) -> ConfigRecord:
-    """The resolved config as a ConfigRecord (what clients rebuild their typed config from)."""
-    values: dict[str, Any] = dict(config.to_dict())
-    values.update(extra)
+def config_record(config: Config) -> ConfigRecord:
+    """The resolved config as a ConfigRecord (what clients rebuild their typed config from).
+
+    The one place a client's config is built (the search's ``train.vote`` messages and ticket
+    training's ``train`` messages both carry this record). It never holds the keys of
+    :data:`federation.config.SERVER_ONLY_KEYS`: the noise seed stays on the server (DESIGN.md 5.4b,
+    nothing the server sends can lower the noise; DESIGN.md 5.5).
+    """
+    values = {key: value for key, value in config.to_dict().items() if key not in SERVER_ONLY_KEYS}
     # ConfigRecord floats travel fine, but config.json and TOML spell inf "inf" (storage.encode_float).
     return ConfigRecord({key: encode_float(value) for key, value in values.items()})
 

@@ -85,6 +85,16 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
     assert bool((weights["conv3.weight"][~mask] == 0).all())
 
 
+def test_the_config_record_a_client_receives_never_holds_the_noise_seed():
+    from federation.config import SERVER_ONLY_KEYS, Config
+    from federation.pipeline import config_record
+
+    assert "noise-seed" in SERVER_ONLY_KEYS
+    for config in (Config(), Config(noise_seed=7)):
+        record = config_record(config)
+        assert set(record) == set(Config.keys()) - SERVER_ONLY_KEYS
+
+
 def test_a_dead_node_is_skipped_and_never_charged(small_config, data_dir, tmp_path, grid_type):
     grid = grid_type(small_config, data_dir)
     grid.dead.add(grid.node_of(2))
