@@ -184,3 +184,11 @@ def test_the_statement_module_loads_without_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == "False"
+
+
+def test_the_readme_quotes_the_main_job_s_statement_as_the_builder_writes_it(tmp_path: Path) -> None:
+    # the main job: 10 clients, all sampled in each of the 5 rounds, ε / 5 each
+    clients = tuple(f"partition-{i}" for i in range(10))
+    text = guarantee_statement(Config(), _totals(tmp_path, record=0.2, clients=clients))
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert f'"{text}"' in readme
