@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import math
 
+from federation.config import UNIT_BOTH
 from federation.layout import PHASE_SEARCH
 from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 from simulations.report.formatting import format_float
 
-__all__ = ["SEARCH_PHASE", "UNIT_BOTH", "privacy_statement", "stated_units"]
-
-SEARCH_PHASE = PHASE_SEARCH  # one name for the phase, defined with the metrics
-UNIT_BOTH = "both"
+__all__ = ["privacy_statement", "stated_units"]
 
 
 def stated_units(totals: PrivacyTotals, configured_unit: object) -> tuple[str, ...]:
@@ -30,7 +28,7 @@ def stated_units(totals: PrivacyTotals, configured_unit: object) -> tuple[str, .
 
 
 def _scope(totals: PrivacyTotals) -> str:
-    if totals.phases in ((), (SEARCH_PHASE,)):
+    if totals.phases in ((), (PHASE_SEARCH,)):
         return "over the whole search"
     return "over every release in the ledger (phases: " + ", ".join(totals.phases) + ")"
 
@@ -90,7 +88,7 @@ def privacy_statement(totals: PrivacyTotals, *, configured_unit: object) -> list
         paragraphs.append(
             "No release is in the ledger yet and no privacy unit is configured: nothing to state (ε = 0)."
         )
-    others = [phase for phase in totals.phases if phase != SEARCH_PHASE]
+    others = [phase for phase in totals.phases if phase != PHASE_SEARCH]
     if others:
         paragraphs.append(
             f"Releases of the phase(s) {', '.join(others)} are charged in the ledger and included above; any step of"
