@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from federation.errors import ConfigError
 from privacy import GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS, UNIT_CLIENT, UNIT_RECORD
@@ -26,6 +26,11 @@ UNIT_BOTH = "both"  # the record unit on the clients and the client unit on the 
 UNITS = (UNIT_RECORD, UNIT_CLIENT, UNIT_BOTH)
 MECHANISMS = (LAPLACE_TOPK, GUMBEL_TOPK)  # the clients' local noisy top-k (privacy owns them)
 CENTRAL_NOISES = NOISE_KINDS  # the server's noise on the vote counts (privacy owns them)
+NOISE_SEED_KEY: Final = "noise-seed"
+SERVER_ONLY_KEYS: Final = frozenset({NOISE_SEED_KEY})
+"""Config keys that stay on the server: the config a client receives never holds them
+(:func:`federation.pipeline.config_record`). DESIGN.md 5.4b: nothing the server sends may lower the
+noise, and a seed would (whoever knows it can subtract every draw)."""
 # Names owned by the registries of models/ and kernels/ (model, score, clip mode) and the library
 # size are checked by `check_names`, lazily: those packages load torch, which `dppt --help` and the
 # report do without.
@@ -70,7 +75,7 @@ class Config:
     min_replies: int = field(default=2, metadata=_help("replies a search round needs to update the ticket (else retried, then stopped)"))
     reference_search: bool = field(default=True, metadata=_help("also run the non-private (ε = inf) search as a simulation-only reference"))
     baselines: bool = field(default=True, metadata=_help("also train the dense model and a random ticket of the same structure as references"))
-    noise_seed: int = field(default=-1, metadata=_help("seed of all DP noise; -1 = OS entropy (a seed must stay secret)"))
+    noise_seed: int = field(default=-1, metadata=_help("seed of all DP noise, simulation only (refused under flwr run); -1 = OS entropy. A seed makes the run NOT PRIVATE: whoever knows it can remove the noise"))
     fraction_train: float = field(default=1.0, metadata=_help("fraction of clients sampled each round (search and training)"))
     local_epochs: int = field(default=1, metadata=_help("local epochs per training round"))
     batch_size: int = field(default=32, metadata=_help("local mini-batch size"))

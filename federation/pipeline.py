@@ -7,7 +7,10 @@
    not covered by the guarantee (``reference-search = false`` turns it off).
 4. Ticket training (:mod:`federation.ticket_training`): masked FedAvg from θ0 of the dense model,
    the DP ticket, the non-private ticket and a random ticket of the same structure.
-5. ``summary.json``: accuracies, sparsity, ε per unit (:meth:`privacy.Accountant.totals`), rounds, stop reason.
+5. ``summary.json``: first the guarantee in words and what participation reveals
+   (:mod:`federation.statement`), then accuracies, sparsity, ε per unit
+   (:meth:`privacy.Accountant.totals`), rounds, stop reason. It names no client: per-client figures
+   stay in the ledger.
 
 A resumed run re-opens the ledger (every release already charged stays charged), charges in full
 any round the server was killed in before charging its replies (the release journal), restores each
@@ -17,7 +20,6 @@ which has no privacy cost.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +30,7 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from federation.errors import PipelineError
-from federation.config import UNIT_BOTH, Config, reads_client_data
+from federation.config import SERVER_ONLY_KEYS, Config, reads_client_data
 from federation.data import dataset_info, load_tensors
 from federation.layout import (
     CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
@@ -39,6 +41,9 @@ from federation.client_data import partition_spec
 from federation.model_io import build_model
 from federation.rundir import RunDirectory, read_json, write_json_atomic
 from federation.search_phase import build_strategy, run_search_phase
+from federation.statement import (
+    guarantee_statement, noised_units, participation_statement, seeded_noise_warning, without_client_ids,
+)
 from federation.ticket_training import train_variant
 from kernels import Ticket, TicketMetadata, random_ticket_like
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
@@ -57,10 +62,15 @@ def _print_progress(line: str) -> None:
     print(line, flush=True)
 
 
-def config_record(config: Config, **extra: Any) -> ConfigRecord:
-    """The resolved config as a ConfigRecord (what clients rebuild their typed config from)."""
-    values: dict[str, Any] = dict(config.to_dict())
-    values.update(extra)
+def config_record(config: Config) -> ConfigRecord:
+    """The resolved config as a ConfigRecord (what clients rebuild their typed config from).
+
+    The one place a client's config is built (the search's ``train.vote`` messages and ticket
+    training's ``train`` messages both carry this record). It never holds the keys of
+    :data:`federation.config.SERVER_ONLY_KEYS`: the noise seed stays on the server (DESIGN.md 5.4b,
+    nothing the server sends can lower the noise; DESIGN.md 5.5).
+    """
+    values = {key: value for key, value in config.to_dict().items() if key not in SERVER_ONLY_KEYS}
     # ConfigRecord floats travel fine, but config.json and TOML spell inf "inf" (storage.encode_float).
     return ConfigRecord({key: encode_float(value) for key, value in values.items()})
 
@@ -92,11 +102,7 @@ def log_partitions(config: Config, run_dir: RunDirectory) -> None:
 
 def search_is_private(config: Config) -> bool:
     """Whether the search adds noise under its unit, or reads no data at all (data-free scores)."""
-    if not reads_client_data(config):
-        return True
-    record = config.unit in (UNIT_RECORD, UNIT_BOTH) and math.isfinite(config.epsilon)
-    central = config.unit in (UNIT_CLIENT, UNIT_BOTH) and math.isfinite(config.client_epsilon)
-    return record or central
+    return not reads_client_data(config) or bool(noised_units(config))
 
 
 def privacy_summary(accountant: Accountant) -> dict[str, Any]:
@@ -174,6 +180,9 @@ def run_pipeline(
     checkpoint = _Checkpoint(run_dir.file(CHECKPOINT_FILE))
     if not checkpoint.data["searches"]:
         log_partitions(config, run_dir)
+    seeded = seeded_noise_warning(config)
+    if seeded is not None:  # DESIGN.md 5.5: said first, before anything else the run prints
+        progress(f"[setup] {seeded} (noise-seed is for reproducible simulations only)")
     progress(f"[setup] {config.dataset} {config.model}, {config.num_clients} clients, unit {config.unit},"
              f" ε {config.epsilon:g} (record) / {config.client_epsilon:g} (client), target sparsity {config.sparsity:g}")
 
@@ -183,6 +192,7 @@ def run_pipeline(
         dp_ticket.save(run_dir.file(TICKET_FILE))  # atomic, like every ticket file
     reference_outcome: dict[str, Any] | None = None
     nonprivate_ticket: Ticket | None = None
+    charged = set(dp_strategy.accountant.record_epsilon_by_client())
     if not search_is_private(config):
         nonprivate_ticket = dp_ticket  # the search itself is the ε = inf pipeline: no second search
     elif config.reference_search:
@@ -190,6 +200,7 @@ def run_pipeline(
             grid, config, run_dir, model, checkpoint, reference=True, progress=progress
         )
         nonprivate_ticket = ref_strategy.ticket
+        charged |= set(ref_strategy.accountant.record_epsilon_by_client())
 
     structure = dp_ticket if dp_ticket is not None else nonprivate_ticket
     random_ticket = None
@@ -222,7 +233,11 @@ def run_pipeline(
     if "dense" in results:
         run_dir.save_weights(results["dense"]["weights"], name=DENSE_WEIGHTS_FILE)
 
+    totals = dp_strategy.accountant.totals()
     summary = {
+        # DESIGN.md 5.4b: what is private and what is not, first; then what participation reveals.
+        "guarantee": guarantee_statement(config, totals),
+        "participation": participation_statement(config),
         "status": "stopped" if dp_outcome["stop-reason"] else "completed",
         "dataset": config.dataset,
         "model": config.model,
@@ -234,10 +249,11 @@ def run_pipeline(
         "search": {
             "rounds-planned": dp_strategy.schedule.total_rounds,
             "rounds-completed": dp_outcome["completed-round"],
-            "stop-reason": dp_outcome["stop-reason"],
+            "stop-reason": without_client_ids(dp_outcome["stop-reason"], charged),
         },
         "reference": None if reference_outcome is None else {
-            "rounds-completed": reference_outcome["completed-round"], "stop-reason": reference_outcome["stop-reason"],
+            "rounds-completed": reference_outcome["completed-round"],
+            "stop-reason": without_client_ids(reference_outcome["stop-reason"], charged),
         },
         "ticket-file": TICKET_FILE if dp_ticket is not None else None,
         "ticket-training": "masked FedAvg without noise (evaluation of the ticket; not covered by the guarantee)",

@@ -4,12 +4,16 @@
 ``flwr run .`` (or a real SuperLink) loads ``simulations.flwr_app:app``, which reads the config
 once from ``context.run_config`` and also renders the report (the report lives in
 ``simulations/``, above this package). Both run the same :func:`build_server_app`.
+
+Outside the Simulation Engine two things differ, both for the devices' sake: ``reference-search``
+defaults to false (:data:`DEPLOYMENT_DEFAULTS`), and ``noise-seed`` is refused
+(:func:`check_deployable`), in one line, before a run directory is written.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from logging import ERROR
 from pathlib import Path
 
@@ -17,19 +21,34 @@ from flwr.app import Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from federation.config import Config, check_names
+from federation.config import NOISE_SEED_KEY, Config, check_names
 from federation.errors import ConfigError
 from federation.federation_size import SizeCheckedGrid
 from federation.layout import CHECKPOINT_FILE, CONFIG_FILE, LEDGER_FILE, SUMMARY_FILE
 from federation.pipeline import PipelineError, run_pipeline
 from federation.rundir import RunDirectory, read_json
 
-__all__ = ["DEPLOYMENT_KEYS", "RESUME_KEY", "build_server_app", "new_run_directory", "resume_target"]
+__all__ = [
+    "DEPLOYMENT_DEFAULTS",
+    "DEPLOYMENT_KEYS",
+    "RESUME_KEY",
+    "build_server_app",
+    "check_deployable",
+    "config_from_run_config",
+    "new_run_directory",
+    "resume_target",
+]
 
 RESUME_KEY = "resume-dir"
 DEPLOYMENT_KEYS = {RESUME_KEY: ""}
 """Run-config keys of the deployed app (``flwr run``) that are not part of a run's config:
 ``resume-dir`` names the run directory (on the server's machine) of an interrupted run to continue."""
+DEPLOYMENT_DEFAULTS = {"reference-search": False}
+"""Config keys whose default differs outside the Simulation Engine (``flwr run``, a real SuperLink;
+pyproject ``[tool.flwr.app.config]`` holds these values, and a run config without the key gets
+them too). ``reference-search``: the non-private reference search reads every client's data
+without noise (ε = ∞), a baseline for simulations (``dppt simulate`` keeps ``true``), not for
+devices that were promised a guarantee."""
 
 Progress = Callable[[str], None]
 Finalize = Callable[[RunDirectory], None]
@@ -69,15 +88,48 @@ def resume_target(path: Path, *, data_dir: str | None = None) -> tuple[RunDirect
     return RunDirectory.create(path, allow_existing=True), config
 
 
+def check_deployable(config: Config) -> None:
+    """Refuse what only a simulation may do, before anything is written.
+
+    ``noise-seed >= 0`` makes every noise draw reproducible: anyone who knows the seed can remove
+    the noise (DESIGN.md 5.5). It is a simulation-only setting (``dppt simulate``).
+
+    Raises
+    ------
+    ConfigError
+        In one line naming the key.
+    """
+    if config.noise_seed >= 0:
+        raise ConfigError(
+            f"{NOISE_SEED_KEY} must be -1 (OS entropy) under flwr run: a seed is simulation-only (dppt simulate),"
+            f" since anyone who knows it can remove the noise. Found {config.noise_seed}."
+        )
+
+
+def config_from_run_config(run_config: Mapping[str, object]) -> Config:
+    """The config of a new deployed run: :data:`DEPLOYMENT_DEFAULTS` under ``run_config``, checked.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key, a bad value or name, or a simulation-only setting (:func:`check_deployable`).
+    """
+    values = {**DEPLOYMENT_DEFAULTS, **{key: value for key, value in run_config.items() if key not in DEPLOYMENT_KEYS}}
+    config = Config.from_mapping(values)
+    check_names(config)
+    check_deployable(config)
+    return config
+
+
 def _from_run_config(run_config: dict[str, object], progress: Progress) -> tuple[Config, RunDirectory]:
     """Config and run directory from ``context.run_config``: a new run, or ``resume-dir``'s run."""
-    values = {key: value for key, value in run_config.items() if key not in DEPLOYMENT_KEYS}
     resume = str(run_config.get(RESUME_KEY, "") or "").strip()
     if not resume:
-        config = Config.from_mapping(values)
-        check_names(config)  # before the run directory exists: a bad name writes nothing
+        config = config_from_run_config(run_config)  # before the run directory exists: a bad value writes nothing
         return config, new_run_directory(config)
-    directory, config = resume_target(Path(resume), data_dir=str(values.get("data-dir", "") or "") or None)
+    data_dir = str(run_config.get("data-dir", "") or "") or None
+    directory, config = resume_target(Path(resume), data_dir=data_dir)
+    check_deployable(config)  # a run started by dppt simulate with a seed does not continue on devices
     progress(f"dppt: resuming {directory.path} with its own {CONFIG_FILE} (other run-config values are ignored)")
     return config, directory
 
@@ -104,12 +156,12 @@ def build_server_app(
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        if config is None:
-            resolved, directory = _from_run_config(dict(context.run_config), progress)
-        else:
-            resolved, directory = config, run_dir if run_dir is not None else new_run_directory(config)
-        progress(f"dppt: run directory {directory.path}")
         try:
+            if config is None:
+                resolved, directory = _from_run_config(dict(context.run_config), progress)
+            else:
+                resolved, directory = config, run_dir if run_dir is not None else new_run_directory(config)
+            progress(f"dppt: run directory {directory.path}")
             run_pipeline(SizeCheckedGrid(grid, num_clients=resolved.num_clients), resolved, directory,
                          progress=progress)
         except ConfigError as err:

@@ -80,6 +80,10 @@ class PrivacyTotals:
     def to_json(self) -> dict[str, Any]:
         """The totals as ``summary.json``'s ``"epsilon"`` section (kebab-case keys).
 
+        It names no client: the record unit is given as the largest and the mean Σε over the
+        clients charged and their number. The per-client figures, keyed by client id, stay in
+        the ledger, the operator's record (DESIGN.md 5.4b: who took part is not for publication).
+
         Floats stay floats (``inf`` included): the writer of the file encodes them, as it does
         every figure of a run directory.
         """
@@ -89,7 +93,6 @@ class PrivacyTotals:
                 "mean": self.record_epsilon_mean,
                 "clients": len(self.record_epsilon_by_client),
                 "releases": self.record_releases,
-                "per-client": dict(self.record_epsilon_by_client),
             },
             "client": {"total": self.client_epsilon, "releases": self.client_releases},
             "delta": {"record-max": self.record_delta_max, "client": self.client_delta},

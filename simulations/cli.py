@@ -177,6 +177,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     rows.append(("run directory", str(summary.get("run-dir"))))
     width = max(len(k) for k, _ in rows)
     print("\n" + "-" * (width + 40))
+    if summary.get("guarantee"):  # what is private and what is not, before any figure (federation.statement)
+        print(summary["guarantee"])
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     print("-" * (width + 40), flush=True)

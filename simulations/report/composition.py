@@ -48,7 +48,7 @@ def composition_rows(accountant: Accountant, totals: PrivacyTotals, *, target_de
     worst = totals.worst_client
     if worst is not None:
         rows.append(_compare(
-            accountant, unit=UNIT_RECORD, client_id=worst, subject=f"client {worst} (largest Σε)",
+            accountant, unit=UNIT_RECORD, client_id=worst, subject="the client with the largest Σε",
             target_delta=target_delta,
         ))
     if totals.client_releases:

@@ -93,21 +93,23 @@ def epsilon_per_round_plot(
     return to_png(figure)
 
 
-def epsilon_per_client_plot(epsilon_by_client: Mapping[str, float], *, budget: float | None) -> bytes:
-    """Bar chart of every client's record-level Σε, with the budget as a dashed line."""
-    clients = list(epsilon_by_client)
-    values = [epsilon_by_client[c] for c in clients]
-    figure = new_figure(width=max(7.0, min(16.0, 0.25 * len(clients))))
+def epsilon_per_client_plot(epsilons: Sequence[float], *, budget: float | None) -> bytes:
+    """Bar chart of the clients' record-level Σε, largest first, with the budget as a dashed line.
+
+    The bars carry ranks, not client ids: the report names no client (DESIGN.md 5.4b).
+    """
+    values = sorted(epsilons, reverse=True)
+    figure = new_figure(width=max(7.0, min(16.0, 0.25 * len(values))))
     axes = figure.add_subplot()
-    positions = list(range(len(clients)))
+    positions = list(range(len(values)))
     axes.bar(positions, [v if math.isfinite(v) else 0.0 for v in values], color="C0")
-    stride = max(1, math.ceil(len(clients) / _MAX_TICK_LABELS))
-    axes.set_xticks(positions[::stride], clients[::stride], rotation=90, fontsize=7)
+    stride = max(1, math.ceil(len(values) / _MAX_TICK_LABELS))
+    axes.set_xticks(positions[::stride], [str(p + 1) for p in positions[::stride]], fontsize=7)
     _budget_line(axes, budget, "record-level budget", "C3")
     infinite = sum(1 for v in values if not math.isfinite(v))
     if infinite:
         axes.plot([], [], " ", label=f"{infinite} client(s) with ε = inf (not private): bars not drawn")
-    axes.set_xlabel("client")
+    axes.set_xlabel("clients, ranked by Σε")
     axes.set_ylabel("Σε (record unit)")
     axes.set_title("Record-level ε spent per client")
     if axes.get_legend_handles_labels()[0]:

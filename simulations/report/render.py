@@ -17,6 +17,7 @@ from simulations.report.sections_privacy import (
     delta_section,
     epsilon_per_client_section,
     epsilon_per_round_section,
+    guarantee_line,
     header_section,
     mechanisms_section,
     statement_section,
@@ -39,6 +40,7 @@ def _blocks(run_dir: Path) -> list[Block]:
     accountant = ledger_accountant(inputs.ledger)
     totals = accountant.totals()
     return [
+        *guarantee_line(inputs, totals),  # the first line: what is private and what is not
         *header_section(inputs),
         *statement_section(inputs, totals),
         *epsilon_per_round_section(inputs, totals),
@@ -55,7 +57,10 @@ def render_report(run_dir: str | os.PathLike[str]) -> ReportPaths:
     """Write the privacy-budget report of a run from its directory alone.
 
     Reads ``config.json``, ``ledger.jsonl`` (never modified) and, when present, ``metrics.jsonl``,
-    ``summary.json``, the ticket and ``reference/ledger.jsonl``; no Flower, network or dataset.
+    ``summary.json`` and the ticket; no Flower, network or dataset. The first line is the run's
+    guarantee in words (``summary.json``'s ``"guarantee"``, else
+    :func:`federation.statement.guarantee_statement` of the same config and ledger); the report
+    names no client.
     Writes ``report.md``, ``report.html`` (plots embedded as base64 data URIs) and
     ``plots/*.png``, each atomically (temporary file, then ``os.replace``). Re-running overwrites
     those files only; a plot of this report that has no data any more is removed, so the folder

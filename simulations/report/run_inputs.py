@@ -3,8 +3,8 @@
 Required: ``config.json`` (parsed once into the typed :class:`federation.Config`, whose defaults
 fill the keys an older run lacks) and ``ledger.jsonl``. Optional (a partial run may lack them):
 ``metrics.jsonl``, ``summary.json``, the ticket (``summary.json``'s ``ticket-file``, else
-``ticket.safetensors``), ``reference/ledger.jsonl`` (only its presence is used) and the release
-journal ``ledger.journal.jsonl`` (rounds charged in full after an interruption).
+``ticket.safetensors``) and the release journal ``ledger.journal.jsonl`` (rounds charged in full
+after an interruption).
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from federation.config import Config, ConfigError
-from federation.layout import (
-    CONFIG_FILE, JOURNAL_FILE, LEDGER_FILE, METRICS_FILE, REFERENCE_LEDGER_FILE, SUMMARY_FILE, TICKET_FILE,
-)
+from federation.layout import CONFIG_FILE, JOURNAL_FILE, LEDGER_FILE, METRICS_FILE, SUMMARY_FILE, TICKET_FILE
 from privacy import Ledger, ReleaseAsk
 from simulations.report.errors import ReportError
 from simulations.report.ledger_reader import interrupted_rounds, open_ledger
@@ -87,7 +85,6 @@ class RunInputs:
     summary: Mapping[str, Any] | None = field(metadata={"help": "summary.json, None if absent"})
     ticket: Ticket | None = field(metadata={"help": "the ticket, None if absent"})
     ticket_file: str | None = field(metadata={"help": "ticket file name in the run directory"})
-    has_reference: bool = field(metadata={"help": "whether reference/ledger.jsonl exists"})
     interrupted: tuple[ReleaseAsk, ...] = field(
         default=(), metadata={"help": "round attempts charged in full after an interruption (release journal)"}
     )
@@ -136,6 +133,5 @@ def load_run(run_dir: Path) -> RunInputs:
     return RunInputs(
         run_dir=run_dir, config=_parse_config(raw, run_dir / CONFIG_FILE), config_keys=frozenset(raw), ledger=ledger,
         metrics=metrics, summary=summary, ticket=ticket, ticket_file=ticket_file,
-        has_reference=(run_dir / REFERENCE_LEDGER_FILE).is_file(),
         interrupted=interrupted_rounds(run_dir / JOURNAL_FILE),
     )

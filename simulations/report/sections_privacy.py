@@ -1,8 +1,12 @@
-"""Report sections 1 to 6: header, privacy statement, ε per round and per client, mechanisms, δ.
+"""The report's first line (the guarantee) and sections 1 to 6: header, privacy statement, ε per
+round and per client, mechanisms, δ.
 
 Every ε and δ printed here comes from the ledger through :meth:`privacy.Accountant.totals` (the
 method that also wrote summary.json's figures, so the two are never compared), written with
-:func:`format_float`.
+:func:`format_float`. The guarantee and participation sentences are
+:mod:`federation.statement`'s: read from ``summary.json`` where the run wrote them, else built by
+the same functions from the same config and ledger. No client id is printed (DESIGN.md 5.4b):
+per-client figures are shown as their distribution; the ledger keeps the ids.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from federation.layout import SUMMARY_FILE
+from federation.layout import LEDGER_FILE, SUMMARY_FILE
+from federation.statement import guarantee_statement, participation_statement
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, PrivacyTotals
+from simulations.report.errors import ReportError
 from simulations.report.composition import composition_rows
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
@@ -27,6 +33,7 @@ __all__ = [
     "delta_section",
     "epsilon_per_client_section",
     "epsilon_per_round_section",
+    "guarantee_line",
     "header_section",
     "mechanisms_section",
     "statement_section",
@@ -104,14 +111,35 @@ def header_section(inputs: RunInputs) -> list[Block]:
     ]
 
 
+def _stated(inputs: RunInputs, key: str, build: str) -> str:
+    """``summary.json``'s sentence under ``key`` if the run wrote one, else ``build`` (the same function's)."""
+    value = nested(inputs.summary, key)
+    if value is None:
+        return build
+    if not isinstance(value, str) or not value.strip():
+        raise ReportError(f"{inputs.run_dir / SUMMARY_FILE} key {key!r} must be a sentence. Found {value!r:.60}:"
+                          f" regenerate {SUMMARY_FILE} or delete it.")
+    return value
+
+
+def _guarantee(inputs: RunInputs, totals: PrivacyTotals) -> str:
+    return _stated(inputs, "guarantee", guarantee_statement(inputs.config, totals))
+
+
+def guarantee_line(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
+    """The report's first line: what is private and what is not (:func:`federation.statement.guarantee_statement`)."""
+    return [Paragraph(text=_guarantee(inputs, totals))]
+
+
 def statement_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
-    """Section 2: the guarantee in words."""
-    paragraphs = privacy_statement(
-        totals, configured_unit=inputs.config.unit, has_reference=inputs.has_reference
-    )
+    """Section 2: the guarantee in words, the ledger's figures behind it, and what participation reveals."""
+    paragraphs = privacy_statement(totals, configured_unit=inputs.config.unit)
+    participation = _stated(inputs, "participation", participation_statement(inputs.config))
     return [
         Heading(level=2, text="2. Privacy statement"),
+        Paragraph(text=_guarantee(inputs, totals)),
         *(Paragraph(text=text) for text in paragraphs),
+        Paragraph(text=participation),
     ]
 
 
@@ -168,19 +196,24 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
 
 
 def epsilon_per_client_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
-    """Section 4: every client's record-level Σε and Σδ."""
+    """Section 4: the distribution of the clients' record-level Σε and Σδ, naming no client."""
     blocks: list[Block] = [Heading(level=2, text="4. ε per client (record unit)")]
     if not totals.record_epsilon_by_client:
         return [*blocks, Paragraph(text="No record-level release is in the ledger: no client has been charged.")]
+    epsilons = list(totals.record_epsilon_by_client.values())
+    releases = list(totals.record_releases_by_client.values())
     blocks.append(Table.of(
-        ("client", "releases", "Σε", "Σδ"),
-        [(client, str(totals.record_releases_by_client[client]), format_float(eps),
-          format_float(totals.record_delta_by_client[client]))
-         for client, eps in totals.record_epsilon_by_client.items()],
+        ("clients charged", "releases (min)", "releases (max)", "Σε (min)", "Σε (mean)", "Σε (max)", "Σδ (max)"),
+        [(str(len(epsilons)), str(min(releases)), str(max(releases)), format_float(min(epsilons)),
+          format_float(totals.record_epsilon_mean), format_float(totals.record_epsilon_max),
+          format_float(totals.record_delta_max))],
     ))
+    blocks.append(Paragraph(text=(
+        f"Each client's own figures are in {LEDGER_FILE}, the operator's record; the report names no client."
+    )))
     blocks.append(Image(
-        name=EPSILON_PER_CLIENT_PLOT, alt="Record-level ε spent per client",
-        png=epsilon_per_client_plot(totals.record_epsilon_by_client, budget=inputs.config.epsilon),
+        name=EPSILON_PER_CLIENT_PLOT, alt="Record-level ε spent per client, clients sorted by Σε (no ids)",
+        png=epsilon_per_client_plot(epsilons, budget=inputs.config.epsilon),
     ))
     return blocks
 

@@ -1,17 +1,20 @@
-"""The privacy statement of a run in words, from its ledger totals (basic composition)."""
+"""The figures behind a run's guarantee, per unit, in words, from its ledger totals (basic composition).
+
+What is private and what is not is said once, by :func:`federation.statement.guarantee_statement`
+(the report's first line); these paragraphs quote the ledger's figures under each unit. They name
+no client: the ledger is the operator's record (DESIGN.md 5.4b).
+"""
 
 from __future__ import annotations
 
 import math
 
-from federation.layout import PHASE_SEARCH, REFERENCE_LEDGER_FILE
+from federation.config import UNIT_BOTH
+from federation.layout import PHASE_SEARCH
 from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 from simulations.report.formatting import format_float
 
-__all__ = ["SEARCH_PHASE", "UNIT_BOTH", "privacy_statement", "stated_units"]
-
-SEARCH_PHASE = PHASE_SEARCH  # one name for the phase, defined with the metrics
-UNIT_BOTH = "both"
+__all__ = ["privacy_statement", "stated_units"]
 
 
 def stated_units(totals: PrivacyTotals, configured_unit: object) -> tuple[str, ...]:
@@ -25,7 +28,7 @@ def stated_units(totals: PrivacyTotals, configured_unit: object) -> tuple[str, .
 
 
 def _scope(totals: PrivacyTotals) -> str:
-    if totals.phases in ((), (SEARCH_PHASE,)):
+    if totals.phases in ((), (PHASE_SEARCH,)):
         return "over the whole search"
     return "over every release in the ledger (phases: " + ", ".join(totals.phases) + ")"
 
@@ -53,7 +56,7 @@ def _record(totals: PrivacyTotals) -> str:
         "Each client's dataset is (ε, δ)-DP with respect to one example replaced, "
         f"{_scope(totals)}, with ε = {format_float(totals.record_epsilon_max)} and"
         f" δ = {format_float(totals.record_delta_max)} (basic composition of"
-        f" {totals.record_releases_by_client[worst]} releases charged to client {worst}, the client with the largest"
+        f" {totals.record_releases_by_client[worst]} releases charged to the client with the largest"
         f" Σε; the mean Σε over the {len(totals.record_epsilon_by_client)} clients charged is"
         f" {format_float(totals.record_epsilon_mean)})."
     )
@@ -76,8 +79,8 @@ def _client(totals: PrivacyTotals) -> str:
     )
 
 
-def privacy_statement(totals: PrivacyTotals, *, configured_unit: object, has_reference: bool) -> list[str]:
-    """Paragraphs stating the guarantee per unit, what it does not cover, and the reference search."""
+def privacy_statement(totals: PrivacyTotals, *, configured_unit: object) -> list[str]:
+    """Paragraphs quoting the ledger's figures per unit (what is not covered is the headline's to say)."""
     paragraphs = [
         _record(totals) if unit == UNIT_RECORD else _client(totals) for unit in stated_units(totals, configured_unit)
     ]
@@ -85,20 +88,10 @@ def privacy_statement(totals: PrivacyTotals, *, configured_unit: object, has_ref
         paragraphs.append(
             "No release is in the ledger yet and no privacy unit is configured: nothing to state (ε = 0)."
         )
-    others = [phase for phase in totals.phases if phase != SEARCH_PHASE]
+    others = [phase for phase in totals.phases if phase != PHASE_SEARCH]
     if others:
         paragraphs.append(
             f"Releases of the phase(s) {', '.join(others)} are charged in the ledger and included above; any step of"
             " ticket training that the ledger does not record is not covered."
-        )
-    else:
-        paragraphs.append(
-            "Ticket training (FedAvg of the masked model, used to evaluate the ticket) is not covered by this"
-            " guarantee: it is not noised and not charged to the ledger."
-        )
-    if has_reference:
-        paragraphs.append(
-            "A simulation-only reference search read the clients' data without noise; it is not covered by the"
-            f" guarantee ({REFERENCE_LEDGER_FILE} is not part of these figures)."
         )
     return paragraphs

@@ -14,13 +14,42 @@ def test_defaults_are_the_main_job():
 
 
 def test_pyproject_run_config_matches_config_defaults():
-    """`flwr run .` reads [tool.flwr.app.config]: it must hold every key, with the same defaults."""
-    from federation.server_app import DEPLOYMENT_KEYS
+    """`flwr run .` reads [tool.flwr.app.config]: it must hold every key, with Config's defaults except
+    the documented deployment defaults (DEPLOYMENT_DEFAULTS), and nothing else may differ."""
+    from federation.server_app import DEPLOYMENT_DEFAULTS, DEPLOYMENT_KEYS
 
     table = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     assert set(table) == set(Config.keys()) | set(DEPLOYMENT_KEYS)
     assert {key: table[key] for key in DEPLOYMENT_KEYS} == DEPLOYMENT_KEYS
-    assert Config.from_mapping({k: v for k, v in table.items() if k not in DEPLOYMENT_KEYS}) == Config()
+    assert {key: table[key] for key in DEPLOYMENT_DEFAULTS} == DEPLOYMENT_DEFAULTS
+    assert set(DEPLOYMENT_DEFAULTS) <= set(Config.keys()) and not set(DEPLOYMENT_DEFAULTS) & set(DEPLOYMENT_KEYS)
+    deployed = Config.from_mapping({k: v for k, v in table.items() if k not in DEPLOYMENT_KEYS})
+    assert deployed == Config.from_mapping(DEPLOYMENT_DEFAULTS)
+    assert deployed.non_default() == DEPLOYMENT_DEFAULTS  # each one really differs from dppt simulate's
+
+
+def test_reference_search_is_off_under_flwr_run_and_on_under_dppt_simulate():
+    from federation.server_app import config_from_run_config
+
+    table = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert Config().reference_search is True  # dppt simulate
+    assert config_from_run_config(table).reference_search is False  # flwr run, the FAB's run config
+    assert config_from_run_config({}).reference_search is False  # a run config without the key
+    assert config_from_run_config({"reference-search": True}).reference_search is True  # --run-config turns it on
+
+
+def test_flwr_run_refuses_a_noise_seed_in_one_line_before_a_run_directory_exists(tmp_path):
+    from federation.server_app import _from_run_config, config_from_run_config
+
+    out = tmp_path / "runs"
+    with pytest.raises(ConfigError) as info:
+        _from_run_config({"noise-seed": 0, "out-dir": str(out)}, progress=lambda line: None)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("noise-seed must be -1")
+    assert "simulation-only (dppt simulate)" in message and message.endswith("Found 0.")
+    assert not out.exists()
+    assert config_from_run_config({"noise-seed": -1}).noise_seed == -1
+    assert Config.from_mapping({"noise-seed": 3}).noise_seed == 3  # dppt simulate keeps accepting it
 
 
 def test_overrides_coerce_types():
@@ -117,3 +146,19 @@ def test_readme_config_reference_lists_every_key_once():
     listed = [key for row in table.splitlines() if row.startswith("| `")
               for key in re.findall(r"`([a-z][a-z0-9-]*)`", row.split("|")[1])]
     assert sorted(listed) == sorted([*Config.keys(), *DEPLOYMENT_KEYS])
+
+
+def test_flwr_run_does_not_resume_a_seeded_run_started_by_dppt_simulate(tmp_path):
+    import json
+
+    from federation.layout import CONFIG_FILE, LEDGER_FILE
+    from federation.server_app import RESUME_KEY, _from_run_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CONFIG_FILE).write_text(json.dumps(Config(noise_seed=3).to_dict()))
+    (run / LEDGER_FILE).write_text("")
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(ConfigError, match="noise-seed must be -1"):
+        _from_run_config({RESUME_KEY: str(run)}, progress=lambda line: None)
+    assert sorted(p.name for p in run.iterdir()) == before

@@ -64,7 +64,16 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
                  if e.unit == "record" and client in e.participants]
         assert len(spent) == 3 and sum(spent, Fraction(0)) <= Fraction(small_config.epsilon)
     assert summary["epsilon"]["record"]["max"] == max(per_client.values())
-    assert summary["epsilon"]["record"]["per-client"] == per_client
+    assert summary["epsilon"]["record"]["clients"] == 3
+    assert math.isclose(summary["epsilon"]["record"]["mean"], math.fsum(per_client.values()) / 3)
+    # summary.json opens with what is private and what is not, and names no client (DESIGN.md 5.4b)
+    text = (run / SUMMARY_FILE).read_text()
+    assert list(json.loads(text))[:2] == ["guarantee", "participation"]
+    assert summary["guarantee"].startswith("The ticket (ticket.safetensors")
+    assert "ε = 2 record-level DP" in summary["guarantee"] and "reference search" in summary["guarantee"]
+    assert "participation counts are exact" in summary["guarantee"]
+    assert "not noised" in summary["participation"] and "ledger.jsonl" in summary["participation"]
+    assert "partition-" not in text
     # summary.json's "epsilon" is exactly the totals of an accountant re-opened on the ledger (the one
     # computation the report also reads), plus the budgets the search enforced.
     written = json.loads((run / SUMMARY_FILE).read_text())["epsilon"]
@@ -88,6 +97,41 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
     weights = load_file(str(run / WEIGHTS_FILE))
     mask = ticket.layers["conv3"].mask()
     assert bool((weights["conv3.weight"][~mask] == 0).all())
+
+
+def test_the_config_record_a_client_receives_never_holds_the_noise_seed():
+    from federation.config import SERVER_ONLY_KEYS, Config
+    from federation.pipeline import config_record
+
+    assert "noise-seed" in SERVER_ONLY_KEYS
+    for config in (Config(), Config(noise_seed=7)):
+        record = config_record(config)
+        assert set(record) == set(Config.keys()) - SERVER_ONLY_KEYS
+
+
+def test_a_seeded_run_says_it_is_not_private_first_and_never_sends_the_seed(small_config, data_dir, tmp_path, grid_type):
+    from federation.pipeline import config_record
+    from simulations.report import render_report
+    from strategies import keys
+
+    config = small_config.replace(noise_seed=11, search_rounds=2, hold_rounds=1, train_rounds=1,
+                                  reference_search=False, baselines=False)
+    grid = grid_type(config, data_dir)
+    run_dir = RunDirectory.create(tmp_path / "run")
+    run_dir.write_config(config.to_dict())
+    lines: list[str] = []
+    summary = run_pipeline(grid, config, run_dir, progress=lines.append)
+    assert lines[0].startswith("[setup] NOT PRIVATE: noise-seed=11")
+    assert next(iter(summary)) == "guarantee" and summary["guarantee"].startswith("NOT PRIVATE: noise-seed=11")
+    sent = [message.content[keys.CONFIG_KEY] for batch in grid.sent for message in batch
+            if keys.CONFIG_KEY in message.content]
+    assert sent and all("noise-seed" not in record for record in sent)
+    expected = dict(config_record(config))  # the one builder: every vote and training message holds it (+ the round)
+    assert all({key: value for key, value in record.items() if key in expected} == expected for record in sent)
+    paths = render_report(run_dir.path)
+    assert paths.markdown.read_text().splitlines()[0].startswith("NOT PRIVATE: noise-seed=11")
+    body = paths.html.read_text().split("<body>\n", 1)[1]
+    assert body.startswith("<p>NOT PRIVATE: noise-seed=11")
 
 
 def test_a_dead_node_is_skipped_and_never_charged(small_config, data_dir, tmp_path, grid_type):
@@ -144,13 +188,18 @@ def test_a_server_crash_mid_search_resumes_without_losing_or_repeating_a_release
     assert all(math.isclose(v, small_config.epsilon) for v in per_client.values())
     # the budget is spent: round 3 is not re-run, and the ticket of round 2 is the run's ticket
     assert summary["search"]["rounds-completed"] == 2 and "budget" in summary["search"]["stop-reason"]
+    # the accountant's refusal names the client; what summary.json publishes does not
+    assert "budget of a client would be exceeded" in summary["search"]["stop-reason"]
     assert Ticket.load(run / TICKET_FILE).metadata.round == 2
     from simulations.report import render_report
 
     journal = (run / JOURNAL_FILE).read_bytes()
-    report = render_report(run).markdown.read_text()
+    paths = render_report(run)
+    report = paths.markdown.read_text()
     assert "Interrupted rounds" in report and "| search | 3 | 0 | 3 |" in report  # said in the report
     assert (run / JOURNAL_FILE).read_bytes() == journal  # which only read the journal
+    for published in (run / SUMMARY_FILE, paths.markdown, paths.html):
+        assert "partition-" not in published.read_text(), published.name
 
 
 def test_a_server_crash_mid_round_with_budget_left_reruns_the_round_once(

@@ -45,4 +45,8 @@ def test_one_node_that_disagrees_with_the_others_does_not_stop_the_run(small_con
     summary = _run(small_config.replace(reference_search=False, baselines=False), tmp_path / "run",
                    SizeCheckedGrid(nodes, num_clients=small_config.num_clients))
     assert summary["search"]["rounds-completed"] == small_config.search_rounds
-    assert "partition-2" not in summary["epsilon"]["record"]["per-client"]
+    assert summary["epsilon"]["record"]["clients"] == 2  # partition-2 was never charged
+    from federation.layout import LEDGER_FILE
+    from privacy import Ledger
+
+    assert all("partition-2" not in event.participants for event in Ledger(tmp_path / "run" / LEDGER_FILE).events)

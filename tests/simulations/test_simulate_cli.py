@@ -196,3 +196,12 @@ def test_sweep_writes_a_table_and_a_plot_of_accuracy_against_epsilon(tmp_path, d
     # the references are trained once, by the ε = inf run; the ε = 1 run spends exactly its budget
     assert finite["accuracy"]["dense"] is None and reference["accuracy"]["dense"] is not None
     assert finite["epsilon"]["record"]["max"] == pytest.approx(1.0)
+
+
+def test_the_printed_summary_states_the_guarantee_before_any_figure(capsys):
+    from simulations.cli import print_summary
+
+    print_summary({"guarantee": "NOT PRIVATE: noise-seed=2 makes every noise draw reproducible.",
+                   "accuracy": {"dp_ticket": 0.5}, "epsilon": {"record": {"max": 1.0}}})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[1].startswith("NOT PRIVATE: noise-seed=2") and lines[2].startswith("accuracy dp_ticket")

@@ -150,7 +150,7 @@ def make_run(
     config = {
         "dataset": "mnist", "model": "conv4", "num-clients": 4, "epsilon": budget, "client-epsilon": 1.0,
         "unit": "both" if central else "record", "search-rounds": 4, "train-rounds": 2, "sparsity": 0.8,
-        "score": "snip", "patterns": 8, "pattern-entries": 4, "mechanism": "laplace-topk",
+        "score": "snip", "patterns": 8, "pattern-entries": 4, "mechanism": "laplace-topk", "reference-search": False,
     }
     (run / CONFIG_FILE).write_text(json.dumps(config))
     accountant = open_accountant(run)
@@ -299,15 +299,11 @@ def test_every_epsilon_figure_equals_the_ledger_sums(full_run: FullRun) -> None:
     per_client, client_total, cumulative = ledger_sums(run / LEDGER_FILE)
     worst = max(per_client.values())
 
-    # Section 4: one row per client, natural order, Σε and releases recomputed.
-    rows = tables(section(markdown, 4))[0]
-    assert [r["client"] for r in rows] == ["client-1", "client-2", "client-3", "client-10"]
-    for row in rows:
-        assert close(row["Σε"], per_client[row["client"]]), row
-        assert number(row["Σδ"]) == 0.0
-    assert {r["client"]: int(r["releases"]) for r in rows} == {
-        "client-1": 6, "client-2": 2, "client-3": 4, "client-10": 6,
-    }
+    # Section 4: the distribution over the clients charged (no client named), recomputed.
+    (row,) = tables(section(markdown, 4))[0]
+    assert int(row["clients charged"]) == 4 and (row["releases (min)"], row["releases (max)"]) == ("2", "6")
+    assert close(row["Σε (min)"], min(per_client.values())) and close(row["Σε (max)"], worst)
+    assert close(row["Σε (mean)"], sum(per_client.values()) / 4) and number(row["Σδ (max)"]) == 0.0
 
     # Section 3: cumulative per round, then budget spent and remaining.
     per_round, budget = tables(section(markdown, 3))
@@ -392,8 +388,9 @@ def test_report_sections_show_mechanisms_flags_accuracy_sparsity_and_votes(full_
     assert header["target δ for RDP/PLD figures"] == "1e-05 (default)"
     statement = section(markdown, 2)
     assert "one example replaced" in statement and "one client added or removed" in statement
-    assert "Ticket training (FedAvg of the masked model" in statement and "not covered" in statement
-    assert "reference search" not in statement
+    assert "Not covered: the trained weights and accuracies (masked FedAvg without noise" in statement
+    assert "reference search" not in statement  # config reference-search = false
+    assert "Participation is published exactly, not noised" in statement
 
     mechanisms = {(r["domain"], r["unit"]): r for r in tables(section(markdown, 5))[0]}
     assert set(mechanisms) == {("patterns", "record"), ("kernels:conv1", "record"), ("patterns", "client")}
@@ -432,6 +429,53 @@ def test_report_sections_show_mechanisms_flags_accuracy_sparsity_and_votes(full_
     assert "wrong-round" not in votes[0]  # a reason never seen gets no column
 
 
+# -- the first line: the guarantee, one owner -----------------------------------------------
+
+
+def test_the_first_line_is_the_guarantee_and_the_report_names_no_client(full_run: FullRun) -> None:
+    from federation.config import Config
+    from federation.statement import guarantee_statement
+
+    run, _, paths = full_run
+    markdown, html = paths.markdown.read_text(), paths.html.read_text()
+    config = Config.from_mapping(json.loads((run / CONFIG_FILE).read_text()))
+    expected = guarantee_statement(config, privacy_totals(run))  # summary.json has none: built, same function
+    assert markdown.split("\n\n", 1)[0] == expected and expected.startswith("The ticket (ticket.safetensors")
+    assert html.split("<body>\n", 1)[1].startswith(f"<p>{escape(expected)}</p>")
+    assert expected in section(markdown, 2)
+    # no client id anywhere: not in tables, text, plot labels (the bars are ranked), nor the HTML
+    for text in (markdown, html):
+        assert not re.search(r"client-\d", text)
+    assert re.search(r"client-\d", (run / LEDGER_FILE).read_text())  # the ledger keeps them
+
+
+def test_the_report_shows_summary_json_s_own_sentences(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    summary = json.loads((run / SUMMARY_FILE).read_text())
+    written = {"guarantee": "NOT PRIVATE: noise-seed=4 makes every noise draw reproducible; anyone ...",
+               "participation": "Participation is published exactly (as written by the run)."}
+    (run / SUMMARY_FILE).write_text(json.dumps({**written, **summary}))
+    paths = render_report(run)
+    markdown = paths.markdown.read_text()
+    assert markdown.splitlines()[0] == written["guarantee"]
+    assert written["guarantee"] in section(markdown, 2) and written["participation"] in section(markdown, 2)
+    assert paths.html.read_text().split("<body>\n", 1)[1].startswith("<p>NOT PRIVATE: noise-seed=4")
+
+
+def test_a_seeded_run_without_summary_says_not_private_first(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", with_summary=False)
+    config = json.loads((run / CONFIG_FILE).read_text())
+    (run / CONFIG_FILE).write_text(json.dumps({**config, "noise-seed": 9}))
+    assert render_report(run).markdown.read_text().startswith("NOT PRIVATE: noise-seed=9 makes every noise draw")
+
+
+def test_a_guarantee_that_is_not_a_sentence_is_a_one_line_error(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", rounds=(1,), with_training=False)
+    summary = json.loads((run / SUMMARY_FILE).read_text())
+    (run / SUMMARY_FILE).write_text(json.dumps({"guarantee": 3, **summary}))
+    _one_line_error(run, SUMMARY_FILE, "'guarantee' must be a sentence")
+
+
 # -- infinite ε, partial runs, δ > 0 -------------------------------------------------------
 
 
@@ -441,7 +485,9 @@ def test_inf_budget_and_inf_events_render_as_inf_and_not_private(tmp_path: Path)
     statement = section(markdown, 2)
     assert "Record unit: this run is NOT private" in statement and "4 of 4 clients" in statement
     assert "Client unit: this run is NOT private" in statement
-    assert all(r["Σε"] == "inf" for r in tables(section(markdown, 4))[0])
+    assert markdown.startswith("Nothing is private: ") and statement.split("\n\n")[1].startswith("Nothing is private")
+    (row,) = tables(section(markdown, 4))[0]
+    assert row["Σε (min)"] == row["Σε (mean)"] == row["Σε (max)"] == "inf"
     per_round, budget = tables(section(markdown, 3))
     assert all(r["record ε, max over clients (cumulative)"] == "inf" for r in per_round)
     record = next(r for r in budget if r["unit"].startswith("record"))
@@ -536,6 +582,8 @@ def test_a_torn_metrics_tail_is_skipped_and_said(tmp_path: Path) -> None:
 
 def test_delta_events_data_free_events_and_reference_search_are_reported(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", central=False, rounds=(1, 2))
+    config = json.loads((run / CONFIG_FILE).read_text())
+    (run / CONFIG_FILE).write_text(json.dumps({**config, "reference-search": True}))
     accountant = open_accountant(run, delta_budget=1e-5)
     training = [
         PrivacyEvent(round=r, phase="training", domain="weights", layer=None, unit="client", mechanism=GAUSSIAN,
@@ -551,7 +599,8 @@ def test_delta_events_data_free_events_and_reference_search_are_reported(tmp_pat
     markdown = render_report(run).markdown.read_text()
     statement = section(markdown, 2)
     assert "phases: search, training" in statement and "Releases of the phase(s) training" in statement
-    assert "A simulation-only reference search read the clients' data without noise" in statement
+    assert "the non-private reference search (reference/, ε = ∞)" in statement
+    assert "over every release in the ledger (phases: search, training)" in markdown.splitlines()[0]
     client_quote = re.search(
         r"one client added or removed.*?with ε = (\S+) and δ = (\S+) \(basic composition of 2", statement
     )

@@ -1,0 +1,222 @@
+"""What a run's outputs guarantee, in words: the one owner of the headline privacy statement.
+
+``summary.json`` opens with :func:`guarantee_statement` (key ``"guarantee"``) and
+:func:`participation_statement` (key ``"participation"``); the report's first line is the same
+guarantee, read from ``summary.json`` or, for a run that has none yet, built here from the same
+config and ledger totals. Torch-free (the report loads without torch): it reads the typed
+:class:`~federation.config.Config` and :meth:`privacy.Accountant.totals`, nothing else.
+
+What it states (DESIGN.md 5.1, 5.2, 5.4b, 5.5):
+
+- The ticket (each round's too) is covered, under the configured unit(s), with the ε spent.
+- Not covered: ticket training (masked FedAvg without noise), the non-private reference search,
+  participation (exact counts), the simulation's partition report.
+- A user-set ``noise-seed`` makes every noise draw reproducible: the statement then opens with
+  :data:`NOT_PRIVATE` and claims nothing else.
+- Data-free scores (every release ε = 0): the search read no client data, the training still does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from federation.config import UNIT_BOTH, Config
+from federation.layout import (
+    LEDGER_FILE,
+    METRICS_FILE,
+    PHASE_SEARCH,
+    REFERENCE_DIR,
+    TICKET_FILE,
+    TICKETS_DIR,
+)
+from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
+
+__all__ = [
+    "NOTHING_PRIVATE",
+    "NOT_PRIVATE",
+    "guarantee_statement",
+    "noised_units",
+    "participation_statement",
+    "seeded_noise_warning",
+    "without_client_ids",
+]
+
+NOT_PRIVATE: Final = "NOT PRIVATE"
+"""The first words of a statement whose noise can be removed (a user-set ``noise-seed``)."""
+NOTHING_PRIVATE: Final = "Nothing is private"
+"""The first words of a non-private run's statement (no noise under any configured unit)."""
+A_CLIENT: Final = "a client"
+"""What a published text says where the operator's text named a client (:func:`without_client_ids`)."""
+
+
+def noised_units(config: Config) -> tuple[str, ...]:
+    """The units under which the configured DP search adds noise (finite ε), in the order record, client.
+
+    ``()`` means the search itself is non-private (``epsilon = inf`` under the record unit,
+    ``client-epsilon = inf`` under the client unit); data-free scores are not considered here
+    (:func:`federation.pipeline.search_is_private` adds them).
+    """
+    units = []
+    if config.unit in (UNIT_RECORD, UNIT_BOTH) and math.isfinite(config.epsilon):
+        units.append(UNIT_RECORD)
+    if config.unit in (UNIT_CLIENT, UNIT_BOTH) and math.isfinite(config.client_epsilon):
+        units.append(UNIT_CLIENT)
+    return tuple(units)
+
+
+def seeded_noise_warning(config: Config) -> str | None:
+    """The NOT PRIVATE sentence of a run with a user-set ``noise-seed``; ``None`` under OS entropy (DESIGN.md 5.5)."""
+    if config.noise_seed < 0:
+        return None
+    return (f"{NOT_PRIVATE}: noise-seed={config.noise_seed} makes every noise draw reproducible;"
+            " anyone who knows the seed can remove it.")
+
+
+def _number(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.6g}"
+
+
+def _epsilon(epsilon: float, delta: float) -> str:
+    return f"ε = {_number(epsilon)}" if delta == 0.0 else f"(ε, δ) = ({_number(epsilon)}, {_number(delta)})"
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _data_free(totals: PrivacyTotals) -> bool:
+    """Every release in the ledger is an ε = 0, δ = 0 event: data-free scores (DESIGN.md 5.4)."""
+    spent = (totals.record_epsilon_max, totals.record_delta_max, totals.client_epsilon, totals.client_delta)
+    return totals.num_events > 0 and all(value == 0.0 for value in spent)
+
+
+def _scope(totals: PrivacyTotals) -> str:
+    if totals.phases == (PHASE_SEARCH,):
+        rounds = sum(1 for row in totals.rounds if row.phase == PHASE_SEARCH)
+        return f"over {rounds} search round{'s' if rounds != 1 else ''}"
+    return "over every release in the ledger (phases: " + ", ".join(totals.phases) + ")"
+
+
+_TRAINING = "the trained weights and accuracies (masked FedAvg without noise: ε = ∞ for every client that trained)"
+_PARTICIPATION = "who took part (participation counts are exact)"
+_PARTITIONS = f"the partition report's label counts per client ({METRICS_FILE}, where the server can read the data)"
+
+
+def _private_units(config: Config, totals: PrivacyTotals) -> tuple[str, ...]:
+    """The configured noised units whose spent ε is finite (a release without noise voids a unit)."""
+    spent = {UNIT_RECORD: totals.record_epsilon_max, UNIT_CLIENT: totals.client_epsilon}
+    return tuple(unit for unit in noised_units(config) if math.isfinite(spent[unit]))
+
+
+def _covered(config: Config, totals: PrivacyTotals, private: tuple[str, ...]) -> list[str]:
+    parts = []
+    if config.unit in (UNIT_RECORD, UNIT_BOTH):
+        if UNIT_RECORD in private:
+            parts.append(
+                f"{_epsilon(totals.record_epsilon_max, totals.record_delta_max)} record-level DP for every client's"
+                " examples (one example replaced; the noise is added on each device, before its vote leaves it)"
+            )
+        else:
+            parts.append("not record-level DP against the server (the votes leave the devices without noise: ε = ∞)")
+    if config.unit in (UNIT_CLIENT, UNIT_BOTH):
+        if UNIT_CLIENT in private:
+            parts.append(
+                f"{_epsilon(totals.client_epsilon, totals.client_delta)} client-level DP (one client added or removed;"
+                " the server adds the noise to the exact votes, so it must be trusted)"
+            )
+        else:
+            parts.append("not client-level DP (no noise on the server: ε = ∞)")
+    return parts
+
+
+def guarantee_statement(config: Config, totals: PrivacyTotals) -> str:
+    """One or two sentences saying exactly what the run's outputs guarantee and what they do not.
+
+    Parameters
+    ----------
+    config
+        The run's typed config (its unit, budgets, ``noise-seed``, ``reference-search``).
+    totals
+        The DP search's ledger totals (:meth:`privacy.Accountant.totals`): the ε spent, the
+        phases and rounds charged. The reference search's ledger is not part of them.
+
+    Returns
+    -------
+    str
+        Opens with :data:`NOT_PRIVATE` under a user-set ``noise-seed``, with
+        :data:`NOTHING_PRIVATE` when the search adds no noise under any configured unit.
+    """
+    seeded = seeded_noise_warning(config)
+    if seeded is not None:
+        return f"{seeded} The ε figures of this run assume noise that nobody can reproduce; they do not hold for it."
+    if _data_free(totals):
+        return (
+            f"The search read no client data (data-free score {config.score}: every one of its {totals.num_events}"
+            f" releases is ε = 0), so the ticket ({TICKET_FILE}) reveals nothing about any client's examples."
+            f" Not covered: {_listing([_TRAINING, _PARTICIPATION, _PARTITIONS])}."
+        )
+    units = noised_units(config)
+    private = _private_units(config, totals)
+    if not private:
+        if units:  # configured with noise, yet the ledger says otherwise: the ledger is what happened
+            why = "the ledger holds search releases without noise (ε = ∞)"
+        else:
+            why = "the search added no noise (" + {UNIT_RECORD: "epsilon = inf", UNIT_CLIENT: "client-epsilon = inf"}.get(
+                config.unit, "epsilon = client-epsilon = inf") + ")"
+        return (
+            f"{NOTHING_PRIVATE}: {why}, so the ticket is ε = ∞ for every client that voted; the trained weights"
+            " and accuracies come from masked FedAvg without noise, and participation counts are exact."
+        )
+    if totals.num_events == 0:
+        budgets = " and ".join(
+            f"ε = {_number(config.epsilon)} record-level per client" if unit == UNIT_RECORD
+            else f"ε = {_number(config.client_epsilon)} client-level" for unit in units
+        )
+        return (f"No search release is in the ledger yet: the search has read no client data so far"
+                f" (configured: {budgets}).")
+    not_covered = [_TRAINING]
+    if config.reference_search:
+        not_covered.append(f"the non-private reference search ({REFERENCE_DIR}/, ε = ∞)")
+    not_covered += [_PARTICIPATION, _PARTITIONS]
+    covered = " and ".join(_covered(config, totals, private))
+    return (
+        f"The ticket ({TICKET_FILE}, and each round's in {TICKETS_DIR}/) is {covered}, by basic composition"
+        f" {_scope(totals)}. Not covered: {_listing(not_covered)}."
+    )
+
+
+def participation_statement(config: Config) -> str:
+    """What the run publishes about who took part, and where the client ids are (DESIGN.md 5.4b).
+
+    The counts are exact; the ledger names the clients charged; ``summary.json`` and the report
+    name none.
+    """
+    if config.unit in (UNIT_CLIENT, UNIT_BOTH):
+        unit = ", so whether one client took part, which client-level DP would otherwise hide, is not protected"
+    else:
+        unit = " (the record unit protects each client's examples, not whether the client took part)"
+    return (
+        f"Participation is published exactly, not noised: {METRICS_FILE} and the report give, per round, the"
+        f" clients sampled, the replies, the failures, the voters and the rejected votes{unit}. The ledger"
+        f" ({LEDGER_FILE}) names every client charged, because per-client record-level accounting and resume need"
+        " it: it is the operator's record, not for publication; the report and summary.json list no client ids."
+    )
+
+
+def without_client_ids(text: str | None, client_ids: Iterable[str]) -> str | None:
+    """``text`` with every client id of ``client_ids`` replaced by :data:`A_CLIENT`, for publication.
+
+    The server's own messages (a budget refusal names the client, ``client 'partition-3'``) go to
+    its log as they are; what ``summary.json`` and the report publish names no client
+    (DESIGN.md 5.4b). An id is replaced where it stands as a whole token, quoted or not, and a
+    preceding word "client" goes with it. ``None`` stays ``None``.
+    """
+    if text is None:
+        return None
+    for client in sorted(set(client_ids), key=len, reverse=True):  # "partition-10" before "partition-1"
+        token = rf"(?<![\w.:-])(?:client )?(['\"]?){re.escape(client)}\1(?![\w:-])(?!\.[\w.:-])"
+        text = re.sub(token, A_CLIENT, text)
+    return text
