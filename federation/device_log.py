@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from federation.errors import DeviceLogError
 from federation.messages import NODE_MAX_EPSILON, NODE_PRIVACY_LOG
-from privacy import fits
+from privacy import PrivacyError, fits
 from storage import append_durably, decode_float, encode_float
 
 __all__ = ["DEVICE_LOG_SCHEMA", "DeviceLog", "DeviceLogError", "device_log_of"]
@@ -93,10 +93,16 @@ class DeviceLog:
         """Σε of every release in the log."""
         return _spent(self.entries())
 
-    def _refuse_over_budget(self, spent: float, epsilon: float) -> None:
+    def _refuse_over_budget(self, entries: list[dict[str, Any]], epsilon: float) -> None:
         if self.max_epsilon is None or epsilon == 0:
             return
-        if not fits([spent], epsilon, self.max_epsilon):  # exact, no slack (DESIGN.md 5.4)
+        spent = _spent(entries)
+        try:  # exact over every logged ε, no slack (DESIGN.md 5.4)
+            fit = fits([_number(entry["epsilon"]) for entry in entries], epsilon, self.max_epsilon)
+        except PrivacyError as err:
+            raise DeviceLogError(f"{self.path} must hold ε >= 0 on every line ({err}). Restore the file: it is this"
+                                 " device's privacy record.") from None
+        if not fit:
             raise DeviceLogError(
                 f"this device's own budget would be exceeded: spent {spent:g} + this release {epsilon:g} > max-epsilon"
                 f" {self.max_epsilon:g} (its log {self.path}); the node refuses it"
@@ -105,7 +111,7 @@ class DeviceLog:
     def check(self, epsilon: float) -> None:
         """Raise :class:`DeviceLogError` if releasing ``epsilon`` more would exceed ``max_epsilon``."""
         if self.max_epsilon is not None and epsilon != 0:
-            self._refuse_over_budget(self.spent(), epsilon)
+            self._refuse_over_budget(self.entries(), epsilon)
 
     def record(
         self, *, run: str, server_round: int, attempt: int, domains: dict[str, float], kind: str = "vote"
@@ -117,7 +123,7 @@ class DeviceLog:
         """
         epsilon = math.fsum(domains.values())
         data, entries = self._read()
-        self._refuse_over_budget(_spent(entries), epsilon)
+        self._refuse_over_budget(entries, epsilon)
         line = {
             "schema": DEVICE_LOG_SCHEMA,
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

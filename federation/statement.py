@@ -117,7 +117,8 @@ def _covered(config: Config, totals: PrivacyTotals, private: tuple[str, ...]) ->
         if UNIT_RECORD in private:
             parts.append(
                 f"{_epsilon(totals.record_epsilon_max, totals.record_delta_max)} record-level DP for every client's"
-                " examples (one example replaced; the noise is added on each device, before its vote leaves it)"
+                " examples (one example replaced; the noise is added and its ε bounded by each device's own policy,"
+                " before its vote leaves it)"
             )
         else:
             parts.append("not record-level DP against the server (the votes leave the devices without noise: ε = ∞)")

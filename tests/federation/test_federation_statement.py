@@ -70,7 +70,7 @@ def test_the_default_run_covers_the_ticket_at_record_level_and_names_what_it_doe
     text = guarantee_statement(Config(), _totals(tmp_path, record=0.2))
     assert text.startswith("The ticket (ticket.safetensors")
     assert "ε = 1 record-level DP for every client's examples" in text and "one example replaced" in text
-    assert "noise is added on each device" in text and "over 5 search rounds" in text
+    assert "noise is added and its ε bounded by each device's own policy" in text and "over 5 search rounds" in text
     covered, not_covered = text.split("Not covered: ")
     assert "client-level" not in covered
     assert "masked FedAvg without noise" in not_covered and "ε = ∞ for every client that trained" in not_covered
@@ -95,7 +95,7 @@ def test_the_both_unit_states_both_guarantees(tmp_path: Path) -> None:
     totals = _totals(tmp_path, record=0.2, central=0.1)
     text = guarantee_statement(Config(unit="both"), totals)
     assert "ε = 1 record-level DP" in text and "ε = 0.5 client-level DP" in text
-    assert "noise is added on each device" in text and "must be trusted" in text
+    assert "noise is added and its ε bounded by each device's own policy" in text and "must be trusted" in text
 
 
 def test_the_both_unit_without_local_noise_says_the_votes_leave_unnoised(tmp_path: Path) -> None:
