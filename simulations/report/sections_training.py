@@ -159,6 +159,15 @@ def sparsity_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
     ]
     rows.append(("total", "", str(report.kept), str(report.total), format_float(report.density),
                  format_float(report.sparsity), ""))
+    paths = inputs.ticket.kernel_paths()  # kernels.count_paths: input->output paths through kept kernels
+    if paths == 0:
+        blocks.append(Paragraph(text=(
+            "**DISCONNECTED TICKET**: no input->output path through kept kernels survives, so the model can"
+            " only guess (a ticket the search publishes is connected, kernels.connect_kernels; this one is not).")))
+    else:
+        blocks.append(Paragraph(text=(
+            f"Kept input->output paths through the conv kernels: {paths:.3g} (0 would be a disconnected ticket,"
+            " a model at chance; a proxy where layers do not form a chain).")))
     blocks += [
         Table.of(("layer", "policy", "kept", "total", "density", "sparsity", "kept kernels"), rows),
         Image(name=SPARSITY_PLOT, alt="Sparsity per layer of the ticket",

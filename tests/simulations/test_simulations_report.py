@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import dataclasses
 import json
 import math
 import re
@@ -721,3 +722,25 @@ def test_privacy_totals_loads_neither_matplotlib_nor_torch(tmp_path: Path) -> No
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.strip() == "[]"
+
+
+def test_a_disconnected_ticket_is_flagged_and_a_connected_one_shows_its_paths(tmp_path: Path) -> None:
+    from kernels import Ticket
+
+    run = make_run(tmp_path / "run")
+    connected = Ticket.load(run / TICKET_FILE)
+    assert f"Kept input->output paths through the conv kernels: {connected.kernel_paths():.3g}" in section(
+        render_report(run).markdown.read_text(), 8)
+    layers = dict(connected.layers)
+    conv1, conv2 = layers["conv1"], layers["conv2"]
+    # conv1 keeps only output channel 0; conv2 reads only channel 1: no path survives.
+    only_zero = torch.zeros_like(conv1.connectivity)
+    only_zero[0, :] = True
+    reads_one = torch.zeros_like(conv2.connectivity)
+    reads_one[:, 1] = True
+    layers["conv1"] = dataclasses.replace(conv1, connectivity=only_zero)
+    layers["conv2"] = dataclasses.replace(conv2, connectivity=reads_one)
+    broken = Ticket(layers=layers, metadata=connected.metadata)
+    assert broken.kernel_paths() == 0.0
+    broken.save(run / TICKET_FILE)
+    assert "**DISCONNECTED TICKET**" in section(render_report(run).markdown.read_text(), 8)
