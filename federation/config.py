@@ -64,6 +64,7 @@ class Config:
     mechanism: str = field(default="laplace-topk", metadata=_help(f"clients' local noisy top-k, one of {', '.join(MECHANISMS)}"))
     patterns: int = field(default=8, metadata=_help("P: patterns in the library"))
     pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
+    prior: str = field(default="magnitude", metadata=_help("data-free score at θ0 that ranks each conv layer's kernels (the free prior, ε = 0): magnitude (the energy of the public weights) or synflow"))
     layer_allocation: str = field(default="erk", metadata=_help("per-layer density of the 3x3 conv layers: uniform or erk (erk: Erdős–Rényi-Kernel, small layers keep more; the conv layers' mean stays 1 - sparsity)"))
     kernel_votes: bool = field(default=False, metadata=_help("also vote each pattern layer's kernel connectivity (else post-processing of public weights)"))
     other_layers: str = field(default="dense", metadata=_help("policy of the layers that are not 3x3 convolutions (linear, other convs): dense, or unstructured (the largest |w| of the public weights at the round's density; ε = 0)"))
@@ -222,6 +223,7 @@ def check_names(config: Config) -> None:
     - ``model``: a name of the models registry; ``score``: of the models.scores registry;
       ``clip-mode``: a :class:`models.scores.ClipMode`; ``other-layers``: ``dense`` or
       ``unstructured`` (:class:`kernels.LayerPolicy`).
+    - ``prior``: a data-free score that can rank kernels (magnitude, synflow).
     - ``layer-allocation``: a :data:`strategies.settings.ALLOCATIONS` rule.
     - ``clip-bound``: under ``clip-mode=normalise`` every example's scores are divided by their
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
@@ -246,6 +248,7 @@ def check_names(config: Config) -> None:
 
     _check(config.layer_allocation in ALLOCATIONS, "layer-allocation", f"one of {', '.join(ALLOCATIONS)}",
            config.layer_allocation)
+    _check(config.prior in ("magnitude", "synflow"), "prior", "one of magnitude, synflow (data-free scores)", config.prior)
     _check(config.model in registry.names(), "model", f"one of {', '.join(registry.names())}", config.model)
     _check(config.score in score_names(), "score", f"one of {', '.join(score_names())}", config.score)
     others = [LayerPolicy.DENSE.value, LayerPolicy.UNSTRUCTURED.value]

@@ -126,6 +126,36 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
     return SearchPlan(policies, settings, privacy, schedule, record_budget, client_budget)
 
 
+def data_free_prior(config: Config, model: nn.Module, policies: Mapping[str, LayerPolicy]) -> dict[str, torch.Tensor] | None:
+    """Kernel scores of the free prior at θ0 (``prior``; DESIGN.md 3), or ``None`` for magnitude.
+
+    ``synflow``: the per-kernel sum of iterative SynFlow scores (Tanaka et al. 2020) of the public
+    θ0 at the target density, computed by the server: it reads no client data (ε = 0). Kernels
+    SynFlow prunes to score 0 are ranked among themselves by the energy of their public weights.
+    """
+    if config.prior == "magnitude":
+        return None
+    from kernels import enumerate_candidates
+    from models.scores import Domain, ScoreRequest, get
+
+    request = ScoreRequest(domains=frozenset({Domain.KERNELS}), policies=dict(policies),
+                           candidates=enumerate_candidates(config.pattern_entries, centre_fixed=True),
+                           density=1.0 - config.sparsity)
+    result = get(config.prior).score(model, request, None)
+    layers = prunable_layers(model)
+    prior: dict[str, torch.Tensor] = {}
+    for name, policy in policies.items():
+        if policy is not LayerPolicy.PATTERN:
+            continue
+        flow = result.vector("kernels", name).detach().to(torch.float64)
+        energy = (layers[name].weight.detach().to(torch.float64) ** 2).sum(dim=(2, 3))
+        tie_break = energy / (energy.max() if energy.max() > 0 else 1.0)  # in [0, 1]
+        positive = flow[flow > 0]
+        step = float(positive.min()) if positive.numel() else 1.0
+        prior[name] = flow + 1e-3 * step * tie_break  # below the smallest SynFlow gap: order kept
+    return prior
+
+
 def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference: bool) -> PrivacyGate:
     """The strategy of one search, its ledger ``folder/ledger.jsonl`` opened (and counted, on resume).
 
@@ -148,18 +178,18 @@ def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference:
     return _gated_search(
         weights=weights, policies=plan.policies, settings=plan.settings, privacy=plan.privacy,
         schedule=plan.schedule, accountant=accountant, ticket_dir=folder / TICKETS_DIR,
-        journal=ReleaseJournal(folder / JOURNAL_FILE),
+        journal=ReleaseJournal(folder / JOURNAL_FILE), prior=data_free_prior(config, model, plan.policies),
     )
 
 
 def _gated_search(
     *, accountant: Accountant, journal: ReleaseJournal, weights: Mapping[str, torch.Tensor],
     policies: Mapping[str, LayerPolicy], settings: SearchSettings, privacy: PrivacySettings,
-    schedule: DensitySchedule, ticket_dir: Path,
+    schedule: DensitySchedule, ticket_dir: Path, prior: Mapping[str, torch.Tensor] | None = None,
 ) -> PrivacyGate:
     """The plain search strategy, wrapped in the gate that accounts for its releases."""
     search = PatternSearch(weights=weights, policies=policies, settings=settings, privacy=privacy,
-                           schedule=schedule, ticket_dir=ticket_dir)
+                           schedule=schedule, ticket_dir=ticket_dir, prior=prior)
     return PrivacyGate(strategy=search, accountant=accountant, journal=journal)
 
 

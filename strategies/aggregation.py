@@ -113,13 +113,15 @@ def build_next_ticket(
     settings: SearchSettings,
     density: float,
     metadata: TicketMetadata,
+    prior: Mapping[str, torch.Tensor] | None = None,
 ) -> Ticket:
     """The next ticket, by post-processing of the releases and of the public weights only.
 
     Post-processing costs no privacy (Dwork & Roth 2014, Proposition 2.1): the library is the
     candidates that won the ``patterns`` domain; each kept kernel gets the library pattern of
     largest energy ``w ** 2`` of the *public* weights; a layer with a ``kernels:<layer>`` domain
-    keeps exactly its winners, another pattern layer keeps the kernels whose assigned pattern
+    keeps exactly its winners, another pattern layer keeps the kernels of highest ``prior`` score
+    (a data-free score at θ0, e.g. SynFlow's) or, without one, those whose assigned pattern
     keeps the most energy (magnitude connectivity, ``settings.scope``); unstructured layers keep
     their largest ``|w|``; dense layers stay dense. Per-layer densities follow
     ``settings.allocation`` (:func:`strategies.domains.layer_densities`); with
@@ -134,6 +136,8 @@ def build_next_ticket(
     public = {name: weights[name].detach().to("cpu", torch.float32) for name in resolved}
     energy = {name: public[name] ** 2 for name in patterned}
     kernel_scores: dict[str, torch.Tensor] | None = None
+    if prior is not None:  # a data-free score at θ0 ranks the kernels no vote chose (ε = 0)
+        kernel_scores = {name: prior[name].to(torch.float64) for name in patterned}
     if settings.kernel_vote_layers:
         kernel_scores = {}
         for name in patterned:
@@ -143,7 +147,7 @@ def build_next_ticket(
                 chosen = torch.zeros(out_channels * in_channels, dtype=torch.float32)
                 chosen[torch.from_numpy(releases[domain].winners.copy())] = 1.0
                 kernel_scores[name] = chosen.reshape(out_channels, in_channels)
-            else:  # the energy the assigned (argmax) pattern keeps, as build_ticket does by default
+            elif prior is None:  # the energy the assigned (argmax) pattern keeps, as build_ticket does by default
                 kernel_scores[name] = pattern_energy(energy[name], library).amax(dim=-1)
     weight_scores = {name: public[name].abs() for name, p in resolved.items() if p is LayerPolicy.UNSTRUCTURED}
     shapes = {name: tuple(public[name].shape) for name in resolved}

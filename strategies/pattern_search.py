@@ -101,6 +101,9 @@ class PatternSearch(SearchStart, Strategy):
         Folder where each round's ticket is saved (``ticket-round-0001.safetensors``, ...).
     initial_ticket
         Ticket before round 1 (e.g. from another run), or ``None``.
+    prior
+        Real ``(O, I)`` score per pattern layer from a data-free score at θ0 (ε = 0), which
+        ranks the kernels no vote chooses; ``None``: the magnitude the assigned pattern keeps.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class PatternSearch(SearchStart, Strategy):
         schedule: DensitySchedule,
         ticket_dir: str | os.PathLike[str],
         initial_ticket: Ticket | None = None,
+        prior: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         for name, value, kind in (
             ("settings", settings, SearchSettings),
@@ -126,6 +130,12 @@ class PatternSearch(SearchStart, Strategy):
         self._settings, self._privacy, self._schedule = settings, privacy, schedule
         check_split(domain_names(self._policies, settings), privacy)
         build_domains(shapes=self._shapes, policies=self._policies, settings=settings, density=schedule.start)
+        if prior is not None:
+            missing = [n for n, p in self._policies.items() if p is LayerPolicy.PATTERN and n not in prior]
+            wrong = [n for n in prior if n in self._shapes and tuple(prior[n].shape) != self._shapes[n][:2]]
+            if missing or wrong:
+                raise StrategyError(f"prior must give an (O, I) score per pattern layer. Missing {missing}, wrong shape {wrong}.")
+        self._prior = None if prior is None else {name: value.detach().clone() for name, value in prior.items()}
         self._ticket_dir = Path(ticket_dir)
         self._ticket_dir.mkdir(parents=True, exist_ok=True)
         if initial_ticket is not None:
@@ -257,7 +267,8 @@ class PatternSearch(SearchStart, Strategy):
         metadata = TicketMetadata(config_hash=self._settings.config_hash, epsilon_spent=dict(epsilon_spent or {}),
                                   round=plan.server_round)
         ticket = build_next_ticket(releases=releases, weights=self._weights, policies=self._policies,
-                                   settings=self._settings, density=plan.density, metadata=metadata)
+                                   settings=self._settings, density=plan.density, metadata=metadata,
+                                   prior=self._prior)
         path = self._ticket_dir / f"ticket-round-{plan.server_round:04d}.safetensors"
         ticket.save(path)
         change = ticket_change(ticket, self._ticket)

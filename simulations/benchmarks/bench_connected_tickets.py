@@ -8,7 +8,7 @@ structure, all trained the same way) for each ``--variants`` entry, and writes
 ``results/connected_tickets.json`` and ``results/connected_tickets.md``.
 
     python -m simulations.benchmarks.bench_connected_tickets --data-dir DIR [--seeds 0,1,2]
-        [--variants erk,uniform,erk-synflow] [--sparsity 0.98]
+        [--variants erk,uniform,erk-synflow-prior,free-synflow] [--sparsity 0.98]
 
 Variants: ``erk`` (the default: ERK per-layer budgets, connected kernels), ``uniform`` (the old
 uniform per-layer density, now connected), ``erk-synflow`` (the data-free ticket: ``score=synflow``,
@@ -35,7 +35,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
     "erk": ["layer-allocation=erk"],
     "uniform": ["layer-allocation=uniform"],
-    "erk-synflow": ["layer-allocation=erk", "score=synflow"],
+    "erk-synflow-prior": ["layer-allocation=erk", "prior=synflow"],
+    "free-synflow": ["layer-allocation=erk", "prior=synflow", "score=synflow"],
 }
 COLUMNS = ("dp_ticket", "nonprivate_ticket", "dense", "random_ticket")
 
@@ -79,6 +80,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default="erk,uniform", help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--sparsity", default="0.98")
+    parser.add_argument("--append", action="store_true", help="add to the recorded results instead of replacing them")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:
@@ -86,6 +88,10 @@ def main(argv: list[str]) -> int:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     root = Path(tempfile.mkdtemp(prefix="dppt-bench-connected-"))
     rows: list[dict] = []
+    recorded = RESULTS / "connected_tickets.json"
+    if args.append and recorded.exists():  # keep earlier runs' rows (a rerun of a variant and seed replaces its row)
+        done = {(v, s) for v in args.variants.split(",") for s in map(int, args.seeds.split(","))}
+        rows = [r for r in json.loads(recorded.read_text())["rows"] if (r["variant"], r["seed"]) not in done]
     for variant in args.variants.split(","):
         for seed in args.seeds.split(","):
             out = root / f"{variant}-seed{seed}"

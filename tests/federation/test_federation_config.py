@@ -162,3 +162,12 @@ def test_flwr_run_does_not_resume_a_seeded_run_started_by_dppt_simulate(tmp_path
     with pytest.raises(ConfigError, match="noise-seed must be -1"):
         _from_run_config({RESUME_KEY: str(run)}, progress=lambda line: None)
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_the_prior_and_the_layer_allocation_are_checked_before_anything_runs():
+    from federation.config import check_names
+
+    with pytest.raises(ConfigError, match="prior must be one of magnitude, synflow"):
+        check_names(Config(prior="snip"))  # a prior reads no data: snip is not one
+    with pytest.raises(ConfigError, match="layer-allocation must be one of uniform, erk"):
+        check_names(Config(layer_allocation="even"))

@@ -97,3 +97,28 @@ def test_next_ticket_is_post_processing_of_the_winners() -> None:
     kept_fc = weights["fc"].abs()[fc.unstructured_mask]
     assert kept_fc.min() >= weights["fc"].abs()[~fc.unstructured_mask].max()  # magnitude of public weights
     assert ticket_change(ticket, None) is None and ticket_change(ticket, ticket) == 1.0
+
+
+def test_a_data_free_prior_ranks_the_kernels_no_vote_chose():
+    import numpy as np
+    import torch
+
+    from kernels import TicketMetadata
+    from strategies import SearchSettings
+    from strategies.aggregation import DomainRelease, build_next_ticket
+
+    generator = torch.Generator().manual_seed(0)
+    weights = {"conv1": torch.randn(4, 1, 3, 3, generator=generator), "conv2": torch.randn(4, 4, 3, 3, generator=generator)}
+    policies = {"conv1": "pattern", "conv2": "pattern"}
+    releases = {"patterns": DomainRelease(domain="patterns", winners=np.arange(8), num_voters=0, spec=None,
+                                          diagnostic=None)}
+    # The prior favours conv2's kernels reading input channel 3, against their magnitude.
+    prior = {"conv1": torch.arange(4.0).reshape(4, 1), "conv2": torch.zeros(4, 4)}
+    prior["conv2"][:, 3] = 1.0
+    ticket = build_next_ticket(releases=releases, weights=weights, policies=policies,
+                               settings=SearchSettings(allocation="uniform"), density=1 / 9,
+                               metadata=TicketMetadata(config_hash=""), prior=prior)
+    conv1, conv2 = ticket.layers["conv1"].connectivity, ticket.layers["conv2"].connectivity
+    assert conv1[:, 0].tolist() == [False, False, False, True]  # one kernel each 4: conv1's top-prior one
+    # conv2 keeps 4 kernels: the prior's choice, which reads the channel conv1 keeps (connected).
+    assert conv2[:, 3].all() and int(conv2.sum()) == 4 and ticket.kernel_paths() == 4.0
