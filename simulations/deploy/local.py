@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from federation.messages import NODE_CACHE_DIR, NODE_DATA_DIR, NODE_NUM_PARTITIONS, NODE_PARTITION_ID
 from simulations.deploy.certificates import make_node_key, make_test_certificates
 
 __all__ = ["CONNECTION", "DeploymentError", "LocalDeployment", "run_config_arg"]
@@ -254,23 +255,28 @@ class LocalDeployment:
 
     def start_node(
         self, partition_id: int, *, name: str | None = None, key: Path | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None, node_config: Mapping[str, Any] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start one SuperNode for ``partition_id`` (with ``key`` when authentication is on).
 
         ``env``: extra environment variables of this node's processes (e.g. a ``PATH`` whose first
         folder holds another ``flwr-clientapp``, as the hostile-client test does).
+        ``node_config``: more entries of its ``--node-config`` beside the partition's (e.g. the
+        device's privacy policy, DESIGN.md 5.4b), written as :func:`run_config_arg` writes them.
         """
         name = name or f"supernode-{partition_id}"
         security = ["--root-certificates", str(self.certificates / "ca.crt")] if self.secure else ["--insecure"]
         if key is not None:
             security += ["--auth-supernode-private-key", str(key)]
         cache = self.work / f"home-{name}" / "client-cache"  # the node's examples, kept between messages
-        node_config = (f'partition-id={partition_id} num-partitions={self.num_partitions} data-dir="{self.data_dir}"'
-                       f' cache-dir="{cache}"')
+        own = {NODE_PARTITION_ID: partition_id, NODE_NUM_PARTITIONS: self.num_partitions,
+               NODE_DATA_DIR: str(self.data_dir), NODE_CACHE_DIR: str(cache)}
+        if clash := sorted(set(own) & set(node_config or {})):
+            raise DeploymentError(f"node_config must not set {', '.join(clash)}: start_node sets them itself.")
         process = self._spawn(name, [
             str(self.bin / "flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.port}",
-            "--host", "127.0.0.1", "--port", str(free_port()), "--node-config", node_config,
+            "--host", "127.0.0.1", "--port", str(free_port()), "--node-config",
+            run_config_arg({**own, **(node_config or {})}),
         ], env)
         self.nodes[name] = process
         return process

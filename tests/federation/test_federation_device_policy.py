@@ -11,18 +11,16 @@ import math
 from typing import Any
 
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Message
 
 from federation.config import Config, ConfigError, check_names
 from federation.device_log import DeviceLog
 from federation.device_policy import DevicePolicy, device_policy_of, simulation_node_config
-from federation.model_io import build_model, plain_weights, ticket_policies
 from federation.node_check import check_node, format_node_check
-from models import prunable_layers
-from storage import encode_float
-from strategies import PrivacySettings, SearchSettings, build_domains, keys, round_config_record
+from strategies import keys
 from strategies.votes import collect_votes, refusal_rule
 
+from ..policy_requests import train_message, vote_message
 from .conftest import InProcessGrid
 
 pytestmark = pytest.mark.usefixtures("server_identity")
@@ -30,38 +28,9 @@ pytestmark = pytest.mark.usefixtures("server_identity")
 PER_VOTE = 0.5
 
 
-def _vote_message(
-    config: Config, node: int, *, vote: dict[str, Any] | None = None, run: dict[str, Any] | None = None,
-    epsilon: float = PER_VOTE, score_source: str = "record",
-) -> Message:
-    """A train.vote message as any server could build it, with ``vote``/``run`` fields overridden."""
-    model = build_model(config, seed=config.seed)
-    policies = ticket_policies(model)
-    shapes = {name: tuple(layer.weight.shape) for name, layer in prunable_layers(model).items() if name in policies}
-    privacy = PrivacySettings(epsilon_split={"patterns": 1.0}, record_epsilon=epsilon,
-                              min_examples=config.score_examples, score_source=score_source)
-    settings = SearchSettings()
-    domains = build_domains(shapes=shapes, policies=policies, settings=settings, density=0.3)
-    vote_config = dict(round_config_record(domains=domains, privacy=privacy, settings=settings, server_round=1,
-                                           attempt=0, density=0.3))
-    vote_config.update(vote or {})
-    run_config = {key: encode_float(value) for key, value in {**config.to_dict(), **(run or {})}.items()}
-    content = RecordDict({
-        keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)),
-        keys.CONFIG_KEY: ConfigRecord(run_config),
-        keys.VOTE_CONFIG_KEY: ConfigRecord(vote_config),
-    })
-    return Message(content=content, dst_node_id=node, message_type=keys.VOTE_MESSAGE_TYPE, group_id="1")
-
-
-def _train_message(config: Config, node: int) -> Message:
-    model = build_model(config, seed=config.seed)
-    run_config = {key: encode_float(value) for key, value in config.to_dict().items()}
-    content = RecordDict({
-        keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)),
-        keys.CONFIG_KEY: ConfigRecord({**run_config, keys.ROUND_FIELD: 1}),
-    })
-    return Message(content=content, dst_node_id=node, message_type="train", group_id="1")
+def _vote_message(config: Config, node: int, *, epsilon: float = PER_VOTE, **fields: Any) -> Message:
+    """A train.vote message as any server could build it (at the policy's ε unless told otherwise)."""
+    return vote_message(config, node, epsilon=epsilon, **fields)
 
 
 @pytest.fixture
@@ -143,10 +112,10 @@ def test_a_data_free_vote_of_public_weights_costs_nothing(guarded, small_config)
 
 def test_train_is_refused_under_a_budget_and_logged_as_infinite_without_one(guarded, small_config):
     grid, node, log = guarded
-    refused = _reply(grid, _train_message(small_config, node))
+    refused = _reply(grid, train_message(small_config, node))
     assert refusal_rule(refused) == "train" and log.entries() == []
     grid.contexts[node].node_config.pop("max-epsilon")
-    answered = _reply(grid, _train_message(small_config, node))
+    answered = _reply(grid, train_message(small_config, node))
     assert not answered.has_error()
     (line,) = log.entries()
     assert (line["kind"], line["epsilon"]) == ("train", "inf")
