@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from logging import WARNING
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common import log
+from flwr.common.constant import ErrorCode
 
 from federation.client_data import load_client_data, node_image_dir, require_client_id
 from federation.config import Config, ConfigError
-from federation.device_policy import device_policy_of
+from federation.device_policy import PolicyRefusal, device_policy_of
 from federation.messages import NODE_CLIENT_ID, NODE_NUM_PARTITIONS, NODE_PARTITION_ID, NUM_EXAMPLES_FIELD, TRAIN_LOSS_FIELD
 from federation.model_io import build_model, load_weights, plain_weights, ticket_policies
 from federation.training import train_epochs
@@ -207,13 +210,37 @@ def build_client_app(node_defaults: Mapping[str, Any] | None = None) -> ClientAp
 
     @client_app.train("vote")
     def _vote(msg: Message, context: Context) -> Message:
-        return vote(msg, context, defaults)
+        return _refusing(vote, msg, context, defaults, kind="vote")
 
     @client_app.train()
     def _train(msg: Message, context: Context) -> Message:
-        return train(msg, context, defaults)
+        return _refusing(train, msg, context, defaults, kind="train")
 
     return client_app
+
+
+def _refusing(handler: Any, msg: Message, context: Context, defaults: Mapping[str, Any], *, kind: str) -> Message:
+    """Run ``handler``; a request outside the device's policy becomes an error reply naming the rule.
+
+    The refusal is a decision, not a crash: it is logged on the device (one line, and on its
+    privacy-log when it keeps one, DESIGN.md 5.4b) and answered with Flower's precondition error
+    (what Flower's own mods reply when a request fails theirs), so nothing is released.
+    """
+    try:
+        return handler(msg, context, defaults)
+    except PolicyRefusal as refusal:
+        log(WARNING, "dppt: %s", refusal)
+        raw = msg.content[keys.CONFIG_KEY] if keys.CONFIG_KEY in msg.content else {}
+        vote_config = msg.content[keys.VOTE_CONFIG_KEY] if keys.VOTE_CONFIG_KEY in msg.content else {}
+        server_round = int(vote_config.get(keys.ROUND_FIELD, raw.get(keys.ROUND_FIELD, 0)) or 0)
+        try:
+            run = Config.from_mapping({k: v for k, v in dict(raw).items() if k != keys.ROUND_FIELD}).run_hash()
+        except ConfigError:
+            run = "unreadable"
+        device_policy_of(node_config_of(context, defaults)).note_refusal(
+            refusal, run=run, server_round=server_round, attempt=int(vote_config.get(keys.ATTEMPT_FIELD, 0) or 0),
+            kind=kind)
+        return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=str(refusal)), reply_to=msg)
 
 
 app = build_client_app()

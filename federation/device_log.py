@@ -20,6 +20,8 @@ A ``train`` reply (plain weights after local SGD) is logged too, as an ε = inf 
 Line (JSON): ``schema``, ``time`` (UTC, ISO), ``run`` (the run's config hash), ``round``,
 ``attempt``, ``kind`` (``vote`` or ``train``; lines written before it existed are votes),
 ``epsilon`` (``"inf"`` for inf) and ``domains`` (ε per domain; ``{"train": "inf"}`` for training).
+A request the device's policy refused is noted too (:meth:`DeviceLog.note_refusal`): ``kind``
+``refused``, ``request`` (vote or train), ``rule``, ``reason``, and ε = 0 (nothing left the device).
 """
 
 from __future__ import annotations
@@ -131,10 +133,27 @@ class DeviceLog:
             "epsilon": encode_float(epsilon),
             "domains": {name: encode_float(value) for name, value in domains.items()},
         }
+        self._append(data, line)
+        return epsilon
+
+    def note_refusal(self, *, run: str, server_round: int, attempt: int, kind: str, rule: str, reason: str) -> None:
+        """Append a request the device refused under its policy (ε = 0: nothing was released).
+
+        DESIGN.md 5.4b: a request outside the policy is refused with a reason and logged, so the
+        device's own record shows what the server asked for as well as what it released.
+        """
+        data, _ = self._read()
+        self._append(data, {
+            "schema": DEVICE_LOG_SCHEMA,
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "run": run, "round": server_round, "attempt": attempt, "kind": "refused", "request": kind,
+            "rule": rule, "reason": reason[:300], "epsilon": encode_float(0.0), "domains": {},
+        })
+
+    def _append(self, data: bytes, line: dict[str, Any]) -> None:
         if data and not data.endswith(b"\n"):  # a torn last line (crash while writing: its reply never left)
             os.truncate(self.path, data.rfind(b"\n") + 1)
         append_durably(self.path, (json.dumps(line, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)
-        return epsilon
 
 
 def _spent(entries: list[dict[str, Any]]) -> float:

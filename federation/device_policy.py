@@ -147,6 +147,12 @@ class DevicePolicy:
         except DeviceLogError as err:
             raise PolicyRefusal("max-epsilon", str(err)) from None
 
+    def note_refusal(self, refusal: PolicyRefusal, *, run: str, server_round: int, attempt: int, kind: str) -> None:
+        """Put a refused request on the device's own log (ε = 0), when it keeps one."""
+        if self.log is not None:
+            self.log.note_refusal(run=run, server_round=server_round, attempt=attempt, kind=kind, rule=refusal.rule,
+                                  reason=str(refusal))
+
     # -- training ----------------------------------------------------------------------------
 
     def admit_train(self) -> None:

@@ -57,14 +57,17 @@ def test_a_device_refuses_votes_past_its_own_budget_and_is_not_charged_for_them(
     summary = _run(config, tmp_path / "run", grid)
     assert summary["search"]["rounds-completed"] == 3  # the others carry round 3
     device = DeviceLog(path=log, max_epsilon=1.4)
-    assert [line["round"] for line in device.entries()] == [1, 2]
+    releases = [line for line in device.entries() if line["kind"] != "refused"]
+    assert [line["round"] for line in releases] == [1, 2]
+    refusals = [(line["request"], line["round"], line["rule"]) for line in device.entries() if line["kind"] == "refused"]
+    assert refusals == [("vote", 3, "max-epsilon"), ("train", 1, "train"), ("train", 2, "train")]
     assert math.isclose(device.spent(), 4 / 3)
     assert math.isclose(_charged(tmp_path / "run" / LEDGER_FILE, "partition-2"), 4 / 3)
     rows = [json.loads(line) for line in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
     third = next(r for r in rows if r["kind"] == KIND_SEARCH_ROUND and r["round"] == 3)
     assert (third["failed"], third["participants"], third["refused"], third["refused.max-epsilon"]) == (1, 2, 1, 1)
     # Plain trained weights are an ε = inf release: the device with a budget refused every train message.
-    assert [line["kind"] for line in device.entries()] == ["vote", "vote"]
+    assert [line["kind"] for line in releases] == ["vote", "vote"]
     assert summary["accuracy"]["dp_ticket"] is not None  # the other two nodes trained it
 
 

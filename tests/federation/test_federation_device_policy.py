@@ -48,6 +48,11 @@ def guarded(small_config, data_dir, tmp_path):
     return grid, node, DeviceLog(path=log)
 
 
+def _releases(log: DeviceLog) -> list[dict[str, Any]]:
+    """The log's release lines (refusals, ε = 0, are noted beside them)."""
+    return [line for line in log.entries() if line["kind"] != "refused"]
+
+
 def _reply(grid: InProcessGrid, message: Message) -> Message:
     (reply,) = grid.send_and_receive([message])
     return reply
@@ -82,7 +87,10 @@ def test_a_hostile_vote_request_is_refused_by_its_rule_and_releases_nothing(
     message = _vote_message(small_config, node, vote=vote, run=run, epsilon=epsilon)
     reply = _reply(grid, message)
     assert reply.has_error() and refusal_rule(reply) == rule, reply.error.reason
-    assert log.entries() == []  # nothing released, nothing logged
+    assert _releases(log) == []  # nothing released ...
+    (note,) = log.entries()  # ... and the refusal is on the device's own log, with its rule (ε = 0)
+    assert (note["kind"], note["request"], note["rule"], float(note["epsilon"])) == ("refused", "vote", rule, 0.0)
+    assert reply.error.code == 6  # Flower's precondition error (ErrorCode.MOD_FAILED_PRECONDITION), not a crash
     collection = collect_votes([reply], domains=(), server_round=1, expected_nodes=[node])
     assert (collection.failed, collection.participants, dict(collection.refused)) == (1, (), {rule: 1})
 
@@ -97,7 +105,7 @@ def test_a_data_free_score_after_local_training_is_never_priced_at_zero(guarded,
     grid.contexts[node].node_config.pop("max-epsilon")
     answered = _reply(grid, _vote_message(small_config, node, run=run, score_source="data-free"))
     assert not answered.has_error()
-    assert [line["epsilon"] for line in log.entries()] == ["inf"]  # the log tells the truth
+    assert [line["epsilon"] for line in _releases(log)] == ["inf"]  # the log tells the truth
     # ... and the run config that would plan it as ε = 0 is refused before anything runs.
     with pytest.raises(ConfigError, match="score-train-epochs must be 0 with the data-free score 'magnitude'"):
         check_names(small_config.replace(unit="client", score="magnitude", score_train_epochs=1))
@@ -113,11 +121,11 @@ def test_a_data_free_vote_of_public_weights_costs_nothing(guarded, small_config)
 def test_train_is_refused_under_a_budget_and_logged_as_infinite_without_one(guarded, small_config):
     grid, node, log = guarded
     refused = _reply(grid, train_message(small_config, node))
-    assert refusal_rule(refused) == "train" and log.entries() == []
+    assert refusal_rule(refused) == "train" and _releases(log) == []
     grid.contexts[node].node_config.pop("max-epsilon")
     answered = _reply(grid, train_message(small_config, node))
     assert not answered.has_error()
-    (line,) = log.entries()
+    (line,) = _releases(log)
     assert (line["kind"], line["epsilon"]) == ("train", "inf")
 
 
@@ -125,7 +133,7 @@ def test_the_noise_is_calibrated_to_the_devices_own_delta_not_the_servers(guarde
     """A Δ above C/n (more noise than the server charged) is refused too: the ledger must match the release."""
     grid, node, log = guarded
     reply = _reply(grid, _vote_message(small_config, node, vote={keys.SENSITIVITY_FIELD: 1.0}))
-    assert refusal_rule(reply) == "sensitivity" and log.entries() == []
+    assert refusal_rule(reply) == "sensitivity" and _releases(log) == []
 
 
 def test_the_policy_comes_from_the_node_config_with_safe_defaults_and_clear_errors(tmp_path):

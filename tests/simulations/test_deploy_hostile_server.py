@@ -137,6 +137,11 @@ def test_a_hostile_serverapp_is_refused_by_a_real_supernodes_own_privacy_policy(
             assert f"{POLICY_REFUSAL} ({rule}): " in reply["reason"] and why in reply["reason"], reply
     honest = replies[-1]
     assert honest["votes"] and all(count > 0 for count in honest["votes"].values()), honest
-    # Nothing beyond the policy was released: the device's own log holds the honest vote only.
-    (line,) = DeviceLog(path=log).entries()
+    # Nothing beyond the policy was released: the device's own log holds the honest vote as its only
+    # release, and each refusal (ε = 0) with its rule, in the order they came (DESIGN.md 5.4b).
+    entries = DeviceLog(path=log).entries()
+    (line,) = [entry for entry in entries if entry["kind"] != "refused"]
     assert line["kind"] == "vote" and math.isclose(float(line["epsilon"]), PER_VOTE), line
+    assert [entry["rule"] for entry in entries if entry["kind"] == "refused"] == [
+        rule for _, rule, _ in EXPECTED if rule is not None]
+    assert all(float(entry["epsilon"]) == 0.0 for entry in entries if entry["kind"] == "refused")
