@@ -64,7 +64,7 @@ class Config:
     mechanism: str = field(default="laplace-topk", metadata=_help(f"clients' local noisy top-k, one of {', '.join(MECHANISMS)}"))
     patterns: int = field(default=8, metadata=_help("P: patterns in the library"))
     pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
-    prior: str = field(default="magnitude", metadata=_help("data-free score at θ0 that ranks each conv layer's kernels (the free prior, ε = 0): magnitude (the energy of the public weights) or synflow"))
+    prior: str = field(default="synflow", metadata=_help("data-free score at θ0 that ranks each conv layer's kernels (the free prior, ε = 0): synflow (iterative SynFlow, computed by the server) or magnitude (the energy of the public weights)"))
     layer_allocation: str = field(default="erk", metadata=_help("per-layer density of the 3x3 conv layers: uniform or erk (erk: Erdős–Rényi-Kernel, small layers keep more; the conv layers' mean stays 1 - sparsity)"))
     kernel_votes: bool = field(default=False, metadata=_help("also vote each pattern layer's kernel connectivity (else post-processing of public weights)"))
     other_layers: str = field(default="dense", metadata=_help("policy of the layers that are not 3x3 convolutions (linear, other convs): dense, or unstructured (the largest |w| of the public weights at the round's density; ε = 0)"))

@@ -12,6 +12,7 @@ the vote domains (``patterns``, and ``kernels:<layer>`` with ``kernel-votes``) b
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -135,6 +136,23 @@ def data_free_prior(config: Config, model: nn.Module, policies: Mapping[str, Lay
     """
     if config.prior == "magnitude":
         return None
+    # Keyed by the weights themselves: the DP and the reference search of a run share one computation.
+    digest = hashlib.sha256()
+    for name, layer in prunable_layers(model).items():
+        digest.update(name.encode())
+        digest.update(layer.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    key = (config.prior, config.sparsity, config.pattern_entries, digest.hexdigest(),
+           tuple(sorted((name, policy.value) for name, policy in policies.items())))
+    if key not in _PRIOR_CACHE:
+        _PRIOR_CACHE.clear()  # one run at a time: keep only the latest
+        _PRIOR_CACHE[key] = _compute_prior(config, model, policies)
+    return {name: value.clone() for name, value in _PRIOR_CACHE[key].items()}
+
+
+_PRIOR_CACHE: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
+
+
+def _compute_prior(config: Config, model: nn.Module, policies: Mapping[str, LayerPolicy]) -> dict[str, torch.Tensor]:
     from kernels import enumerate_candidates
     from models.scores import Domain, ScoreRequest, get
 
