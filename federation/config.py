@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from federation.errors import ConfigError
-from privacy import GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS, UNIT_CLIENT, UNIT_RECORD
+from privacy import ENFORCE_RDP, ENFORCEMENTS, GAUSSIAN_TOPK, GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS, UNIT_CLIENT, UNIT_RECORD
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "pathological")
 UNIT_BOTH = "both"  # the record unit on the clients and the client unit on the server
 UNITS = (UNIT_RECORD, UNIT_CLIENT, UNIT_BOTH)
-MECHANISMS = (LAPLACE_TOPK, GUMBEL_TOPK)  # the clients' local noisy top-k (privacy owns them)
+MECHANISMS = (LAPLACE_TOPK, GUMBEL_TOPK, GAUSSIAN_TOPK)  # the clients' local noisy top-k (privacy owns them)
 CENTRAL_NOISES = NOISE_KINDS  # the server's noise on the vote counts (privacy owns them)
 NOISE_SEED_KEY: Final = "noise-seed"
 SERVER_ONLY_KEYS: Final = frozenset({NOISE_SEED_KEY})
@@ -61,7 +61,9 @@ class Config:
     client_epsilon: float = field(default=1.0, metadata=_help("the server's client-level ε budget for the whole search (unit client or both)"))
     central_noise: str = field(default="discrete-laplace", metadata=_help(f"central noise of the client unit, one of {', '.join(CENTRAL_NOISES)}"))
     score: str = field(default="snip", metadata=_help("mask score, a name of the models.scores registry (snip reads data; magnitude, synflow do not)"))
-    mechanism: str = field(default="laplace-topk", metadata=_help(f"clients' local noisy top-k, one of {', '.join(MECHANISMS)}"))
+    mechanism: str = field(default="laplace-topk", metadata=_help(f"clients' local noisy top-k, one of {', '.join(MECHANISMS)} (gaussian-topk: (ε, δ), needs clip-mode=l2; its noise does not grow with k)"))
+    delta: float = field(default=1e-5, metadata=_help("record-level δ budget of each client for the whole search (mechanism=gaussian-topk; the Laplace and Gumbel votes have δ = 0)"))
+    budget_accountant: str = field(default="basic", metadata=_help(f"what the record-level ε budget is enforced on, one of {', '.join(ENFORCEMENTS)} (rdp: Rényi DP at δ = delta, gaussian-topk only; basic composition is reported either way)"))
     patterns: int = field(default=8, metadata=_help("P: patterns in the library"))
     pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
     prior: str = field(default="synflow", metadata=_help("data-free score at θ0 that ranks each conv layer's kernels (the free prior, ε = 0): synflow (iterative SynFlow, computed by the server) or magnitude (the energy of the public weights)"))
@@ -70,7 +72,7 @@ class Config:
     other_layers: str = field(default="dense", metadata=_help("policy of the layers that are not 3x3 convolutions (linear, other convs): dense, or unstructured (the largest |w| of the public weights at the round's density; ε = 0)"))
     pattern_share: float = field(default=0.5, metadata=_help("with kernel-votes: share of each round's ε spent on the pattern vote (rest split evenly over layers)"))
     score_examples: int = field(default=512, metadata=_help("examples each client scores per round (a fresh random subset); clients with fewer abstain"))
-    clip_mode: str = field(default="normalise", metadata=_help("per-example score bounding: normalise (each example's vector divided by its max, C = 1) or clip (clamped to [0, clip-bound])"))
+    clip_mode: str = field(default="normalise", metadata=_help("per-example score bounding: normalise (each example's vector divided by its max, C = 1), clip (clamped to [0, clip-bound]) or l2 (each vector scaled to L2 norm <= clip-bound; gaussian-topk only)"))
     clip_bound: float = field(default=1.0, metadata=_help("C: per-example scores lie in [0, C]; must stay 1 under clip-mode=normalise"))
     score_train_epochs: int = field(default=0, metadata=_help("local epochs before scoring; only sound with unit=client"))
     min_replies: int = field(default=2, metadata=_help("replies a search round needs to update the ticket (else retried, then stopped)"))
@@ -107,6 +109,13 @@ class Config:
         _check(self.unit in UNITS, "unit", f"one of {', '.join(UNITS)}", self.unit)
         _check(self.central_noise in CENTRAL_NOISES, "central-noise", f"one of {', '.join(CENTRAL_NOISES)}", self.central_noise)
         _check(self.mechanism in MECHANISMS, "mechanism", f"one of {', '.join(MECHANISMS)}", self.mechanism)
+        _check(0 < self.delta < 1, "delta", "in (0, 1)", self.delta)
+        _check(self.budget_accountant in ENFORCEMENTS, "budget-accountant", f"one of {', '.join(ENFORCEMENTS)}", self.budget_accountant)
+        _check(
+            self.budget_accountant != ENFORCE_RDP or self.mechanism == GAUSSIAN_TOPK, "budget-accountant",
+            "basic unless mechanism=gaussian-topk (Rényi DP composes the Gaussian votes; the pure ε-DP votes"
+            " gain nothing from it)", self.budget_accountant,
+        )
         _check(1 <= self.pattern_entries <= 9, "pattern-entries", "an int in [1, 9]", self.pattern_entries)
         _check(self.patterns >= 1, "patterns", "at least 1", self.patterns)
         max_density = self.pattern_entries / 9
@@ -221,9 +230,9 @@ def check_names(config: Config) -> None:
     """Check what the lower packages' registries own; call it before anything runs or is written.
 
     - ``model``: a name of the models registry; ``score``: of the models.scores registry;
-      ``clip-mode``: a :class:`models.scores.ClipMode`; ``other-layers``: ``dense`` or
+      ``clip-mode``: a :class:`models.scores.ClipMode`, ``l2`` exactly when the vote is Gaussian; ``other-layers``: ``dense`` or
       ``unstructured`` (:class:`kernels.LayerPolicy`).
-    - ``prior``: a data-free score that can rank kernels (magnitude, synflow).
+    - ``prior``: a data-free score of the models.scores registry (magnitude, synflow).
     - ``layer-allocation``: a :data:`strategies.settings.ALLOCATIONS` rule.
     - ``clip-bound``: under ``clip-mode=normalise`` every example's scores are divided by their
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
@@ -248,21 +257,27 @@ def check_names(config: Config) -> None:
 
     _check(config.layer_allocation in ALLOCATIONS, "layer-allocation", f"one of {', '.join(ALLOCATIONS)}",
            config.layer_allocation)
-    _check(config.prior in ("magnitude", "synflow"), "prior", "one of magnitude, synflow (data-free scores)", config.prior)
+    from models.scores import reads_data
+
+    priors = [name for name in score_names() if not reads_data(name)]  # the registry's data-free scores
+    _check(config.prior in priors, "prior", f"one of {', '.join(priors)} (data-free scores)", config.prior)
     _check(config.model in registry.names(), "model", f"one of {', '.join(registry.names())}", config.model)
     _check(config.score in score_names(), "score", f"one of {', '.join(score_names())}", config.score)
     others = [LayerPolicy.DENSE.value, LayerPolicy.UNSTRUCTURED.value]
     _check(config.other_layers in others, "other-layers", f"one of {', '.join(others)}", config.other_layers)
-    # NOTE: ClipMode.L2 bounds scores for the Gaussian noisy top-k (privacy.gaussian_topk), which no
-    # `mechanism` selects yet; under Laplace/Gumbel its L2 sensitivity would fail every vote.
-    modes = [mode.value for mode in ClipMode if mode is not ClipMode.L2]
-    _check(config.clip_mode in modes, "clip-mode", f"one of {', '.join(modes)}", config.clip_mode)
+    # ClipMode.L2 bounds scores for the Gaussian noisy top-k (its Δ₂ = √2·C/n is an L2 figure), and
+    # the Gaussian vote needs it; under Laplace/Gumbel an L2 bound would fail every vote.
+    if config.mechanism == GAUSSIAN_TOPK and reads_data(config.score):
+        modes = [ClipMode.L2.value]
+    else:
+        modes = [mode.value for mode in ClipMode if mode is not ClipMode.L2]
+    _check(config.clip_mode in modes, "clip-mode", f"one of {', '.join(modes)} with mechanism={config.mechanism}",
+           config.clip_mode)
     _check(
-        config.clip_mode == ClipMode.CLIP or config.clip_bound == 1.0, "clip-bound",
+        config.clip_mode != ClipMode.NORMALISE or config.clip_bound == 1.0, "clip-bound",
         "1.0 under clip-mode=normalise (normalised scores lie in [0, 1]); set clip-mode=clip to clamp scores to"
         f" [0, {config.clip_bound:g}]", config.clip_bound,
     )
-    from models.scores import reads_data
 
     # B1 of the device's threat model (DESIGN.md 5.4b): after local training, even a data-free score
     # of the trained weights depends on the client's examples; planned as data-free it would be

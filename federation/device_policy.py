@@ -8,7 +8,9 @@ or, in a simulation, from the run config (:func:`simulation_node_config`, one pe
   (sequential composition within a round). A vote without noise (ε = inf: the client unit, whose
   noise is central, or a non-private reference search) exceeds any finite cap: a device that
   trusts the server with its plain top-k says so with ``max-vote-epsilon=inf``.
-- ``mechanisms`` (default ``laplace-topk,gumbel-topk``): the local noisy top-k it runs.
+- ``max-vote-delta`` (default 1e-5): the largest δ of one vote, summed over its domains (only
+  the Gaussian noisy top-k has δ > 0).
+- ``mechanisms`` (default ``laplace-topk,gumbel-topk,gaussian-topk``): the local noisy top-k it runs.
 - ``min-examples`` (default 1): the smallest n it scores a vote on. ε-DP holds for any n (the
   noise is calibrated to Δ = C/n); a device may want no vote to reflect only a few examples.
 - ``privacy-log`` / ``max-epsilon`` (:mod:`federation.device_log`): its own record of every
@@ -16,8 +18,8 @@ or, in a simulation, from the run config (:func:`simulation_node_config`, one pe
 - ``noise-seed`` (simulation only): reproducible noise. Never taken from a message: a seed the
   server knows would let it remove the noise (DESIGN.md 5.5).
 
-The device computes Δ = C/n from the n it scores and the C its scores are bounded by, and the
-noise scale from the ε its policy admits; the server's Δ is only compared with it. A request
+The device computes Δ = C/n (Gaussian: Δ₂ = √2·C/n) from the n it scores and the C its scores
+are bounded by, and the noise scale from the ε (and δ) its policy admits; the server's Δ is only compared with it. A request
 outside the policy raises :class:`PolicyRefusal` naming the rule: the reply is an error, which
 releases nothing and which the server counts as refused and never charges.
 
@@ -37,7 +39,13 @@ from typing import TYPE_CHECKING, Any, Final
 from federation.config import MECHANISMS, Config
 from federation.device_log import DeviceLog, DeviceLogError, device_log_of
 from federation.errors import ConfigError, PolicyRefusal
-from federation.messages import NODE_MAX_VOTE_EPSILON, NODE_MECHANISMS, NODE_MIN_EXAMPLES, NODE_NOISE_SEED
+from federation.messages import (
+    NODE_MAX_VOTE_DELTA,
+    NODE_MAX_VOTE_EPSILON,
+    NODE_MECHANISMS,
+    NODE_MIN_EXAMPLES,
+    NODE_NOISE_SEED,
+)
 from privacy import UNIT_CLIENT
 from storage import encode_float
 
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
     from federation.voting import VoteRequest
 
 __all__ = [
+    "DEFAULT_MAX_VOTE_DELTA",
     "DEFAULT_MAX_VOTE_EPSILON",
     "DevicePolicy",
     "PolicyRefusal",
@@ -53,6 +62,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_VOTE_EPSILON: Final = 1.0  # the main job's whole budget: one vote never costs more
+DEFAULT_MAX_VOTE_DELTA: Final = 1e-5  # the config's default δ budget (delta): likewise for δ
 # Slack for comparing the server's Δ with the device's C/n (both are one float division).
 _SENSITIVITY_RTOL: Final = 1e-12
 
@@ -62,6 +72,7 @@ class DevicePolicy:
     """What this device agrees to release (see the module docstring)."""
 
     max_vote_epsilon: float = field(default=DEFAULT_MAX_VOTE_EPSILON, metadata={"help": "largest ε of one vote"})
+    max_vote_delta: float = field(default=DEFAULT_MAX_VOTE_DELTA, metadata={"help": "largest δ of one vote"})
     mechanisms: tuple[str, ...] = field(default=MECHANISMS, metadata={"help": "local noisy top-k it runs"})
     min_examples: int = field(default=1, metadata={"help": "smallest n a vote is scored on"})
     log: DeviceLog | None = field(default=None, metadata={"help": "its own release log and Σε budget"})
@@ -70,6 +81,8 @@ class DevicePolicy:
     def __post_init__(self) -> None:
         if math.isnan(self.max_vote_epsilon) or self.max_vote_epsilon < 0:
             raise ConfigError(f"{NODE_MAX_VOTE_EPSILON} must be a number >= 0 (inf = any). Found {self.max_vote_epsilon!r}.")
+        if not 0.0 <= self.max_vote_delta < 1.0:
+            raise ConfigError(f"{NODE_MAX_VOTE_DELTA} must be a number in [0, 1). Found {self.max_vote_delta!r}.")
         unknown = [name for name in self.mechanisms if name not in MECHANISMS]
         if unknown or not self.mechanisms:
             raise ConfigError(f"{NODE_MECHANISMS} must be a comma-separated list of {', '.join(MECHANISMS)}."
@@ -126,6 +139,10 @@ class DevicePolicy:
         if total > self.max_vote_epsilon:
             raise PolicyRefusal(NODE_MAX_VOTE_EPSILON, f"the vote asks ε {total:g} > this device's"
                                 f" {NODE_MAX_VOTE_EPSILON} {self.max_vote_epsilon:g}")
+        delta = math.fsum(d.delta for d in request.domains) if reads_data and noisy else 0.0
+        if delta > self.max_vote_delta:
+            raise PolicyRefusal(NODE_MAX_VOTE_DELTA, f"the vote asks δ {delta:g} > this device's"
+                                f" {NODE_MAX_VOTE_DELTA} {self.max_vote_delta:g}")
         self.check_budget(total)
         return charge
 
@@ -167,7 +184,8 @@ class DevicePolicy:
         """The policy in a few lines, as ``dppt check-node`` prints it."""
         cap = "any (inf)" if math.isinf(self.max_vote_epsilon) else f"{self.max_vote_epsilon:g}"
         lines = [
-            f"policy     max ε per vote {cap}; mechanisms {', '.join(self.mechanisms)}; scores >= {self.min_examples} examples",
+            f"policy     max ε per vote {cap}, max δ per vote {self.max_vote_delta:g}; mechanisms"
+            f" {', '.join(self.mechanisms)}; scores >= {self.min_examples} examples",
         ]
         if self.log is None:
             lines.append("policy     no privacy-log: releases are not recorded on this device; train is answered (ε = inf)")
@@ -219,6 +237,7 @@ def device_policy_of(node_config: Mapping[str, Any]) -> DevicePolicy:
     min_examples = _integer(node_config, NODE_MIN_EXAMPLES)
     return DevicePolicy(
         max_vote_epsilon=_number(node_config, NODE_MAX_VOTE_EPSILON, DEFAULT_MAX_VOTE_EPSILON),
+        max_vote_delta=_number(node_config, NODE_MAX_VOTE_DELTA, DEFAULT_MAX_VOTE_DELTA),
         mechanisms=mechanisms,
         min_examples=1 if min_examples is None else min_examples,
         log=device_log_of(node_config),
@@ -230,7 +249,7 @@ def simulation_node_config(config: Config) -> dict[str, str | int | float]:
     """The policy of every virtual node of a simulation, derived from the run config.
 
     In a simulation one person runs the server and every client, so each node agrees to what the
-    run config asks: votes up to the whole record budget ``epsilon`` (``inf`` when the client unit
+    run config asks: votes up to the whole record budget ``epsilon`` and ``delta`` (``inf`` when the client unit
     or the non-private reference search sends plain top-k), the configured ``mechanism``, the
     configured ``score-examples``, and the user's ``noise-seed`` (reproducible, not private): the
     one place a seed reaches a client, through the node config and never through a message.
@@ -238,6 +257,7 @@ def simulation_node_config(config: Config) -> dict[str, str | int | float]:
     plain = config.unit == UNIT_CLIENT or config.reference_search or math.isinf(config.epsilon)
     values: dict[str, str | int | float] = {
         NODE_MAX_VOTE_EPSILON: encode_float(math.inf if plain else config.epsilon),
+        NODE_MAX_VOTE_DELTA: encode_float(config.delta),
         NODE_MECHANISMS: config.mechanism,
         NODE_MIN_EXAMPLES: config.score_examples,
     }

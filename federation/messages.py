@@ -24,6 +24,7 @@ NODE_PRIVACY_LOG: Final = "privacy-log"  # optional: the device's own release lo
 NODE_MAX_EPSILON: Final = "max-epsilon"  # optional: the device's own Σε budget over that log
 # The device's own privacy policy (federation.device_policy, DESIGN.md 5.4b), all optional.
 NODE_MAX_VOTE_EPSILON: Final = "max-vote-epsilon"  # the largest ε of one vote (Σ over its domains)
+NODE_MAX_VOTE_DELTA: Final = "max-vote-delta"  # the largest δ of one vote (Σ over its domains; Gaussian votes)
 NODE_MECHANISMS: Final = "mechanisms"  # the local noisy top-k mechanisms it runs, comma-separated
 NODE_MIN_EXAMPLES: Final = "min-examples"  # the smallest n it scores a vote on
 NODE_NOISE_SEED: Final = "noise-seed"  # simulation only: reproducible noise (the run is then not private)

@@ -281,7 +281,9 @@ def _print_summary(summary: Mapping[str, Any], progress: Progress) -> None:
     shown = "  ".join(f"{k} {v:.4f}" for k, v in accuracy.items() if v is not None)
     eps = summary["epsilon"]
     progress(f"[done] {shown}")
-    progress(f"[done] ε record max {eps['record']['max']:.4g} (budget {eps['record']['budget']:g}),"
+    rdp = eps.get("rdp", {}).get("record-max")
+    shown_eps = f"{eps['record']['max']:.4g}" if rdp is None else f"{rdp:.4g} (RDP; basic {eps['record']['max']:.4g})"
+    progress(f"[done] ε record max {shown_eps} (budget {eps['record']['budget']:g}),"
              f" client {eps['client']['total']:.4g} (budget {eps['client']['budget']:g});"
              f" search rounds {summary['search']['rounds-completed']}/{summary['search']['rounds-planned']}"
              f"{'; stopped: ' + summary['search']['stop-reason'] if summary['search']['stop-reason'] else ''}")

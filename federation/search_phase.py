@@ -8,10 +8,18 @@ fit; the accountant (which compares exactly) refuses any round (a retry included
 beyond it, and the search then stops with the last ticket. Within a round the ε is split over
 the vote domains (``patterns``, and ``kernels:<layer>`` with ``kernel-votes``) by
 ``pattern-share``, each part rounded down too (:func:`strategies.domain_epsilon`).
+
+Gaussian votes (``mechanism=gaussian-topk``) also spend δ: ``delta / T`` per round, split as ε
+is (:func:`strategies.domain_delta`). Under ``budget-accountant=rdp`` the per-round ε is instead
+the largest whose ``T`` rounds compose by Rényi DP to at most ``epsilon`` at ``δ = delta``
+(:func:`privacy.gaussian_rdp_round_epsilon`), and the accountant enforces the budget on that
+RDP figure; the ledger keeps each release's own (ε, δ), so basic composition (then above
+``epsilon``) is still reported beside it (DESIGN.md 5.4).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -31,7 +39,17 @@ from federation.model_io import plain_weights, ticket_policies
 from federation.rundir import RunDirectory
 from kernels import LayerPolicy
 from models import prunable_layers
-from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, ReleaseJournal, share
+from privacy import (
+    ENFORCE_RDP,
+    GAUSSIAN_TOPK,
+    UNIT_CLIENT,
+    UNIT_RECORD,
+    Accountant,
+    Ledger,
+    ReleaseJournal,
+    gaussian_rdp_round_epsilon,
+    share,
+)
 from strategies import (
     NO_CENTRAL_NOISE,
     PATTERNS_DOMAIN,
@@ -43,6 +61,8 @@ from strategies import (
     PrivacySettings,
     SearchOutcome,
     SearchSettings,
+    domain_delta,
+    domain_epsilon,
     kernel_domain_name,
     run_search,
 )
@@ -63,6 +83,8 @@ class SearchPlan:
     schedule: DensitySchedule
     record_budget: float
     client_budget: float
+    delta_budget: float = 0.0
+    enforce: str = "basic"
 
 
 def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchPlan:
@@ -88,6 +110,7 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
     rounds = config.search_rounds
     record_budget = config.epsilon if record_on else math.inf
     client_budget = config.client_epsilon if central_on else math.inf
+    gaussian = record_on and not data_free and math.isfinite(record_budget) and config.mechanism == GAUSSIAN_TOPK
     privacy = PrivacySettings(
         epsilon_split=split,
         score_source=SCORE_DATA_FREE if data_free else SCORE_RECORD,
@@ -95,6 +118,8 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         # DESIGN.md 5.4: per round ε / T of the whole-search budget (basic composition over T rounds),
         # rounded down so that T rounds sum to at most the budget exactly (inf stays inf).
         record_epsilon=share(record_budget, parts=rounds),
+        # DESIGN.md 5.1/5.4: Gaussian votes spend δ / T per round, rounded down like ε (basic composition).
+        record_delta=share(config.delta, parts=rounds) if gaussian else 0.0,
         clip_mode=config.clip_mode,
         clip_bound=config.clip_bound,  # C; 1 under clip-mode=normalise (config.check_names)
         min_examples=config.score_examples,  # DESIGN.md 5.1: clients score exactly n examples, Δ = C / n
@@ -105,6 +130,17 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
         noise_seed=None if config.noise_seed < 0 else config.noise_seed,
         phase=search_phase(reference=reference),
     )
+    delta_budget = config.delta if gaussian else 0.0
+    enforce = config.budget_accountant if gaussian else "basic"
+    if gaussian and enforce == ENFORCE_RDP:
+        base = privacy
+
+        def round_pairs(per_round: float) -> list[tuple[float, float]]:
+            trial = dataclasses.replace(base, record_epsilon=per_round)
+            return [(domain_epsilon(trial, name, UNIT_RECORD), domain_delta(trial, name)) for name in split]
+
+        privacy = dataclasses.replace(privacy, record_epsilon=gaussian_rdp_round_epsilon(
+            epsilon=record_budget, delta=config.delta, rounds=rounds, round_pairs=round_pairs))
     settings = SearchSettings(
         library_size=config.patterns,
         pattern_entries=config.pattern_entries,
@@ -124,7 +160,7 @@ def plan_search(config: Config, model: nn.Module, *, reference: bool) -> SearchP
     target = min(start, 1.0 - config.sparsity)
     hold = config.hold_rounds
     schedule = DensitySchedule(start=start, target=target, decay_rounds=rounds - hold, hold_rounds=hold)
-    return SearchPlan(policies, settings, privacy, schedule, record_budget, client_budget)
+    return SearchPlan(policies, settings, privacy, schedule, record_budget, client_budget, delta_budget, enforce)
 
 
 def data_free_prior(config: Config, model: nn.Module, policies: Mapping[str, LayerPolicy]) -> dict[str, torch.Tensor] | None:
@@ -192,6 +228,8 @@ def build_strategy(config: Config, model: nn.Module, folder: Path, *, reference:
         Ledger(folder / LEDGER_FILE),
         record_epsilon_budget=plan.record_budget,
         client_epsilon_budget=plan.client_budget,
+        delta_budget=plan.delta_budget,
+        enforce=plan.enforce,
     )
     return _gated_search(
         weights=weights, policies=plan.policies, settings=plan.settings, privacy=plan.privacy,
@@ -217,7 +255,12 @@ def _progress_line(label: str, server_round: int, total: int, metrics: Mapping[s
     else:
         parts = []
         if config.unit in (UNIT_RECORD, UNIT_BOTH):
-            parts.append(f"ε record max {float(metrics.get('epsilon-record-max', 0.0)):.4g}/{config.epsilon:.4g}")
+            basic = float(metrics.get('epsilon-record-max', 0.0))
+            if "epsilon-record-rdp" in metrics:  # enforced on RDP: that figure against the budget, basic beside
+                parts.append(f"ε record max {float(metrics['epsilon-record-rdp']):.4g}/{config.epsilon:.4g} (RDP;"
+                             f" basic {basic:.4g})")
+            else:
+                parts.append(f"ε record max {basic:.4g}/{config.epsilon:.4g}")
         if config.unit in (UNIT_CLIENT, UNIT_BOTH):
             parts.append(f"ε client {float(metrics.get('epsilon-client', 0.0)):.4g}/{config.client_epsilon:.4g}")
         eps = "  ".join(parts)

@@ -115,8 +115,11 @@ def _covered(config: Config, totals: PrivacyTotals, private: tuple[str, ...]) ->
     parts = []
     if config.unit in (UNIT_RECORD, UNIT_BOTH):
         if UNIT_RECORD in private:
+            rdp = totals.record_rdp_epsilon_max
+            figure = (_epsilon(totals.record_epsilon_max, totals.record_delta_max) if rdp is None or totals.rdp_delta is None
+                      else _epsilon(rdp, totals.rdp_delta))
             parts.append(
-                f"{_epsilon(totals.record_epsilon_max, totals.record_delta_max)} record-level DP for every client's"
+                f"{figure} record-level DP for every client's"
                 " examples (one example replaced; the noise is added and its ε bounded by each device's own policy,"
                 " before its vote leaves it)"
             )
@@ -183,8 +186,12 @@ def guarantee_statement(config: Config, totals: PrivacyTotals) -> str:
         not_covered.append(f"the non-private reference search ({REFERENCE_DIR}/, ε = ∞)")
     not_covered += [_PARTICIPATION, _PARTITIONS]
     covered = " and ".join(_covered(config, totals, private))
+    composition = "basic composition"
+    if totals.record_rdp_epsilon_max is not None and UNIT_RECORD in private:  # DESIGN.md 5.4: basic beside RDP
+        composition = (f"Rényi-DP composition of the record-level releases (the budget is enforced on it; basic"
+                       f" composition gives {_epsilon(totals.record_epsilon_max, totals.record_delta_max)})")
     return (
-        f"The ticket ({TICKET_FILE}, and each round's in {TICKETS_DIR}/) is {covered}, by basic composition"
+        f"The ticket ({TICKET_FILE}, and each round's in {TICKETS_DIR}/) is {covered}, by {composition}"
         f" {_scope(totals)}. Not covered: {_listing(not_covered)}."
     )
 

@@ -13,6 +13,10 @@ releases only index arrays. The calibration is the one of DESIGN.md 5.1 and is a
   ``k = c`` (the domain's max-entries), the domain's ``ε`` and that ``Δ``: noise ``2kΔ/ε``, ε-DP
   under replace-one (Ding et al. 2019; Durfee & Rogers 2019). ``ε = inf`` (non-private
   reference, or the client unit alone) adds no noise.
+- Under ``gaussian-topk`` each example's vector is clipped to L2 norm ``C`` (``clip-mode l2``),
+  the device's own sensitivity is ``Δ₂ = √2·C / n`` (:func:`privacy.gaussian_record_sensitivity`,
+  derived in :mod:`privacy.gaussian`), and each domain's vote is :func:`privacy.gaussian_topk`
+  at the domain's ``(ε, δ)``: noise ``N(0, (z(ε, δ)·Δ₂)²)`` on every score, whatever ``k``.
 - Data-free scores (magnitude, SynFlow) read no example: their top-k is released without noise
   (an ε = 0 event on the server).
 """
@@ -32,7 +36,7 @@ from federation.errors import VoteError
 from kernels import enumerate_candidates
 from models import apply_masks
 from models.scores import ClipMode, Domain, ScoreRequest, get
-from privacy import GUMBEL_TOPK, LAPLACE_TOPK, gumbel_topk, laplace_topk
+from privacy import GAUSSIAN_TOPK, GUMBEL_TOPK, LAPLACE_TOPK, gaussian_record_sensitivity, gaussian_topk, gumbel_topk, laplace_topk
 from strategies import keys
 from strategies.aggregation import plain_topk
 from strategies.domains import KERNELS_PREFIX, PATTERNS_DOMAIN
@@ -43,7 +47,7 @@ __all__ = ["VoteDomainRequest", "VoteError", "VoteRequest", "build_votes", "tick
 # Slack for the client's check that its scores' sensitivity is within the planned Δ (float rounding of C/n).
 _SENSITIVITY_RTOL = 1e-9
 # The clients' local mechanisms (DESIGN.md 5.1), by the name privacy gives them.
-_LOCAL_TOPK = {LAPLACE_TOPK: laplace_topk, GUMBEL_TOPK: gumbel_topk}
+_LOCAL_TOPK = {LAPLACE_TOPK: laplace_topk, GUMBEL_TOPK: gumbel_topk, GAUSSIAN_TOPK: gaussian_topk}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +58,7 @@ class VoteDomainRequest:
     size: int = field(metadata={"help": "number of items"})
     max_entries: int = field(metadata={"help": "c: indices to release"})
     epsilon: float = field(metadata={"help": "record-level ε of this release"})
+    delta: float = field(default=0.0, metadata={"help": "record-level δ of this release (gaussian-topk)"})
     layers: tuple[str, ...] = field(metadata={"help": "layers the domain pools"})
 
 
@@ -99,6 +104,8 @@ class VoteRequest:
                     size=int(get_field(keys.domain_field(name, keys.DOMAIN_SIZE_FIELD), int)),
                     max_entries=int(get_field(keys.domain_field(name, keys.DOMAIN_MAX_ENTRIES_FIELD), int)),
                     epsilon=float(get_field(keys.domain_field(name, keys.DOMAIN_EPSILON_FIELD), (int, float))),
+                    delta=float(get_field(keys.domain_field(name, keys.DOMAIN_DELTA_FIELD), (int, float)))
+                    if keys.domain_field(name, keys.DOMAIN_DELTA_FIELD) in record else 0.0,
                     layers=tuple(str(layer) for layer in layers),
                 )
             )
@@ -120,10 +127,13 @@ class VoteRequest:
 
     @property
     def own_sensitivity(self) -> float:
-        """Δ = C / n from the C the scores are bounded by and the n examples scored (DESIGN.md 5.1).
+        """Δ = C / n from the C the scores are bounded by and the n examples scored (DESIGN.md 5.1);
+        under ``clip-mode l2`` (the Gaussian vote) the L2 ``Δ₂ = √2·C / n``.
 
         The device calibrates its noise to this, never to the server's ``sensitivity`` field.
         """
+        if self.clip_mode == ClipMode.L2:
+            return gaussian_record_sensitivity(clip_bound=self.clip_bound, num_examples=self.min_examples)
         return self.clip_bound / self.min_examples
 
     def check(self) -> None:
@@ -132,9 +142,13 @@ class VoteRequest:
             raise VoteError(f"score-source must be one of {list(SCORE_SOURCES)}. Found {self.score_source!r}.")
         if self.score_source == SCORE_RECORD and self.mechanism not in _LOCAL_TOPK:
             raise VoteError(f"mechanism must be one of {list(_LOCAL_TOPK)}. Found {self.mechanism!r}.")
-        modes = [mode.value for mode in ClipMode if mode is not ClipMode.L2]  # L2: the Gaussian vote only
+        gaussian = self.mechanism == GAUSSIAN_TOPK
+        if self.score_source == SCORE_DATA_FREE:
+            modes = [mode.value for mode in ClipMode]
+        else:  # L2 bounds the Gaussian vote, and the Gaussian vote only (its Δ₂ is an L2 figure)
+            modes = [ClipMode.L2.value] if gaussian else [mode.value for mode in ClipMode if mode is not ClipMode.L2]
         if self.clip_mode not in modes:
-            raise VoteError(f"clip-mode must be one of {modes}. Found {self.clip_mode!r}.")
+            raise VoteError(f"clip-mode must be one of {modes} with mechanism {self.mechanism!r}. Found {self.clip_mode!r}.")
         if self.min_examples < 1:
             raise VoteError(f"min-examples must be >= 1. Found {self.min_examples}.")
         if self.score_source == SCORE_RECORD:
@@ -143,6 +157,10 @@ class VoteRequest:
             for domain in self.domains:
                 if math.isnan(domain.epsilon) or domain.epsilon <= 0:
                     raise VoteError(f"epsilon of domain {domain.name!r} must be > 0. Found {domain.epsilon}.")
+                if not 0.0 <= domain.delta < 1.0:
+                    raise VoteError(f"delta of domain {domain.name!r} must be in [0, 1). Found {domain.delta}.")
+                if gaussian and math.isfinite(domain.epsilon) and domain.delta == 0.0:
+                    raise VoteError(f"delta of domain {domain.name!r} must be > 0 with gaussian-topk. Found 0.")
 
 
 def ticket_masks(record: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
@@ -165,7 +183,7 @@ def _score_request(request: VoteRequest, *, policies: Mapping[str, Any]) -> Scor
         domains.add(Domain.KERNELS)
     mode = ClipMode(request.clip_mode)  # the bounding the server planned Δ for, from the same record as C
     bound = None
-    if mode is ClipMode.CLIP:
+    if mode in (ClipMode.CLIP, ClipMode.L2):
         bound = {"pooled_patterns": request.clip_bound, "kernels": request.clip_bound}
     elif request.score_source == SCORE_RECORD and request.clip_bound != 1.0:
         raise VoteError(f"clip-bound must be 1 with clip-mode normalise. Found {request.clip_bound}.")
@@ -251,8 +269,17 @@ def build_votes(
         actual = result.sensitivity(key)
         if actual > own * (1 + _SENSITIVITY_RTOL):
             raise VoteError(f"scores of {domain.name!r} have sensitivity {actual} > Δ = C/n = {own}.")
-        # DESIGN.md 5.1: one-shot noisy top-k, noise 2kΔ/ε with Δ = C/n (which the server charged).
-        mechanism = _LOCAL_TOPK[request.mechanism]
-        release = mechanism(scores, k=domain.max_entries, epsilon=domain.epsilon, sensitivity=own, rng=rng)
+        if request.mechanism == GAUSSIAN_TOPK and math.isinf(domain.epsilon):
+            release_indices = plain_topk(scores, domain.max_entries)  # ε = inf: the reference, no noise
+            votes[domain.name] = np.sort(np.asarray(release_indices, dtype=np.int64))
+            continue
+        if request.mechanism == GAUSSIAN_TOPK:
+            # DESIGN.md 5.1, Gaussian noisy top-k: N(0, (z(ε, δ)·Δ₂)²), Δ₂ = √2·C/n (the device's own).
+            release = gaussian_topk(scores, k=domain.max_entries, epsilon=domain.epsilon, delta=domain.delta,
+                                    sensitivity=own, rng=rng)
+        else:
+            # DESIGN.md 5.1: one-shot noisy top-k, noise 2kΔ/ε with Δ = C/n (which the server charged).
+            mechanism = _LOCAL_TOPK[request.mechanism]
+            release = mechanism(scores, k=domain.max_entries, epsilon=domain.epsilon, sensitivity=own, rng=rng)
         votes[domain.name] = np.sort(np.asarray(release.indices, dtype=np.int64))
     return votes, metrics

@@ -16,10 +16,10 @@ numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
 - Auditing: :func:`epsilon_lower_bound`.
 """
 
-from privacy.accountant import Accountant
+from privacy.accountant import ENFORCE_BASIC, ENFORCE_RDP, ENFORCEMENTS, Accountant
 from privacy.audit import AuditResult, clopper_pearson, epsilon_lower_bound
 from privacy.budget import exact, fits, share, total
-from privacy.comparison import CompositionComparison, compare_composition
+from privacy.comparison import CompositionComparison, compare_composition, gaussian_rdp_round_epsilon, rdp_epsilon
 from privacy.diagnostics import NoiseDiagnostic, histogram_diagnostic, score_diagnostic, signal_to_noise
 from privacy.discrete_laplace import discrete_laplace_noise, rational_scale
 from privacy.errors import BudgetExceededError, LedgerError, PrivacyError, TornLedgerError
@@ -90,6 +90,9 @@ __all__ = [
     "UNITS",
     "UNIT_CLIENT",
     "UNIT_RECORD",
+    "ENFORCEMENTS",
+    "ENFORCE_BASIC",
+    "ENFORCE_RDP",
     "Accountant",
     "AuditResult",
     "BudgetExceededError",
@@ -128,6 +131,7 @@ __all__ = [
     "gaussian_delta",
     "gaussian_epsilon",
     "gaussian_noise_multiplier",
+    "gaussian_rdp_round_epsilon",
     "gaussian_record_sensitivity",
     "gaussian_topk",
     "gaussian_topk_spec",
@@ -140,6 +144,7 @@ __all__ = [
     "make_rng",
     "noisy_topk_histogram",
     "rational_scale",
+    "rdp_epsilon",
     "record_sensitivity",
     "score_diagnostic",
     "share",

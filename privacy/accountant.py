@@ -33,15 +33,22 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from privacy._checks import check_nonnegative
 from privacy.budget import fits, total
+from privacy.comparison import rdp_epsilon
 from privacy.errors import BudgetExceededError, PrivacyError
 from privacy.events import UNIT_CLIENT, UNIT_RECORD, UNITS, PrivacyEvent
 from privacy.ledger import Ledger
 from privacy.totals import PrivacyTotals, build_totals
 
-__all__ = ["Accountant"]
+__all__ = ["ENFORCEMENTS", "ENFORCE_BASIC", "ENFORCE_RDP", "Accountant"]
+
+ENFORCE_BASIC: Final = "basic"
+ENFORCE_RDP: Final = "rdp"
+ENFORCEMENTS: Final = (ENFORCE_BASIC, ENFORCE_RDP)
+"""What the record unit's ε budget may be enforced on (:class:`Accountant`, config ``budget-accountant``)."""
 
 
 class Accountant:
@@ -57,6 +64,13 @@ class Accountant:
         Largest total ε of the client-unit releases (``inf``: no budget).
     delta_budget
         Largest total δ, per client for the record unit and in total for the client unit.
+    enforce
+        The composition the record unit's ε budget is enforced on: ``"basic"`` (default; Σε and
+        Σδ each within their budget, exactly) or ``"rdp"`` (each client's events composed by
+        Rényi DP, :func:`privacy.rdp_epsilon`, at ``δ = delta_budget``, within the ε budget;
+        the δ budget is then the conversion's δ, and Σδ of the events is not checked). Basic
+        composition stays in the ledger and the totals either way (DESIGN.md 5.4: tighter figures
+        beside the basic one, never instead of it); the client unit is always basic.
     """
 
     def __init__(
@@ -66,6 +80,7 @@ class Accountant:
         record_epsilon_budget: float,
         client_epsilon_budget: float,
         delta_budget: float = 0.0,
+        enforce: str = ENFORCE_BASIC,
     ) -> None:
         if not isinstance(ledger, Ledger):
             raise PrivacyError(f"ledger must be a privacy.Ledger. Found {type(ledger).__name__}.")
@@ -78,6 +93,12 @@ class Accountant:
         if delta_budget > 1.0:
             raise PrivacyError(f"delta_budget must be in [0, 1]. Found {delta_budget}.")
         self._delta_budget = delta_budget
+        if enforce not in ENFORCEMENTS:
+            raise PrivacyError(f"enforce must be one of {list(ENFORCEMENTS)}. Found {enforce!r}.")
+        if enforce == ENFORCE_RDP and not 0.0 < delta_budget < 1.0:
+            raise PrivacyError(f"delta_budget must be in (0, 1) with enforce='rdp' (the δ of the RDP"
+                               f" conversion). Found {delta_budget}.")
+        self._enforce = enforce
         self._record_eps: defaultdict[str, list[float]] = defaultdict(list)
         self._record_delta: defaultdict[str, list[float]] = defaultdict(list)
         self._client_eps: list[float] = []
@@ -109,6 +130,11 @@ class Accountant:
     def delta_budget(self) -> float:
         """The δ budget (per client for the record unit, in total for the client unit)."""
         return self._delta_budget
+
+    @property
+    def enforce(self) -> str:
+        """The composition the record unit's ε budget is enforced on: ``"basic"`` or ``"rdp"``."""
+        return self._enforce
 
     def epsilon_budget(self, unit: str) -> float:
         """The ε budget of ``unit``."""
@@ -166,6 +192,7 @@ class Accountant:
         sums (:mod:`privacy.totals`); ``summary.json`` and the report both quote this object.
         """
         self._sync()
+        rdp = self.record_rdp_epsilon_max()
         return build_totals(
             self._ledger.events,
             record_epsilon_by_client=self.record_epsilon_by_client(),
@@ -173,7 +200,22 @@ class Accountant:
             record_releases_by_client={client: len(values) for client, values in self._record_eps.items()},
             client_epsilon=self.client_level_epsilon(),
             client_delta=self.client_level_delta(),
+            enforced=self._enforce,
+            record_rdp_epsilon_max=rdp,
+            rdp_delta=None if rdp is None else self._delta_budget,
         )
+
+    def record_rdp_epsilon_max(self) -> float | None:
+        """Under ``enforce="rdp"``: the largest RDP ε at ``δ = delta_budget`` over the clients (0
+        without any); ``None`` under basic enforcement (or for a client whose events have no RDP
+        bound: basic composition is then the figure that holds)."""
+        if self._enforce != ENFORCE_RDP:
+            return None
+        figures = [rdp_epsilon(self.events_for(unit=UNIT_RECORD, client_id=client), target_delta=self._delta_budget)
+                   for client in self._record_eps]
+        if any(figure is None for figure in figures):
+            return None
+        return max((figure for figure in figures if figure is not None), default=0.0)
 
     def remaining(self, *, unit: str, client_id: str | None = None) -> tuple[float, float]:
         """``(ε budget - spent, δ budget - spent)`` for ``unit`` (and ``client_id``, see
@@ -209,7 +251,11 @@ class Accountant:
                 client_eps.append(event.epsilon)
                 client_delta.append(event.delta)
         checks: list[tuple[str, str | None, str, list[float], list[float], float]] = []
+        if self._enforce == ENFORCE_RDP:
+            yield from self._rdp_violations(planned)
         for client in sorted(add_eps):
+            if self._enforce == ENFORCE_RDP:
+                continue  # checked on the RDP figure above (δ budget = the conversion's δ)
             checks.append((UNIT_RECORD, client, "epsilon", self._record_eps.get(client, []), add_eps[client],
                            self._budgets[UNIT_RECORD]))
             checks.append((UNIT_RECORD, client, "delta", self._record_delta.get(client, []), add_delta[client],
@@ -222,6 +268,41 @@ class Accountant:
                 yield BudgetExceededError(
                     unit=unit, client_id=client, quantity=quantity,
                     spent=total(spent_values), requested=requested, budget=budget,
+                )
+
+    def _rdp_violations(self, planned: Sequence[PrivacyEvent]) -> Iterable[BudgetExceededError]:
+        """Record-unit clients whose RDP ε at ``δ = delta_budget`` would exceed the ε budget.
+
+        A client whose events have no RDP bound (an (ε, δ) event that is not Gaussian) is checked
+        on basic composition instead, so nothing goes unchecked.
+        """
+        budget = self._budgets[UNIT_RECORD]
+        if math.isinf(budget):
+            return
+        added: defaultdict[str, list[PrivacyEvent]] = defaultdict(list)
+        for event in planned:
+            if event.unit == UNIT_RECORD and (event.epsilon > 0.0 or event.delta > 0.0):
+                for client in event.participants:
+                    added[client].append(event)
+        cache: dict[tuple, tuple[float | None, float | None]] = {}
+        for client in sorted(added):
+            history = self.events_for(unit=UNIT_RECORD, client_id=client)
+            key = (tuple(e.event_id for e in history), tuple(e.event_id for e in added[client]))
+            if key not in cache:
+                before = rdp_epsilon(history, target_delta=self._delta_budget)
+                after = rdp_epsilon([*history, *added[client]], target_delta=self._delta_budget)
+                cache[key] = (before, after)
+            before, after = cache[key]
+            if after is None or before is None:
+                spent = self._record_eps.get(client, [])
+                extra = [e.epsilon for e in added[client]]
+                if not fits(spent, extra, budget):
+                    yield BudgetExceededError(unit=UNIT_RECORD, client_id=client, quantity="epsilon",
+                                              spent=total(spent), requested=total(extra), budget=budget)
+            elif after > budget:
+                yield BudgetExceededError(
+                    unit=UNIT_RECORD, client_id=client, quantity=f"epsilon (RDP at δ = {self._delta_budget:g})",
+                    spent=before, requested=after - before, budget=budget,
                 )
 
     @staticmethod

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,14 +49,14 @@ from privacy.events import (
     LAPLACE_HISTOGRAM,
     PrivacyEvent,
 )
-from privacy.gaussian import gaussian_delta
+from privacy.gaussian import gaussian_delta, gaussian_noise_multiplier
 
 # dp_accounting (and the scipy.stats it pulls in) is imported inside the functions: clients
 # import privacy for their votes and must not pay seconds of import time for reporting code.
 if TYPE_CHECKING:
     import dp_accounting
 
-__all__ = ["CompositionComparison", "compare_composition"]
+__all__ = ["CompositionComparison", "compare_composition", "gaussian_rdp_round_epsilon", "rdp_epsilon"]
 
 _LAPLACE_MECHANISMS = (LAPLACE, LAPLACE_HISTOGRAM)
 _GAUSSIAN_MECHANISMS = (GAUSSIAN, GAUSSIAN_TOPK)
@@ -222,3 +222,91 @@ def compare_composition(
         num_events=len(batch), basic_epsilon=basic_epsilon, basic_delta=basic_delta,
         target_delta=float(target_delta), rdp_epsilon=rdp, pld_epsilon=pld, notes=tuple(notes),
     )
+
+
+def _check_events(events: Sequence[PrivacyEvent]) -> list[PrivacyEvent]:
+    batch = list(events)
+    for item in batch:
+        if not isinstance(item, PrivacyEvent):
+            raise PrivacyError(f"events must hold PrivacyEvent objects. Found {type(item).__name__}.")
+    return batch
+
+
+def rdp_epsilon(events: Sequence[PrivacyEvent], *, target_delta: float) -> float | None:
+    """The RDP ε of ``events`` (one unit, e.g. one client's) at ``target_delta``, without the PLD.
+
+    The figure :func:`compare_composition` reports as ``rdp_epsilon``, by the same
+    representation of each event; ``None`` when an (ε, δ) event with δ > 0 has no valid RDP bound
+    (the caller must then fall back on basic composition). This is what the accountant enforces
+    a budget on under ``enforce="rdp"`` (:class:`privacy.Accountant`).
+    """
+    batch = _check_events(events)
+    if not isinstance(target_delta, (int, float)) or not 0.0 < float(target_delta) < 1.0:
+        raise PrivacyError(f"target_delta must be in (0, 1). Found {target_delta!r}.")
+    groups = Counter(_kind(event) for event in batch)
+    groups.pop(("skip", ()), None)
+    if ("nonprivate", ()) in groups:
+        return math.inf
+    return _rdp_epsilon(groups, float(target_delta), []) if groups else 0.0
+
+
+_RDP_MARGIN = 1e-6  # relative: the calibrated spend stays below the budget by more than float noise
+_RDP_STEPS = 60
+
+
+def gaussian_rdp_round_epsilon(
+    *,
+    epsilon: float,
+    delta: float,
+    rounds: int,
+    round_pairs: Callable[[float], Sequence[tuple[float, float]]],
+) -> float:
+    """The largest per-round ε whose ``rounds`` rounds of Gaussian top-k releases compose, by RDP,
+    to at most ``epsilon`` at ``delta`` (the RDP calibration of a search, DESIGN.md 5.1 and 5.4).
+
+    A round at per-round ε ``e`` makes the releases ``round_pairs(e)``: one ``(ε_d, δ_d)`` per
+    domain, each a Gaussian mechanism of multiplier ``z_d = gaussian_noise_multiplier(ε_d, δ_d)``
+    (the caller owns the split of a round over its domains, so the pairs are those it will
+    charge). Rényi DP composes ``rounds`` copies of them (``GaussianDpEvent(z_d)``, order by
+    order) and converts to ε at ``delta`` (Mironov 2017); the result is found by bisection, with a
+    relative margin of 1e-6 below ``epsilon``, so that the accountant, which recomputes the same
+    figure from the charged events, finds every round within the budget.
+
+    Basic composition of the same releases gives ``rounds * e`` (and ``Σδ_d``), more than
+    ``epsilon`` in general: that figure stays in the ledger and the report beside the RDP one.
+
+    Raises
+    ------
+    PrivacyError
+        On a budget that is not finite and positive, ``delta`` outside (0, 1), ``rounds < 1``, or
+        a budget so small that no round fits (below 1e-12 per round).
+    """
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    epsilon = check_positive_finite("epsilon", epsilon)
+    if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not 0.0 < float(delta) < 1.0:
+        raise PrivacyError(f"delta must be in (0, 1). Found {delta!r}.")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise PrivacyError(f"rounds must be an int >= 1. Found {rounds!r}.")
+    limit = epsilon * (1.0 - _RDP_MARGIN)
+
+    def composed(per_round: float) -> float:
+        accountant = RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+        for pair_epsilon, pair_delta in round_pairs(per_round):
+            z = gaussian_noise_multiplier(epsilon=pair_epsilon, delta=pair_delta)
+            accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier=z), rounds)
+        return float(accountant.get_epsilon(float(delta)))
+
+    low, high = 0.0, epsilon
+    if composed(high) <= limit:
+        return high  # one round may spend the whole budget (never more: each round is also (e, δ)-DP)
+    for _ in range(_RDP_STEPS):
+        middle = 0.5 * (low + high)
+        if composed(middle) <= limit:
+            low = middle
+        else:
+            high = middle
+    if low < 1e-12:
+        raise PrivacyError(f"epsilon {epsilon:g} at delta {delta:g} leaves no per-round ε for {rounds} rounds.")
+    return low

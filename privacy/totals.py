@@ -64,6 +64,11 @@ class PrivacyTotals:
     client_epsilon: float = field(metadata={"help": "Σε of the client-unit events"})
     client_delta: float = field(metadata={"help": "Σδ of the client-unit events"})
     rounds: tuple[RoundTotal, ...] = field(metadata={"help": "cumulative figures after each (phase, round)"})
+    enforced: str = field(default="basic", metadata={"help": "what the record budget was enforced on: basic or rdp"})
+    record_rdp_epsilon_max: float | None = field(
+        default=None, metadata={"help": "max over clients of the RDP ε at rdp_delta (enforced = rdp), else None"}
+    )
+    rdp_delta: float | None = field(default=None, metadata={"help": "δ of the RDP figure (the δ budget), else None"})
 
     def __post_init__(self) -> None:
         for name in ("record_epsilon_by_client", "record_delta_by_client", "record_releases_by_client"):
@@ -96,6 +101,9 @@ class PrivacyTotals:
             },
             "client": {"total": self.client_epsilon, "releases": self.client_releases},
             "delta": {"record-max": self.record_delta_max, "client": self.client_delta},
+            "enforced": self.enforced,
+            **({"rdp": {"record-max": self.record_rdp_epsilon_max, "delta": self.rdp_delta}}
+               if self.record_rdp_epsilon_max is not None else {}),
             "rounds": [
                 {"phase": r.phase, "round": r.round, "record-max": r.record_epsilon_max, "client": r.client_epsilon}
                 for r in self.rounds
@@ -140,6 +148,9 @@ def build_totals(
     record_releases_by_client: Mapping[str, int],
     client_epsilon: float,
     client_delta: float,
+    enforced: str = "basic",
+    record_rdp_epsilon_max: float | None = None,
+    rdp_delta: float | None = None,
 ) -> PrivacyTotals:
     """:class:`PrivacyTotals` from an accountant's sums; only :meth:`privacy.Accountant.totals` calls it.
 
@@ -163,5 +174,8 @@ def build_totals(
         client_releases=len(events) - record_releases,
         client_epsilon=client_epsilon,
         client_delta=client_delta,
+        enforced=enforced,
+        record_rdp_epsilon_max=record_rdp_epsilon_max,
+        rdp_delta=rdp_delta,
         rounds=rounds,
     )

@@ -169,6 +169,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     eps = summary.get("epsilon", {})
     record, client = eps.get("record", {}), eps.get("client", {})
     rows.append(("ε record (max / mean)", f"{record.get('max')} / {record.get('mean')} of {record.get('budget')}"))
+    if eps.get("rdp"):  # budget-accountant=rdp: the figure the budget was enforced on
+        rows.append(("ε record RDP (max)", f"{eps['rdp'].get('record-max')} at δ {eps['rdp'].get('delta')} of {record.get('budget')}"))
     rows.append(("ε client (total)", f"{client.get('total')} of {client.get('budget')}"))
     search = summary.get("search", {})
     rows.append(("search rounds", f"{search.get('rounds-completed')}/{search.get('rounds-planned')}"))

@@ -15,6 +15,7 @@ rounded down (:func:`domain_epsilon`) so that they sum to at most the round's ε
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,10 +23,13 @@ from typing import Final
 
 from kernels import LayerPolicy, candidate_count, erk_densities, kept_count, kernel_keep_fraction
 from privacy import (
+    GAUSSIAN_TOPK,
     UNIT_CLIENT,
     UNIT_RECORD,
+    MechanismSpec,
     PrivacyEvent,
     data_free_spec,
+    gaussian_topk_spec,
     histogram_calibration,
     share,
     topk_spec,
@@ -40,6 +44,7 @@ __all__ = [
     "VoteDomain",
     "build_domains",
     "check_split",
+    "domain_delta",
     "domain_epsilon",
     "domain_names",
     "kernel_domain_name",
@@ -226,6 +231,18 @@ def domain_epsilon(privacy: PrivacySettings, domain_name: str, unit: str) -> flo
     return share(round_epsilon[unit], Fraction(split[domain_name]) / max(whole, Fraction(1)))
 
 
+def domain_delta(privacy: PrivacySettings, domain_name: str) -> float:
+    """The record-level δ of domain ``domain_name`` in one round: ``f_d`` times ``record_delta``,
+    rounded down exactly as :func:`domain_epsilon` rounds ε (0 unless the vote is Gaussian)."""
+    split = privacy.epsilon_split
+    if domain_name not in split:
+        raise StrategyError(f"domain_name must be one of the split's domains {sorted(split)}. Found {domain_name!r}.")
+    if privacy.record_delta == 0.0:
+        return 0.0
+    whole = sum((Fraction(fraction) for fraction in split.values()), Fraction(0))
+    return share(privacy.record_delta, Fraction(split[domain_name]) / max(whole, Fraction(1)))
+
+
 def plan_round_events(
     domains: Sequence[VoteDomain],
     privacy: PrivacySettings,
@@ -257,6 +274,15 @@ def plan_round_events(
     for domain in domains:
         if privacy.score_source == SCORE_DATA_FREE:
             record = data_free_spec(UNIT_RECORD)
+        elif privacy.local_mechanism == GAUSSIAN_TOPK and math.isinf(privacy.record_epsilon):
+            record = MechanismSpec(unit=UNIT_RECORD, mechanism=GAUSSIAN_TOPK, sensitivity=privacy.sensitivity,
+                                   sensitivity_norm="l2", noise_scale=0.0, epsilon=math.inf, delta=0.0)
+        elif privacy.local_mechanism == GAUSSIAN_TOPK:
+            # DESIGN.md 5.1, Gaussian noisy top-k: σ = z(ε_d, δ_d)·Δ₂ with Δ₂ = √2·C/n, whatever k.
+            record = gaussian_topk_spec(
+                epsilon=domain_epsilon(privacy, domain.name, UNIT_RECORD),
+                delta=domain_delta(privacy, domain.name), sensitivity=privacy.sensitivity,
+            )
         else:
             record = topk_spec(
                 mechanism=privacy.local_mechanism, k=domain.max_entries,

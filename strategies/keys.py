@@ -62,10 +62,10 @@ ROUND_FIELD: Final = "server-round"
 ATTEMPT_FIELD: Final = "attempt"
 DOMAINS_FIELD: Final = "domains"  # list[str], in order
 SCORE_SOURCE_FIELD: Final = "score-source"  # "record" or "data-free"
-MECHANISM_FIELD: Final = "mechanism"  # local mechanism: "laplace-topk", "gumbel-topk" or "data-free"
-CLIP_MODE_FIELD: Final = "clip-mode"  # how each example's contribution is bounded: "normalise" or "clip"
+MECHANISM_FIELD: Final = "mechanism"  # local mechanism: "laplace-topk", "gumbel-topk", "gaussian-topk" or "data-free"
+CLIP_MODE_FIELD: Final = "clip-mode"  # how each example's contribution is bounded: "normalise", "clip" or "l2" (Gaussian)
 CLIP_BOUND_FIELD: Final = "clip-bound"  # C: per-example contributions lie in [0, C] (1 under normalise)
-SENSITIVITY_FIELD: Final = "sensitivity"  # Δ = C / min-examples the client calibrates its noise to
+SENSITIVITY_FIELD: Final = "sensitivity"  # Δ = C / min-examples (Gaussian: Δ₂ = √2·C / min-examples)
 MIN_EXAMPLES_FIELD: Final = "min-examples"  # a client with fewer examples must not vote
 DENSITY_FIELD: Final = "density"  # weight density of the ticket this round builds
 PATTERN_ENTRIES_FIELD: Final = "pattern-entries"  # m
@@ -76,6 +76,7 @@ DOMAIN_SIZE_FIELD: Final = "size"
 DOMAIN_TOP_K_FIELD: Final = "top-k"
 DOMAIN_MAX_ENTRIES_FIELD: Final = "max-entries"
 DOMAIN_EPSILON_FIELD: Final = "epsilon"  # record-level ε of the client's release for the domain
+DOMAIN_DELTA_FIELD: Final = "delta"  # its record-level δ (0 but for gaussian-topk)
 DOMAIN_LAYERS_FIELD: Final = "layers"  # list[str]: the layers the domain's scores pool over
 
 

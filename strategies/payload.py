@@ -10,7 +10,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 from kernels import LayerPolicy, Ticket
 from privacy import UNIT_RECORD
 from strategies import keys
-from strategies.domains import VoteDomain, domain_epsilon
+from strategies.domains import VoteDomain, domain_delta, domain_epsilon
 from strategies.settings import SCORE_DATA_FREE, PrivacySettings, SearchSettings
 
 __all__ = ["round_config_record", "ticket_record"]
@@ -60,5 +60,6 @@ def round_config_record(
         values[keys.domain_field(domain.name, keys.DOMAIN_TOP_K_FIELD)] = domain.top_k
         values[keys.domain_field(domain.name, keys.DOMAIN_MAX_ENTRIES_FIELD)] = domain.max_entries
         values[keys.domain_field(domain.name, keys.DOMAIN_EPSILON_FIELD)] = epsilon
+        values[keys.domain_field(domain.name, keys.DOMAIN_DELTA_FIELD)] = 0.0 if data_free else domain_delta(privacy, domain.name)
         values[keys.domain_field(domain.name, keys.DOMAIN_LAYERS_FIELD)] = list(domain.layers)
     return ConfigRecord(values)  # type: ignore[arg-type]

@@ -209,6 +209,9 @@ class PrivacyGate(SearchStart, Strategy):
         )
         if arrays is not None:
             metrics.update({"epsilon-record-max": record_eps, "epsilon-client": client_eps})
+            rdp = self._accountant.record_rdp_epsilon_max()
+            if rdp is not None:  # budget-accountant=rdp: the figure the budget is enforced on
+                metrics["epsilon-record-rdp"] = rdp
             for event in events:  # client-side noise against the clipped score range [0, C] (DESIGN.md 5.6)
                 if event.unit == UNIT_RECORD:
                     local = signal_to_noise(noise_scale=event.noise_scale, signal_range=self._privacy.clip_bound)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from models.scores import ClipMode
-from privacy import GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS
+from privacy import GAUSSIAN_TOPK, GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS, gaussian_record_sensitivity
 from strategies.errors import StrategyError
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
 SCORE_RECORD: Final = "record"  # scores read private data: record-level noisy top-k on the client
 SCORE_DATA_FREE: Final = "data-free"  # scores of public weights only (magnitude, synflow): ε = 0
 SCORE_SOURCES: Final = (SCORE_RECORD, SCORE_DATA_FREE)
-LOCAL_MECHANISMS: Final = (LAPLACE_TOPK, GUMBEL_TOPK)
+LOCAL_MECHANISMS: Final = (LAPLACE_TOPK, GUMBEL_TOPK, GAUSSIAN_TOPK)
 NO_CENTRAL_NOISE: Final = "none"
 CENTRAL_NOISE_KINDS: Final = (NO_CENTRAL_NOISE, *NOISE_KINDS)
 # The split must mean what the config says (its fractions sum to 1 up to float rounding, as
@@ -89,12 +89,16 @@ class PrivacySettings:
     5.4). Record level: a client's scores are means of contributions clipped to ``[0, C]`` over at
     least ``min_examples`` examples, so every score moves by at most ``Δ = C / min_examples``
     (DESIGN.md 5.1); clients calibrate their noise to this Δ, so the charged ε holds for each.
+    Under ``gaussian-topk`` each example's vector is clipped to L2 norm ``C`` instead
+    (``clip_mode = l2``), the sensitivity is ``Δ₂ = √2·C / min_examples`` and each round also
+    spends ``record_delta``, split over the domains as ε is (DESIGN.md 5.1, Gaussian noisy top-k).
     """
 
     epsilon_split: Mapping[str, float] = field(metadata={"help": "domain -> fraction of the round's ε; sums to 1"})
     score_source: str = field(default=SCORE_RECORD, metadata={"help": "record or data-free"})
     local_mechanism: str = field(default=LAPLACE_TOPK, metadata={"help": "laplace-topk or gumbel-topk"})
     record_epsilon: float = field(default=1.0, metadata={"help": "record-level ε per client per round"})
+    record_delta: float = field(default=0.0, metadata={"help": "record-level δ per client per round (gaussian-topk only)"})
     clip_mode: str = field(default=ClipMode.NORMALISE.value, metadata={"help": "per-example bounding: normalise or clip"})
     clip_bound: float = field(default=1.0, metadata={"help": "C: per-example contributions lie in [0, C]"})
     min_examples: int = field(default=1, metadata={"help": "public lower bound n on a voting client's examples"})
@@ -111,6 +115,18 @@ class PrivacySettings:
         _check_choice("clip_mode", self.clip_mode, tuple(mode.value for mode in ClipMode))
         object.__setattr__(self, "record_epsilon", _check_epsilon("record_epsilon", self.record_epsilon))
         object.__setattr__(self, "client_epsilon", _check_epsilon("client_epsilon", self.client_epsilon))
+        delta = self.record_delta
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 <= delta < 1.0:
+            raise StrategyError(f"record_delta must be a number in [0, 1). Found {delta!r}.")
+        gaussian = self.score_source == SCORE_RECORD and self.local_mechanism == GAUSSIAN_TOPK
+        if gaussian and math.isfinite(self.record_epsilon) and (delta == 0.0 or self.clip_mode != ClipMode.L2):
+            raise StrategyError("gaussian-topk needs record_delta > 0 and clip_mode 'l2'."
+                                f" Found record_delta={delta!r}, clip_mode={self.clip_mode!r}.")
+        if not gaussian and delta != 0.0:
+            raise StrategyError(f"record_delta must be 0 unless the local mechanism is gaussian-topk. Found {delta!r}.")
+        if self.clip_mode == ClipMode.L2 and self.score_source == SCORE_RECORD and self.local_mechanism != GAUSSIAN_TOPK:
+            raise StrategyError(f"clip_mode 'l2' bounds the Gaussian vote only. Found local_mechanism {self.local_mechanism!r}.")
+        object.__setattr__(self, "record_delta", float(delta))
         clip = self.clip_bound
         if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not (math.isfinite(clip) and clip > 0):
             raise StrategyError(f"clip_bound must be a finite number > 0. Found {clip!r}.")
@@ -123,7 +139,10 @@ class PrivacySettings:
 
     @property
     def sensitivity(self) -> float:
-        """Record-level L∞ sensitivity ``Δ = C / min_examples`` of a client's scores."""
+        """Record-level sensitivity of a client's scores (DESIGN.md 5.1): L∞ ``Δ = C / min_examples``,
+        or under ``clip_mode = l2`` (the Gaussian vote) L2 ``Δ₂ = √2·C / min_examples``."""
+        if self.clip_mode == ClipMode.L2:
+            return gaussian_record_sensitivity(clip_bound=self.clip_bound, num_examples=self.min_examples)
         return self.clip_bound / self.min_examples
 
     @property

@@ -28,14 +28,18 @@ def _run_record(config: Config, run: dict[str, Any] | None = None) -> dict[str, 
 
 def vote_message(
     config: Config, node: int, *, epsilon: float, vote: dict[str, Any] | None = None,
-    run: dict[str, Any] | None = None, score_source: str = "record",
+    run: dict[str, Any] | None = None, score_source: str = "record", delta: float = 0.0,
 ) -> Message:
-    """A ``train.vote`` message for ``node`` asking ``epsilon`` per vote, with ``vote``/``run`` fields overridden."""
+    """A ``train.vote`` message for ``node`` asking ``epsilon`` per vote, with ``vote``/``run`` fields overridden.
+
+    ``delta > 0`` asks for a Gaussian vote (``gaussian-topk``, L2-clipped scores) of that δ.
+    """
     model = build_model(config, seed=config.seed)
     policies = ticket_policies(model)
     shapes = {name: tuple(layer.weight.shape) for name, layer in prunable_layers(model).items() if name in policies}
+    gaussian = {"local_mechanism": "gaussian-topk", "clip_mode": "l2", "record_delta": delta} if delta > 0 else {}
     privacy = PrivacySettings(epsilon_split={"patterns": 1.0}, record_epsilon=epsilon,
-                              min_examples=config.score_examples, score_source=score_source)
+                              min_examples=config.score_examples, score_source=score_source, **gaussian)
     settings = SearchSettings()
     domains = build_domains(shapes=shapes, policies=policies, settings=settings, density=0.3)
     vote_config = dict(round_config_record(domains=domains, privacy=privacy, settings=settings, server_round=1,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from federation.config import Config
 from federation.layout import LEDGER_FILE
-from privacy import Accountant, Ledger, LedgerError, ReleaseAsk, ReleaseJournal, TornLedgerError
+from privacy import ENFORCE_RDP, GAUSSIAN_TOPK, Accountant, Ledger, LedgerError, ReleaseAsk, ReleaseJournal, TornLedgerError
 from simulations.report.errors import ReportError
 
 __all__ = ["interrupted_rounds", "ledger_accountant", "open_ledger"]
@@ -48,8 +49,15 @@ def open_ledger(path: Path) -> Ledger:
         ) from err
 
 
-def ledger_accountant(ledger: Ledger) -> Accountant:
-    """An accountant that only counts ``ledger`` (no budgets: the report charges nothing)."""
+def ledger_accountant(ledger: Ledger, config: Config | None = None) -> Accountant:
+    """An accountant that only counts ``ledger`` (no budgets: the report charges nothing).
+
+    With the run's ``config``, it composes as the run enforced its budget: under
+    ``budget-accountant=rdp`` (Gaussian votes) its totals carry the RDP figure at ``δ = delta``.
+    """
+    if config is not None and config.budget_accountant == ENFORCE_RDP and config.mechanism == GAUSSIAN_TOPK:
+        return Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf,
+                          delta_budget=config.delta, enforce=ENFORCE_RDP)
     return Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
 
 

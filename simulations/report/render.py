@@ -37,7 +37,7 @@ class ReportPaths:
 
 def _blocks(run_dir: Path) -> list[Block]:
     inputs = load_run(run_dir)
-    accountant = ledger_accountant(inputs.ledger)
+    accountant = ledger_accountant(inputs.ledger, inputs.config)
     totals = accountant.totals()
     return [
         *guarantee_line(inputs, totals),  # the first line: what is private and what is not

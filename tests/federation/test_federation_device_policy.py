@@ -136,13 +136,41 @@ def test_the_noise_is_calibrated_to_the_devices_own_delta_not_the_servers(guarde
     assert refusal_rule(reply) == "sensitivity" and _releases(log) == []
 
 
+@pytest.mark.parametrize(
+    ("rule", "vote", "delta"),
+    [
+        (None, {}, 1e-6),  # an honest Gaussian vote within the policy is answered
+        ("max-vote-delta", {}, 1e-3),  # δ above the device's per-vote cap
+        # Δ₂ taken as C/n, the √2 of replace-one forgotten: the device would add too little noise.
+        ("sensitivity", {keys.SENSITIVITY_FIELD: 1.0 / 128}, 1e-6),
+        ("mechanisms", {}, 1e-6),  # a device that runs Laplace only
+    ],
+)
+def test_a_gaussian_vote_is_bounded_by_the_devices_delta_and_its_own_l2_sensitivity(
+    guarded, small_config, rule, vote, delta
+):
+    grid, node, log = guarded
+    if rule != "mechanisms":
+        grid.contexts[node].node_config.update({"mechanisms": "laplace-topk,gaussian-topk", "max-vote-delta": 1e-5})
+    reply = _reply(grid, _vote_message(small_config, node, vote=vote, delta=delta))
+    if rule is None:
+        assert not reply.has_error(), reply.error.reason
+        (line,) = log.entries()
+        assert (line["kind"], float(line["epsilon"])) == ("vote", PER_VOTE)
+    else:
+        assert reply.has_error() and refusal_rule(reply) == rule, reply.error.reason
+        assert _releases(log) == []
+
+
 def test_the_policy_comes_from_the_node_config_with_safe_defaults_and_clear_errors(tmp_path):
     default = device_policy_of({})
-    assert (default.max_vote_epsilon, default.mechanisms, default.min_examples, default.log) == (
-        1.0, ("laplace-topk", "gumbel-topk"), 1, None)
+    assert (default.max_vote_epsilon, default.max_vote_delta, default.mechanisms, default.min_examples, default.log) == (
+        1.0, 1e-5, ("laplace-topk", "gumbel-topk", "gaussian-topk"), 1, None)
+    with pytest.raises(ConfigError, match="max-vote-delta must be a number in \\[0, 1\\)"):
+        device_policy_of({"max-vote-delta": 2})
     policy = device_policy_of({"max-vote-epsilon": "inf", "mechanisms": "gumbel-topk", "min-examples": 32})
     assert (policy.max_vote_epsilon, policy.mechanisms, policy.min_examples) == (math.inf, ("gumbel-topk",), 32)
-    with pytest.raises(ConfigError, match="mechanisms must be a comma-separated list of laplace-topk, gumbel-topk"):
+    with pytest.raises(ConfigError, match="mechanisms must be a comma-separated list of laplace-topk, gumbel-topk, gaussian-topk"):
         device_policy_of({"mechanisms": "exponential"})
     with pytest.raises(ConfigError, match="max-vote-epsilon in the node config must be a number"):
         device_policy_of({"max-vote-epsilon": "lots"})
@@ -164,6 +192,6 @@ def test_check_node_prints_the_policy(small_config, data_dir, tmp_path):
                    "min-examples": 512, "privacy-log": str(tmp_path / "log.jsonl"), "max-epsilon": 4}
     check = check_node(node_config, small_config)
     text = format_node_check(check)
-    assert "max ε per vote 0.25; mechanisms laplace-topk, gumbel-topk; scores >= 512 examples" in text
+    assert "max ε per vote 0.25, max δ per vote 1e-05; mechanisms laplace-topk, gumbel-topk, gaussian-topk; scores >= 512 examples" in text
     assert "max-epsilon 4: train is refused (ε = inf)" in text
     assert not check.ready and any("min-examples 512" in problem for problem in check.problems)

@@ -10,8 +10,9 @@ import pytest
 from federation.config import Config
 from federation.model_io import build_model
 from federation.search_phase import plan_search
-from privacy import UNIT_CLIENT, UNIT_RECORD, share
-from strategies import domain_epsilon
+from models import prunable_layers
+from privacy import UNIT_CLIENT, UNIT_RECORD, rdp_epsilon, share
+from strategies import build_domains, domain_epsilon, plan_round_events
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +43,28 @@ def test_the_reference_plan_adds_no_noise(model) -> None:  # type: ignore[no-unt
     plan = plan_search(Config(epsilon=1.0, search_rounds=3, hold_rounds=1), model, reference=True)
     assert math.isinf(plan.privacy.record_epsilon) and math.isinf(plan.record_budget)
     assert not plan.privacy.central
+
+
+@pytest.mark.parametrize("enforce", ["basic", "rdp"])
+def test_a_gaussian_search_plan_spends_delta_and_is_calibrated_on_the_enforcing_accountant(model, enforce) -> None:  # type: ignore[no-untyped-def]
+    config = Config(mechanism="gaussian-topk", clip_mode="l2", budget_accountant=enforce, delta=1e-5,
+                    kernel_votes=True, search_rounds=5, hold_rounds=2)
+    plan = plan_search(config, model, reference=False)
+    privacy = plan.privacy
+    assert (plan.delta_budget, plan.enforce, privacy.local_mechanism) == (1e-5, enforce, "gaussian-topk")
+    assert privacy.record_delta == share(1e-5, parts=5)
+    assert privacy.sensitivity == math.sqrt(2.0) * 1.0 / config.score_examples  # Δ₂ = √2·C/n (DESIGN.md 5.1)
+    events = plan_round_events(
+        build_domains(shapes={n: tuple(l.weight.shape) for n, l in prunable_layers(model).items() if n in plan.policies},
+                      policies=plan.policies, settings=plan.settings, density=0.02),
+        privacy, participants=("a",), server_round=1,
+    )
+    if enforce == "basic":
+        assert privacy.record_epsilon == share(1.0, parts=5)
+    else:  # RDP: more ε per round than basic's ε / T, and T rounds compose to at most ε at δ
+        assert privacy.record_epsilon > 2 * share(1.0, parts=5)
+        assert rdp_epsilon(list(events) * 5, target_delta=1e-5) <= 1.0
+    assert all(e.mechanism == "gaussian-topk" and e.sensitivity_norm == "l2" and e.delta > 0 for e in events)
+    # The reference search stays noiseless and charges no δ.
+    reference = plan_search(config, model, reference=True)
+    assert math.isinf(reference.privacy.record_epsilon) and reference.privacy.record_delta == 0.0

@@ -102,7 +102,9 @@ def test_a_scorer_that_does_not_match_the_score_source_is_refused():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        (keys.MECHANISM_FIELD, "exponential", "mechanism must be one of \\['laplace-topk', 'gumbel-topk'\\]"),
+        (keys.MECHANISM_FIELD, "exponential", "mechanism must be one of \\['laplace-topk', 'gumbel-topk', 'gaussian-topk'\\]"),
+        # The Gaussian vote's Δ₂ = √2·C/n is an L2 figure: under a per-coordinate bound it would not hold.
+        (keys.MECHANISM_FIELD, "gaussian-topk", "clip-mode must be one of \\['l2'\\] with mechanism 'gaussian-topk'"),
         (keys.domain_field("patterns", keys.DOMAIN_EPSILON_FIELD), 0.0, "epsilon of domain 'patterns' must be > 0"),
         (keys.DOMAINS_FIELD, "patterns", "must be <class 'list'>"),
         (keys.CLIP_MODE_FIELD, "clamp", "clip-mode must be one of \\['clip', 'normalise'\\]"),
