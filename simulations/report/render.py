@@ -21,7 +21,9 @@ from simulations.report.sections_privacy import (
     header_section,
     mechanisms_section,
     statement_section,
+    title_line,
 )
+from simulations.report.sections_overview import overview_section
 from simulations.report.sections_training import accuracy_section, sparsity_section, vote_quality_section
 
 __all__ = ["HTML_FILE", "MARKDOWN_FILE", "PLOT_FILES", "ReportPaths", "render_report"]
@@ -41,6 +43,8 @@ def _blocks(run_dir: Path) -> list[Block]:
     totals = accountant.totals()
     return [
         *guarantee_line(inputs, totals),  # the first line: what is private and what is not
+        *title_line(inputs),
+        *overview_section(inputs, totals),  # the first screen: accuracy, rounds to accuracy, sparsity, ε
         *header_section(inputs),
         *statement_section(inputs, totals),
         *epsilon_per_round_section(inputs, totals),
