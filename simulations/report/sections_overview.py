@@ -79,16 +79,15 @@ def _macs(count: MacCount | None) -> str:
     return f"{100 * count.kept / count.dense:.3g}% ({_count(count.kept)} of {_count(count.dense)})"
 
 
-def _ticket_table(inputs: RunInputs) -> Table:
+def _ticket_blocks(inputs: RunInputs) -> list[Block]:
     size = read_ticket_size(inputs)
-    conv = format_float(size.conv, digits=_DIGITS)
-    rows = [(
-        f"DP ticket ({inputs.ticket_file or 'none yet'})", f"{conv} (target {format_float(inputs.config.sparsity)})",
-        format_float(size.model, digits=_DIGITS), _macs(size.conv_macs), _macs(size.model_macs),
-        format_float(size.paths, digits=3),
-    )]
-    return Table.of(("ticket", "conv sparsity", "model sparsity", "conv MACs kept", "all MACs kept",
-                     "kept paths (input->output)"), rows)
+    row = (format_float(size.conv, digits=_DIGITS), format_float(size.model, digits=_DIGITS), _macs(size.conv_macs),
+           _macs(size.model_macs), format_float(size.paths, digits=3))
+    return [
+        Heading(level=3, text=f"The DP ticket ({inputs.ticket_file or 'none yet'}): sparsity and MACs kept per example"),
+        Table.of((f"conv sparsity (target {format_float(inputs.config.sparsity)})", "model sparsity", "conv MACs kept",
+                  "all MACs kept", "kept input->output paths"), [row]),
+    ]
 
 
 def _note(inputs: RunInputs, rounds: RoundsToAccuracy) -> str:
@@ -116,6 +115,6 @@ def overview_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
         blocks.append(Paragraph(text="No model has been trained and evaluated yet."))
     return [
         *blocks, Paragraph(text=_note(inputs, rounds)),
-        Heading(level=3, text="The DP ticket: sparsity and MACs kept per example"), _ticket_table(inputs),
+        *_ticket_blocks(inputs),
         Heading(level=3, text="Privacy budget: ε spent of the budget, per privacy unit"), budget_table(inputs, totals),
     ]

@@ -74,7 +74,7 @@ def test_the_first_screen_holds_the_guarantee_then_accuracy_sparsity_and_epsilon
     guarantee = markdown.split("\n\n", 1)[0]
     assert guarantee.startswith("The ticket (ticket.safetensors") and "Not covered" in guarantee
     order = [guarantee, "# dppt run report: run", OVERVIEW, "| model | test accuracy | vs dense |",
-             "| ticket | conv sparsity |", "| unit | ε budget | ε spent | ε remaining |"]
+             "| conv sparsity (target 0.8) | model sparsity |", "| unit | ε budget | ε spent | ε remaining |"]
     positions = [head.find(text) for text in order]
     assert -1 not in positions and positions == sorted(positions) and positions[0] == 0, positions
     accuracy, ticket, budget = tables(head)
@@ -87,8 +87,9 @@ def test_the_first_screen_holds_the_guarantee_then_accuracy_sparsity_and_epsilon
         assert row["vs dense"] == expected
     # ticket: summary.json's sparsity, MACs kept as a share of dense, kept paths
     (row,) = ticket
-    assert row["ticket"] == f"DP ticket ({TICKET_FILE})" and row["conv sparsity"] == "0.7 (target 0.8)"
-    assert row["model sparsity"] == "0.65" and row["kept paths (input->output)"] == "527"
+    assert f"### The DP ticket ({TICKET_FILE}): sparsity and MACs kept per example" in head
+    assert row["conv sparsity (target 0.8)"] == "0.7" and row["model sparsity"] == "0.65"
+    assert row["kept input->output paths"] == "527"
     assert row["conv MACs kept"] == "2.76% (127.8 k of 4.629 M)"
     assert row["all MACs kept"] == "4.84% (228.8 k of 4.73 M)"
     # ε spent of the budget per unit: the ledger's figures, recomputed from its JSON lines
@@ -102,7 +103,7 @@ def test_the_first_screen_holds_the_guarantee_then_accuracy_sparsity_and_epsilon
     body = html.split("<body>\n", 1)[1]
     assert body.startswith(f"<p>{escape(guarantee)}</p>")
     marks = [body.find(text) for text in ("<h1>", "<h2>At a glance</h2>", "<th>test accuracy</th>",
-                                          "<th>conv sparsity</th>", "<th>ε remaining</th>", "<h2>1. Run</h2>")]
+                                          "<th>conv sparsity (target 0.8)</th>", "<th>ε remaining</th>", "<h2>1. Run</h2>")]
     assert -1 not in marks and marks == sorted(marks)
 
 
@@ -154,7 +155,7 @@ def test_a_partial_run_shows_what_exists(tmp_path):
     head = overview(render_report(run).markdown.read_text())
     assert "No model has been trained and evaluated yet." in head
     ticket, budget = tables(head)
-    assert ticket[0]["ticket"] == "DP ticket (none yet)" and ticket[0]["conv MACs kept"] == "n/a"
+    assert "### The DP ticket (none yet)" in head and set(ticket[0].values()) == {"n/a"}
     assert {row["unit"].split()[0] for row in budget} == {"record", "client"}
     assert "summary.json is not written yet" in head
 
