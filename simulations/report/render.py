@@ -63,8 +63,10 @@ def render_report(run_dir: str | os.PathLike[str]) -> ReportPaths:
     Reads ``config.json``, ``ledger.jsonl`` (never modified) and, when present, ``metrics.jsonl``,
     ``summary.json`` and the ticket; no Flower, network or dataset. The first line is the run's
     guarantee in words (``summary.json``'s ``"guarantee"``, else
-    :func:`federation.statement.guarantee_statement` of the same config and ledger); the report
-    names no client.
+    :func:`federation.statement.guarantee_statement` of the same config and ledger); then one
+    screen, "At a glance" (:func:`simulations.report.sections_overview.overview_section`: test
+    accuracy beside dense with rounds to accuracy, the ticket's sparsity and MACs kept, ε spent of
+    the budget per unit); then the detailed sections. The report names no client.
     Writes ``report.md``, ``report.html`` (plots embedded as base64 data URIs) and
     ``plots/*.png``, each atomically (temporary file, then ``os.replace``). Re-running overwrites
     those files only; a plot of this report that has no data any more is removed, so the folder
