@@ -20,6 +20,7 @@ from simulations.report.sections_privacy import (
     guarantee_line,
     header_section,
     mechanisms_section,
+    report_title,
     statement_section,
     title_line,
 )
@@ -101,7 +102,7 @@ def render_report(run_dir: str | os.PathLike[str]) -> ReportPaths:
         stale = plots_dir / name
         if stale not in written and stale.is_file():
             stale.unlink()
-    title = f"dppt run report: {root.resolve().name}"
+    title = report_title(root)
     markdown, html = root / MARKDOWN_FILE, root / HTML_FILE
     write_atomic(markdown, to_markdown(blocks).encode("utf-8"))
     write_atomic(html, to_html(blocks, title=title).encode("utf-8"))

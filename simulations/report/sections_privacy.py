@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from federation.layout import LEDGER_FILE, SUMMARY_FILE
@@ -36,9 +37,10 @@ __all__ = [
     "epsilon_per_round_section",
     "guarantee_line",
     "header_section",
-    "title_line",
     "mechanisms_section",
+    "report_title",
     "statement_section",
+    "title_line",
 ]
 
 _HEADER_KEYS = (
@@ -127,9 +129,14 @@ def _guarantee(inputs: RunInputs, totals: PrivacyTotals) -> str:
     return _stated(inputs, "guarantee", guarantee_statement(inputs.config, totals))
 
 
+def report_title(run_dir: Path) -> str:
+    """The report's title (its first heading and the HTML page's title), naming the run directory."""
+    return f"dppt run report: {run_dir.resolve().name}"
+
+
 def title_line(inputs: RunInputs) -> list[Block]:
-    """The report's title, naming the run directory."""
-    return [Heading(level=1, text=f"dppt run report: {inputs.run_dir.resolve().name}")]
+    """The report's title as its first heading."""
+    return [Heading(level=1, text=report_title(inputs.run_dir))]
 
 
 def guarantee_line(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
