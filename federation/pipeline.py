@@ -8,8 +8,9 @@
 4. Ticket training (:mod:`federation.ticket_training`): masked FedAvg from θ0 of the dense model,
    the DP ticket, the non-private ticket and a random ticket of the same structure.
 5. ``summary.json``: first the guarantee in words and what participation reveals
-   (:mod:`federation.statement`), then accuracies, sparsity, ε per unit
-   (:meth:`privacy.Accountant.totals`), rounds, stop reason. It names no client: per-client figures
+   (:mod:`federation.statement`), then accuracies, the first round each model reached 90% of
+   dense's final accuracy (:mod:`federation.rounds_to_accuracy`), sparsity and MACs kept, ε per
+   unit (:meth:`privacy.Accountant.totals`), rounds, stop reason. It names no client: per-client figures
    stay in the ledger.
 
 A resumed run re-opens the ledger (every release already charged stays charged), charges in full
@@ -39,13 +40,15 @@ from federation.layout import (
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
 from federation.model_io import build_model
+from federation.rounds_to_accuracy import rounds_to_accuracy
 from federation.rundir import RunDirectory, read_json, write_json_atomic
 from federation.search_phase import build_strategy, run_search_phase
 from federation.statement import (
     guarantee_statement, noised_units, participation_statement, seeded_noise_warning, without_client_ids,
 )
 from federation.ticket_training import train_variant
-from kernels import Ticket, TicketMetadata, random_ticket_like
+from kernels import LayerPolicy, Ticket, TicketMetadata, random_ticket_like
+from models import count_model
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
 from storage import encode_float
 from strategies import PrivacyGate, SearchOutcome
@@ -244,7 +247,10 @@ def run_pipeline(
         "num-clients": config.num_clients,
         "unit": config.unit,
         "accuracy": {variant: results.get(variant, {}).get("accuracy") for variant in VARIANTS},
-        "sparsity": _sparsity(dp_ticket),
+        "rounds-to-accuracy": rounds_to_accuracy(
+            {variant: result["accuracy-by-round"] for variant, result in results.items()}
+        ).to_json(),
+        "sparsity": _sparsity(dp_ticket, model),
         "epsilon": privacy_summary(dp_strategy.accountant),
         "search": {
             "rounds-planned": dp_strategy.schedule.total_rounds,
@@ -265,15 +271,23 @@ def run_pipeline(
     return summary
 
 
-def _sparsity(ticket: Ticket | None) -> dict[str, float | None]:
+def _sparsity(ticket: Ticket | None, model: torch.nn.Module) -> dict[str, Any]:
+    """``summary.json``'s ``"sparsity"`` of the DP ticket: weight sparsity of the pattern (3x3 conv)
+    layers and of the whole model, kept paths, and MACs per example (kept and dense, ``models.count_model``)."""
     if ticket is None:
-        return {"conv": None, "model": None, "paths": None}
+        return {"conv": None, "model": None, "paths": None, "conv-macs": None, "model-macs": None}
     report = ticket.sparsity_report()
-    pattern = [row for row in report.layers if row.policy.value == "pattern"]
+    pattern = [row for row in report.layers if row.policy is LayerPolicy.PATTERN]
     total = sum(row.total for row in pattern)
     kept = sum(row.kept for row in pattern)
+    counts = count_model(model, masks=ticket.masks())
+    conv = [counts.layers[row.name] for row in pattern]
     # Kept input->output paths through the conv kernels (kernels.count_paths): 0 = disconnected.
-    return {"conv": 1.0 - kept / total if total else None, "model": report.sparsity, "paths": ticket.kernel_paths()}
+    return {
+        "conv": 1.0 - kept / total if total else None, "model": report.sparsity, "paths": ticket.kernel_paths(),
+        "conv-macs": {"kept": sum(c.kept_macs for c in conv), "dense": sum(c.macs for c in conv)},
+        "model-macs": {"kept": counts.kept_macs, "dense": counts.total_macs},
+    }
 
 
 def _print_summary(summary: Mapping[str, Any], progress: Progress) -> None:

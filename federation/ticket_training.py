@@ -72,7 +72,11 @@ def train_variant(
     config_record: ConfigRecord,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Masked FedAvg of one variant from θ0 (``ticket=None``: dense); returns its last evaluation."""
+    """Masked FedAvg of one variant from θ0 (``ticket=None``: dense).
+
+    Returns its last evaluation (``accuracy``, ``loss``), every round's test accuracy
+    (``accuracy-by-round``, round 0 = θ0), the trained weights and the wall time.
+    """
     start = time.time()
     model = build_model(config, seed=config.seed)  # θ0: every variant starts from the same weights
     if ticket is not None:
@@ -104,4 +108,5 @@ def train_variant(
         load_weights(model, result.arrays.to_torch_state_dict())
     last = history[-1] if history else {}
     return {"accuracy": last.get("accuracy"), "loss": last.get("loss"), "rounds": len(history) - 1,
+            "accuracy-by-round": {row["round"]: row["accuracy"] for row in history},
             "weights": plain_weights(model), "wall-time-s": round(time.time() - start, 2)}

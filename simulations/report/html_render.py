@@ -11,8 +11,12 @@ from simulations.report.document import Block, BulletList, Heading, Image, Parag
 __all__ = ["to_html"]
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
+body { font-family: system-ui, sans-serif; max-width: 70em; margin: 1em auto; padding: 0 1em; color: #222; }
+body > p:first-child { background: #f4f7fb; border-left: 4px solid #36c; padding: 0.5em 0.8em; margin-top: 0; }
+h1 { font-size: 1.6em; margin: 0.6em 0 0.3em; }
+h2 { margin: 1em 0 0.4em; }
+h3 { margin: 0.8em 0 0.3em; }
+table { border-collapse: collapse; margin: 0.3em 0 0.9em; font-size: 0.9em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f0f0f0; }
 td { font-variant-numeric: tabular-nums; }

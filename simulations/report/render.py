@@ -20,8 +20,11 @@ from simulations.report.sections_privacy import (
     guarantee_line,
     header_section,
     mechanisms_section,
+    report_title,
     statement_section,
+    title_line,
 )
+from simulations.report.sections_overview import overview_section
 from simulations.report.sections_training import accuracy_section, sparsity_section, vote_quality_section
 
 __all__ = ["HTML_FILE", "MARKDOWN_FILE", "PLOT_FILES", "ReportPaths", "render_report"]
@@ -41,6 +44,8 @@ def _blocks(run_dir: Path) -> list[Block]:
     totals = accountant.totals()
     return [
         *guarantee_line(inputs, totals),  # the first line: what is private and what is not
+        *title_line(inputs),
+        *overview_section(inputs, totals),  # the first screen: accuracy, rounds to accuracy, sparsity, ε
         *header_section(inputs),
         *statement_section(inputs, totals),
         *epsilon_per_round_section(inputs, totals),
@@ -59,8 +64,10 @@ def render_report(run_dir: str | os.PathLike[str]) -> ReportPaths:
     Reads ``config.json``, ``ledger.jsonl`` (never modified) and, when present, ``metrics.jsonl``,
     ``summary.json`` and the ticket; no Flower, network or dataset. The first line is the run's
     guarantee in words (``summary.json``'s ``"guarantee"``, else
-    :func:`federation.statement.guarantee_statement` of the same config and ledger); the report
-    names no client.
+    :func:`federation.statement.guarantee_statement` of the same config and ledger); then one
+    screen, "At a glance" (:func:`simulations.report.sections_overview.overview_section`: test
+    accuracy beside dense with rounds to accuracy, the ticket's sparsity and MACs kept, ε spent of
+    the budget per unit); then the detailed sections. The report names no client.
     Writes ``report.md``, ``report.html`` (plots embedded as base64 data URIs) and
     ``plots/*.png``, each atomically (temporary file, then ``os.replace``). Re-running overwrites
     those files only; a plot of this report that has no data any more is removed, so the folder
@@ -95,7 +102,7 @@ def render_report(run_dir: str | os.PathLike[str]) -> ReportPaths:
         stale = plots_dir / name
         if stale not in written and stale.is_file():
             stale.unlink()
-    title = f"dppt run report: {root.resolve().name}"
+    title = report_title(root)
     markdown, html = root / MARKDOWN_FILE, root / HTML_FILE
     write_atomic(markdown, to_markdown(blocks).encode("utf-8"))
     write_atomic(html, to_html(blocks, title=title).encode("utf-8"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from federation.layout import LEDGER_FILE, SUMMARY_FILE
@@ -30,13 +31,16 @@ from simulations.report.statement import privacy_statement, stated_units
 from simulations.report.values import as_number, nested
 
 __all__ = [
+    "budget_table",
     "delta_section",
     "epsilon_per_client_section",
     "epsilon_per_round_section",
     "guarantee_line",
     "header_section",
     "mechanisms_section",
+    "report_title",
     "statement_section",
+    "title_line",
 ]
 
 _HEADER_KEYS = (
@@ -105,7 +109,6 @@ def header_section(inputs: RunInputs) -> list[Block]:
         ]
     rows.append(("ticket file", inputs.ticket_file or "none yet"))
     return [
-        Heading(level=1, text=f"dppt run report: {inputs.run_dir.resolve().name}"),
         Heading(level=2, text="1. Run"),
         Table.of(("field", "value"), rows),
     ]
@@ -124,6 +127,16 @@ def _stated(inputs: RunInputs, key: str, build: str) -> str:
 
 def _guarantee(inputs: RunInputs, totals: PrivacyTotals) -> str:
     return _stated(inputs, "guarantee", guarantee_statement(inputs.config, totals))
+
+
+def report_title(run_dir: Path) -> str:
+    """The report's title (its first heading and the HTML page's title), naming the run directory."""
+    return f"dppt run report: {run_dir.resolve().name}"
+
+
+def title_line(inputs: RunInputs) -> list[Block]:
+    """The report's title as its first heading."""
+    return [Heading(level=1, text=report_title(inputs.run_dir))]
 
 
 def guarantee_line(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
@@ -151,6 +164,21 @@ def _remaining(budget: float, spent: float) -> str:
     return format_float(budget - spent)
 
 
+def budget_table(inputs: RunInputs, totals: PrivacyTotals) -> Table:
+    """Per privacy unit the report speaks about: the ε budget, the ledger's ε spent and what remains."""
+    units = stated_units(totals, inputs.config.unit)
+    rows = []
+    if UNIT_RECORD in units:
+        rows.append(("record (per client, largest Σε)", _budget(inputs.config.epsilon),
+                     format_float(totals.record_epsilon_max),
+                     _remaining(inputs.config.epsilon, totals.record_epsilon_max)))
+    if UNIT_CLIENT in units:
+        rows.append(("client (server total)", _budget(inputs.config.client_epsilon),
+                     format_float(totals.client_epsilon),
+                     _remaining(inputs.config.client_epsilon, totals.client_epsilon)))
+    return Table.of(("unit", "ε budget", "ε spent", "ε remaining"), rows)
+
+
 def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
     """Section 3: cumulative ε per round and the remaining budget."""
     blocks: list[Block] = [Heading(level=2, text="3. Privacy budget per round")]
@@ -162,16 +190,7 @@ def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[
         [(r.phase, str(r.round), format_float(r.record_epsilon_max), format_float(r.client_epsilon))
          for r in totals.rounds],
     ))
-    budget_rows = []
-    if UNIT_RECORD in units:
-        budget_rows.append(("record (per client, largest Σε)", _budget(inputs.config.epsilon),
-                            format_float(totals.record_epsilon_max),
-                            _remaining(inputs.config.epsilon, totals.record_epsilon_max)))
-    if UNIT_CLIENT in units:
-        budget_rows.append(("client (server total)", _budget(inputs.config.client_epsilon),
-                            format_float(totals.client_epsilon),
-                            _remaining(inputs.config.client_epsilon, totals.client_epsilon)))
-    blocks.append(Table.of(("unit", "ε budget", "ε spent", "ε remaining"), budget_rows))
+    blocks.append(budget_table(inputs, totals))
     if inputs.interrupted:
         blocks.append(Paragraph(text=(
             "Interrupted rounds: the server stopped after these round attempts' messages had left and before their"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from federation.layout import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE, VARIANTS
+from federation.layout import KIND_SEARCH_ROUND, KIND_SERVER_EVAL, METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE
 from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 from simulations.report.document import Block, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int
@@ -12,7 +12,7 @@ from simulations.report.metrics import MetricRow
 from simulations.report.outputs import ACCURACY_PLOT, CONVERGENCE_PLOT, SPARSITY_PLOT
 from simulations.report.plots import accuracy_plot, convergence_plot, sparsity_plot
 from simulations.report.run_inputs import RunInputs
-from simulations.report.values import as_number, nested
+from simulations.report.training import read_ticket_size, read_training_accuracy
 
 __all__ = ["accuracy_section", "sparsity_section", "vote_quality_section"]
 
@@ -39,19 +39,8 @@ def _last_per_round(rows: tuple[MetricRow, ...]) -> dict[int, MetricRow]:
 
 
 def _accuracy(inputs: RunInputs) -> list[Block]:
-    series: dict[str, dict[int, MetricRow]] = {}
-    for row in inputs.metrics.of_kind(KIND_SERVER_EVAL):
-        variant = row.data.get("variant")
-        round_number = row.integer("round")
-        if isinstance(variant, str) and round_number is not None and row.number("accuracy") is not None:
-            series.setdefault(variant, {})[round_number] = row
-    summary_accuracy = nested(inputs.summary, "accuracy")
-    quoted = {
-        name: as_number(value, where=f"{inputs.run_dir / SUMMARY_FILE} key 'accuracy.{name}'")
-        for name, value in (summary_accuracy.items() if isinstance(summary_accuracy, dict) else ())
-    }
-    known = set(series) | {name for name, value in quoted.items() if value is not None}
-    names = [v for v in VARIANTS if v in known] + sorted(known - set(VARIANTS))
+    accuracy = read_training_accuracy(inputs)
+    series, quoted, names = accuracy.series, accuracy.quoted, accuracy.names
     blocks: list[Block] = []
     if not series:
         blocks.append(Paragraph(
@@ -61,7 +50,7 @@ def _accuracy(inputs: RunInputs) -> list[Block]:
         return blocks
     rows = []
     for name in names:
-        points = dict(sorted(series.get(name, {}).items()))
+        points = series.get(name, {})
         last = points[max(points)] if points else None
         rows.append((
             name, str(len(points)), NOT_AVAILABLE if last is None else str(max(points)),
@@ -71,10 +60,7 @@ def _accuracy(inputs: RunInputs) -> list[Block]:
     blocks.append(Table.of(
         ("variant", "rounds evaluated", "last round", "accuracy", "loss", f"accuracy in {SUMMARY_FILE}"), rows,
     ))
-    plotted = {
-        name: [(r, float(row.number("accuracy"))) for r, row in sorted(points.items())]  # type: ignore[arg-type]
-        for name, points in series.items()
-    }
+    plotted = {name: list(points.items()) for name, points in accuracy.by_round().items()}
     if plotted:
         blocks.append(Image(name=ACCURACY_PLOT, alt="Test accuracy per training round", png=accuracy_plot(plotted)))
     return blocks
@@ -140,13 +126,11 @@ def _ticket_epsilon(inputs: RunInputs, totals: PrivacyTotals) -> Paragraph:
 def sparsity_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
     """Section 8: sparsity per layer of the ticket, and the ε the ticket records."""
     blocks: list[Block] = [Heading(level=2, text="8. Sparsity per layer")]
-    source = inputs.run_dir / SUMMARY_FILE
-    conv = as_number(nested(inputs.summary, "sparsity", "conv"), where=f"{source} key 'sparsity.conv'")
-    model = as_number(nested(inputs.summary, "sparsity", "model"), where=f"{source} key 'sparsity.model'")
+    size = read_ticket_size(inputs)
     if inputs.summary is not None:
         blocks.append(Paragraph(text=(
-            f"{SUMMARY_FILE}: sparsity of the conv layers {format_float(conv)},"
-            f" of the whole model {format_float(model)}."
+            f"{SUMMARY_FILE}: sparsity of the conv layers {format_float(size.conv)},"
+            f" of the whole model {format_float(size.model)}."
         )))
     if inputs.ticket is None:
         return [*blocks, Paragraph(text="No ticket file yet: the search has not produced a ticket.")]

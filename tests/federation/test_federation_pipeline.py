@@ -91,6 +91,30 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
     assert [r["round"] for r in rows if r["kind"] == KIND_SEARCH_ROUND and r["phase"] == PHASE_SEARCH] == [1, 2, 3]
     evals = [r for r in rows if r["kind"] == KIND_SERVER_EVAL]
     assert {r["variant"] for r in evals} == {"dense", "dp_ticket", "nonprivate_ticket", "random_ticket"}
+    # rounds to accuracy: recomputed here from the eval rows (threshold 0.9 x dense's last accuracy)
+    dense_last = max((r for r in evals if r["variant"] == "dense"), key=lambda r: r["round"])["accuracy"]
+    reached = summary["rounds-to-accuracy"]
+    assert reached["fraction-of-dense"] == 0.9 and reached["threshold"] == pytest.approx(0.9 * dense_last)
+    for variant in summary["accuracy"]:
+        points = sorted((r["round"], r["accuracy"]) for r in evals if r["variant"] == variant)
+        first = next((r for r, accuracy in points if accuracy >= 0.9 * dense_last), None)
+        assert reached["variants"][variant] == {"round": first, "rounds-evaluated": small_config.train_rounds}
+    assert reached["variants"]["dense"]["round"] is not None  # dense reaches 90% of itself
+    # MACs per example: dense counts of the model, kept counts = kept weights x positions per layer
+    from federation.model_io import build_model
+    from models import count_model
+
+    dense = count_model(build_model(small_config, seed=small_config.seed))
+    pattern = [name for name, layer in ticket.layers.items() if layer.policy is LayerPolicy.PATTERN]
+    positions = {name: dense.layers[name].macs // dense.layers[name].weight_params for name in dense.layers}
+    kept = {name: int(layer.mask().sum()) for name, layer in ticket.layers.items()}
+    assert summary["sparsity"]["conv-macs"] == {
+        "kept": sum(kept[name] * positions[name] for name in pattern),
+        "dense": sum(dense.layers[name].macs for name in pattern),
+    }
+    assert summary["sparsity"]["model-macs"]["dense"] == dense.total_macs
+    assert summary["sparsity"]["model-macs"]["kept"] == sum(
+        kept.get(name, counts.weight_params) * positions[name] for name, counts in dense.layers.items())
     # the saved pruned model has zeros exactly where the ticket prunes
     from safetensors.torch import load_file
 

@@ -168,6 +168,10 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
     report = (out / MARKDOWN_FILE).read_text()
     # the budget table row: unit | budget | spent (the ledger's largest Σε) | remaining
     assert f"| record (per client, largest Σε) | 2 | {totals.record_epsilon_max:.6g} | 0 |" in report
+    # the report opens with the guarantee, then the overview of accuracy, rounds to accuracy, sparsity and ε
+    assert report.startswith(summary["guarantee"]) and report.index("## At a glance") < report.index("## 1. Run")
+    assert summary["rounds-to-accuracy"]["variants"]["dense"]["rounds-evaluated"] == 1
+    assert 0 < summary["sparsity"]["conv-macs"]["kept"] < summary["sparsity"]["conv-macs"]["dense"]
     # `dppt report` re-renders the same report from the run directory alone
     first = report
     (out / MARKDOWN_FILE).unlink()
