@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from strategies.domains import PATTERNS_DOMAIN, VoteDomain, kernel_domain_name, 
 from strategies.errors import StrategyError
 from strategies.settings import NO_CENTRAL_NOISE, SearchSettings
 
-__all__ = ["DomainRelease", "build_next_ticket", "plain_topk", "release_domain", "ticket_change"]
+__all__ = ["DomainRelease", "build_next_ticket", "agreement_threshold", "plain_topk", "refine_prior", "release_domain", "ticket_change"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,9 @@ class DomainRelease:
     diagnostic
         Signal (``num_voters``) against central noise scale; ``None`` without central noise or
         without voters.
+    counts
+        The histogram of the (already record-level private) votes, without central noise only;
+        ``None`` under central noise, whose exact counts never leave :func:`release_domain`.
     """
 
     domain: str = field(metadata={"help": "domain name"})
@@ -53,11 +57,16 @@ class DomainRelease:
     num_voters: int = field(metadata={"help": "clean votes counted"})
     spec: MechanismSpec | None = field(metadata={"help": "central release spec or None"})
     diagnostic: NoiseDiagnostic | None = field(metadata={"help": "signal-to-noise of the central release"})
+    counts: np.ndarray | None = field(default=None, metadata={"help": "vote histogram, without central noise only"})
 
     def __post_init__(self) -> None:
         winners = np.sort(np.asarray(self.winners, dtype=np.int64))
         winners.setflags(write=False)
         object.__setattr__(self, "winners", winners)
+        if self.counts is not None:
+            counts = np.asarray(self.counts, dtype=np.int64).copy()
+            counts.setflags(write=False)
+            object.__setattr__(self, "counts", counts)
 
 
 def plain_topk(counts: np.ndarray, top_k: int) -> np.ndarray:
@@ -92,7 +101,7 @@ def release_domain(
     if central_noise == NO_CENTRAL_NOISE:
         return DomainRelease(
             domain=domain.name, winners=plain_topk(counts, domain.top_k), num_voters=len(votes),
-            spec=None, diagnostic=None,
+            spec=None, diagnostic=None, counts=counts,
         )
     if epsilon is None or rng is None:
         raise StrategyError("epsilon and rng must be given with central noise. Found None.")
@@ -103,6 +112,67 @@ def release_domain(
     return DomainRelease(
         domain=domain.name, winners=release.winners, num_voters=len(votes), spec=release.spec, diagnostic=diagnostic
     )
+
+
+CHANCE_AGREEMENT: Final = 0.05
+"""The probability, under votes that carry no signal, that any kernel of a layer reaches the
+agreement threshold of :func:`refine_prior` (so moves the prior)."""
+
+
+def agreement_threshold(*, voters: int, keep: int, size: int) -> int:
+    """Votes a kernel outside the prior needs to join it: the smallest count above half the
+    ``voters`` whose chance under no signal, ``P(Binomial(voters, keep/size) >= count)``, is at
+    most ``CHANCE_AGREEMENT / size``; ``voters + 1`` (never) when no count is that unlikely."""
+    from scipy.stats import binom
+
+    if voters < 1:
+        return 1
+    for count in range(voters // 2 + 1, voters + 1):
+        if float(binom.sf(count - 1, voters, keep / size)) <= CHANCE_AGREEMENT / size:
+            return count
+    return voters + 1
+
+
+def refine_prior(prior: torch.Tensor, release: DomainRelease) -> torch.Tensor:
+    """Kernel scores of one layer: the free prior's ranking, moved only where a majority of voters agree.
+
+    The prior (a data-free score at θ0, ε = 0) keeps its ``K = len(release.winners)`` best kernels.
+    A kernel outside them replaces the weakest kept one (fewest votes, then lowest prior) only if
+    it has more votes than that one and at least :func:`agreement_threshold` votes: more than half
+    the round's voters, and a count that votes carrying no signal (each voter a uniform random
+    ``K``-subset of the ``D`` kernels) reach for any of the layer's kernels with probability below
+    :data:`CHANCE_AGREEMENT` (binomial tail, Bonferroni over ``D``). Votes without signal so leave
+    the prior as it is, and a DP ticket is the free one unless the data say otherwise (DESIGN.md 3,
+    "free prior, private refinement"). Post-processing of the released votes: no privacy cost.
+    Without the histogram (central noise) the released winners are used as they are.
+
+    Returns scores of ``prior``'s shape whose top ``K`` are the refined set (ties and the other
+    kernels ordered by the prior, for the connectivity repair).
+    """
+    flat = prior.detach().to(torch.float64).reshape(-1)
+    keep = int(release.winners.size)
+    order = torch.argsort(-flat, stable=True)  # the prior's ranking, best first
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel())
+    base = 1.0 - (rank.to(torch.float64) + 1.0) / (order.numel() + 1.0)  # in (0, 1), the prior's order
+    if release.counts is None:
+        chosen = torch.from_numpy(release.winners.copy())
+    else:
+        counts = torch.from_numpy(release.counts.copy())
+        majority = agreement_threshold(voters=release.num_voters, keep=keep, size=order.numel())
+        kept = order[:keep].tolist()
+        outside = [i for i in order[keep:].tolist() if int(counts[i]) >= majority]
+        outside.sort(key=lambda i: -int(counts[i]))  # stable: the prior's order among equals
+        kept.sort(key=lambda i: (int(counts[i]), -int(rank[i])))  # weakest first: fewest votes, then lowest prior
+        for position, candidate in enumerate(outside[:keep]):
+            if int(counts[candidate]) > int(counts[kept[position]]):
+                kept[position] = candidate
+            else:
+                break
+        chosen = torch.tensor(sorted(kept), dtype=torch.int64)
+    scores = base.clone()
+    scores[chosen] += 1.0
+    return scores.reshape(prior.shape)
 
 
 def build_next_ticket(
@@ -120,7 +190,8 @@ def build_next_ticket(
     Post-processing costs no privacy (Dwork & Roth 2014, Proposition 2.1): the library is the
     candidates that won the ``patterns`` domain; each kept kernel gets the library pattern of
     largest energy ``w ** 2`` of the *public* weights; a layer with a ``kernels:<layer>`` domain
-    keeps exactly its winners, another pattern layer keeps the kernels of highest ``prior`` score
+    keeps the ``prior``'s kernels refined by its votes (:func:`refine_prior`), or without a prior
+    exactly its winners; another pattern layer keeps the kernels of highest ``prior`` score
     (a data-free score at θ0, e.g. SynFlow's) or, without one, those whose assigned pattern
     keeps the most energy (magnitude connectivity, ``settings.scope``); unstructured layers keep
     their largest ``|w|``; dense layers stay dense. Per-layer densities follow
@@ -142,7 +213,11 @@ def build_next_ticket(
         kernel_scores = {}
         for name in patterned:
             domain = kernel_domain_name(name)
-            if domain in releases:
+            if domain in releases and prior is not None:  # the prior, refined where the voters agree
+                kernel_scores[name] = refine_prior(prior[name], releases[domain])
+            elif prior is not None:
+                kernel_scores[name] = prior[name].to(torch.float64)
+            elif domain in releases:
                 out_channels, in_channels = public[name].shape[:2]
                 chosen = torch.zeros(out_channels * in_channels, dtype=torch.float32)
                 chosen[torch.from_numpy(releases[domain].winners.copy())] = 1.0

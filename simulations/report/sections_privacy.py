@@ -168,7 +168,13 @@ def budget_table(inputs: RunInputs, totals: PrivacyTotals) -> Table:
     """Per privacy unit the report speaks about: the ε budget, the ledger's ε spent and what remains."""
     units = stated_units(totals, inputs.config.unit)
     rows = []
-    if UNIT_RECORD in units:
+    if UNIT_RECORD in units and totals.record_rdp_epsilon_max is not None:
+        # budget-accountant=rdp: the budget was enforced on the RDP figure; basic Σε is shown beside it.
+        rdp = totals.record_rdp_epsilon_max
+        rows.append((f"record (per client, largest RDP ε at δ = {format_float(totals.rdp_delta or 0.0)}; basic Σε"
+                     f" {format_float(totals.record_epsilon_max)})", _budget(inputs.config.epsilon),
+                     format_float(rdp), _remaining(inputs.config.epsilon, rdp)))
+    elif UNIT_RECORD in units:
         rows.append(("record (per client, largest Σε)", _budget(inputs.config.epsilon),
                      format_float(totals.record_epsilon_max),
                      _remaining(inputs.config.epsilon, totals.record_epsilon_max)))

@@ -122,3 +122,63 @@ def test_a_data_free_prior_ranks_the_kernels_no_vote_chose():
     assert conv1[:, 0].tolist() == [False, False, False, True]  # one kernel each 4: conv1's top-prior one
     # conv2 keeps 4 kernels: the prior's choice, which reads the channel conv1 keeps (connected).
     assert conv2[:, 3].all() and int(conv2.sum()) == 4 and ticket.kernel_paths() == 4.0
+
+
+def _refinement_case(votes_of: str, *, connected: bool):
+    """conv1 (8, 1) and conv2 (16, 8) at density 1/9 (K = 4 and 32 kernels); conv2's kernels are voted."""
+    generator = torch.Generator().manual_seed(1)
+    weights = {"conv1": torch.randn(8, 1, 3, 3, generator=generator), "conv2": torch.randn(16, 8, 3, 3, generator=generator)}
+    policies = {"conv1": "pattern", "conv2": "pattern"}
+    prior = {"conv1": torch.rand(8, 1, generator=generator), "conv2": torch.rand(16, 8, generator=generator)}
+    settings = SearchSettings(allocation="uniform", connected=connected, kernel_vote_layers=("conv2",))
+    domain = build_domains(shapes={n: tuple(w.shape) for n, w in weights.items()}, policies=policies,
+                           settings=settings, density=1 / 9)[1]
+    rng = np.random.default_rng(7)
+    outside = np.argsort(-prior["conv2"].reshape(-1).numpy(), kind="stable")[domain.top_k:]
+    planted = outside[:8]  # eight kernels the prior drops, which the data favour
+    votes = []
+    for _ in range(10):
+        if votes_of == "noise":  # votes that carry no signal: every voter a uniform random K-subset
+            votes.append(rng.choice(domain.size, size=domain.top_k, replace=False))
+        else:  # honest votes that agree on the planted kernels, the rest of each vote at random
+            rest = rng.choice(np.setdiff1d(np.arange(domain.size), planted), size=domain.top_k - 8, replace=False)
+            votes.append(np.concatenate([planted, rest]))
+    library = DomainRelease(domain="patterns", winners=np.arange(8), num_voters=10, spec=None, diagnostic=None)
+    kernels = release_domain(votes, domain, central_noise="none", epsilon=None, rng=None)
+    build = dict(weights=weights, policies=policies, density=1 / 9, metadata=TicketMetadata(config_hash=""), prior=prior)
+    refined = build_next_ticket(releases={"patterns": library, domain.name: kernels}, settings=settings, **build)
+    free = build_next_ticket(releases={"patterns": library}, settings=SearchSettings(allocation="uniform",
+                             connected=connected), **build)
+    return refined, free, planted, domain
+
+
+@pytest.mark.parametrize("connected", [False, True])
+def test_votes_that_carry_no_signal_leave_the_free_prior_as_it_is(connected):
+    refined, free, _, _ = _refinement_case("noise", connected=connected)
+    for name in ("conv1", "conv2"):
+        assert torch.equal(refined.layers[name].connectivity, free.layers[name].connectivity), name
+
+
+def test_honest_votes_refine_the_prior_at_the_target_sparsity_with_library_patterns():
+    refined, free, planted, domain = _refinement_case("honest", connected=False)
+    conv2, prior_conv2 = refined.layers["conv2"], free.layers["conv2"]
+    assert int(conv2.connectivity.sum()) == int(prior_conv2.connectivity.sum()) == domain.top_k  # the same sparsity
+    kept = set(np.flatnonzero(conv2.connectivity.reshape(-1).numpy()).tolist())
+    assert set(planted.tolist()) <= kept  # every kernel the voters agree on joins the ticket ...
+    assert len(kept - set(np.flatnonzero(prior_conv2.connectivity.reshape(-1).numpy()).tolist())) == 8  # ... only they
+    library = conv2.library
+    masks = conv2.mask()[conv2.connectivity]  # every kept kernel is one of the library's patterns
+    assert all(any(torch.equal(mask, pattern) for pattern in library) for mask in masks)
+
+
+def test_the_agreement_threshold_is_a_majority_that_chance_rarely_reaches():
+    from scipy.stats import binom
+
+    from strategies.aggregation import CHANCE_AGREEMENT, agreement_threshold
+
+    # 10 voters, K = 92 of conv4's 4096 kernels (the main job at 98%): a majority is already unlikely.
+    assert agreement_threshold(voters=10, keep=92, size=4096) == 6
+    # K = 32 of 128: a majority happens by chance, so more agreement is asked for.
+    threshold = agreement_threshold(voters=10, keep=32, size=128)
+    assert threshold == 9 and binom.sf(threshold - 1, 10, 0.25) <= CHANCE_AGREEMENT / 128 < binom.sf(threshold - 2, 10, 0.25)
+    assert agreement_threshold(voters=3, keep=32, size=128) == 4  # 3 voters cannot move this prior at all
