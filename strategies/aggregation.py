@@ -27,7 +27,7 @@ from strategies.domains import PATTERNS_DOMAIN, VoteDomain, kernel_domain_name, 
 from strategies.errors import StrategyError
 from strategies.settings import NO_CENTRAL_NOISE, SearchSettings
 
-__all__ = ["DomainRelease", "build_next_ticket", "agreement_threshold", "plain_topk", "refine_prior", "release_domain", "ticket_change"]
+__all__ = ["DomainRelease", "Evidence", "accumulate", "build_next_ticket", "agreement_threshold", "plain_topk", "refine_prior", "release_domain", "ticket_change"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +173,70 @@ def refine_prior(prior: torch.Tensor, release: DomainRelease) -> torch.Tensor:
     scores = base.clone()
     scores[chosen] += 1.0
     return scores.reshape(prior.shape)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """The votes one domain has gathered over the rounds that asked the same question.
+
+    ``counts`` is the running sum of the rounds' vote histograms (or, under central noise, of
+    their released winners, since the exact counts never leave :func:`release_domain`), and
+    ``voters`` the running number of votes; ``top_k`` and the size of ``counts`` say which
+    question it answers (a round of another K or size starts afresh). Post-processing of
+    releases already charged: no privacy cost.
+    """
+
+    counts: np.ndarray = field(metadata={"help": "running vote histogram (int64)"})
+    voters: int = field(metadata={"help": "running number of votes"})
+    top_k: int = field(metadata={"help": "K of the rounds summed"})
+    from_counts: bool = field(metadata={"help": "summed histograms (True) or released winners (False)"})
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-safe form, for the search's checkpoint."""
+        return {"counts": self.counts.astype(int).tolist(), "voters": self.voters, "top-k": self.top_k,
+                "from-counts": self.from_counts}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Evidence:
+        """Read :meth:`to_json`; a malformed entry raises :class:`StrategyError`."""
+        try:
+            counts = np.asarray(data["counts"], dtype=np.int64)
+            voters, top_k, from_counts = int(data["voters"]), int(data["top-k"]), bool(data["from-counts"])  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as err:
+            raise StrategyError(f"evidence in the search state must hold counts, voters, top-k, from-counts. Found {data!r}.") from err
+        if counts.ndim != 1 or (counts < 0).any() or voters < 0 or not 1 <= top_k <= counts.size:
+            raise StrategyError(f"evidence in the search state is inconsistent: {data!r}.")
+        return cls(counts=counts, voters=voters, top_k=top_k, from_counts=from_counts)
+
+
+def accumulate(previous: Evidence | None, release: DomainRelease, *, size: int) -> tuple[Evidence, DomainRelease]:
+    """Add one round's release of a domain to its evidence; the release the next ticket is built from.
+
+    A round of the same question (same K and domain size, e.g. the pattern library every round,
+    a layer's kernels in the hold rounds) adds its histogram to the previous rounds', and the
+    winners are the top K of the sum: the noise of independent rounds averages out and the
+    ticket settles (the hold phase converges) instead of redrawing its noise every round.
+    """
+    top_k = int(release.winners.size)
+    if release.counts is not None:
+        evidence, from_counts = np.asarray(release.counts, dtype=np.int64), True
+    else:
+        evidence, from_counts = np.zeros(size, dtype=np.int64), False
+        evidence[release.winners] = 1
+    same = (previous is not None and previous.top_k == top_k and previous.counts.size == size
+            and previous.from_counts == from_counts)
+    if same:
+        assert previous is not None
+        evidence, voters = previous.counts + evidence, previous.voters + release.num_voters
+    else:
+        voters = release.num_voters
+    summed = Evidence(counts=evidence, voters=voters, top_k=top_k, from_counts=from_counts)
+    combined = DomainRelease(
+        domain=release.domain, winners=plain_topk(evidence, top_k) if same else release.winners,
+        num_voters=voters if from_counts else release.num_voters, spec=release.spec, diagnostic=release.diagnostic,
+        counts=evidence if from_counts else None,
+    )
+    return summed, combined
 
 
 def build_next_ticket(

@@ -31,7 +31,7 @@ from flwr.supercore.logger import log
 
 from kernels import LayerPolicy, Ticket, TicketMetadata
 from strategies import keys
-from strategies.aggregation import DomainRelease, build_next_ticket, release_domain, ticket_change
+from strategies.aggregation import DomainRelease, Evidence, accumulate, build_next_ticket, release_domain, ticket_change
 from strategies.domains import VoteDomain, build_domains, check_split, domain_names
 from strategies.errors import StrategyError
 from strategies.payload import round_config_record, ticket_record
@@ -44,8 +44,9 @@ from strategies.votes import client_id, collect_votes
 
 __all__ = ["STATE_SCHEMA", "PatternSearch"]
 
-STATE_SCHEMA: Final = 1
-_STATE_KEYS: Final = ("schema", "round", "ticket-path", "sampling-rng")
+STATE_SCHEMA: Final = 2
+_STATE_KEYS: Final = ("schema", "round", "ticket-path", "sampling-rng", "evidence")
+_STATE_KEYS_V1: Final = ("schema", "round", "ticket-path", "sampling-rng")  # before the evidence was kept
 
 def _checked_layers(
     weights: Mapping[str, torch.Tensor], policies: Mapping[str, LayerPolicy | str]
@@ -70,10 +71,11 @@ def _checked_layers(
 
 def _checked_state(state: Mapping[str, Any]) -> tuple[int, str | None]:
     """The completed round and ticket path of a :meth:`PatternSearch.state_dict`, its shape checked."""
-    if not isinstance(state, Mapping) or sorted(state) != sorted(_STATE_KEYS):
+    keys_v1 = isinstance(state, Mapping) and sorted(state) == sorted(_STATE_KEYS_V1) and state.get("schema") == 1
+    if not isinstance(state, Mapping) or (sorted(state) != sorted(_STATE_KEYS) and not keys_v1):
         found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
         raise StrategyError(f"state keys must be {sorted(_STATE_KEYS)}. Found {found}.")
-    if state["schema"] != STATE_SCHEMA:
+    if state["schema"] not in (1, STATE_SCHEMA):
         raise StrategyError(f"state schema must be {STATE_SCHEMA}. Found {state['schema']!r}.")
     completed = state["round"]
     if isinstance(completed, bool) or not isinstance(completed, int) or completed < 0:
@@ -148,6 +150,7 @@ class PatternSearch(SearchStart, Strategy):
         self._sampler = NodeSampler(settings=settings)
         self._pending: RoundPlan | None = None
         self._last_attempt: dict[int, int] = {}
+        self._evidence: dict[str, Evidence] = {}  # per domain, the votes of the rounds asking the same question
 
     # -- read-only state ---------------------------------------------------------------------
 
@@ -264,9 +267,13 @@ class PatternSearch(SearchStart, Strategy):
             return None, metrics
         release = self._plain_release if releaser is None else releaser
         releases = {domain.name: release(domain, votes.collection.votes[domain.name]) for domain in plan.domains}
+        combined: dict[str, DomainRelease] = {}
+        for domain in plan.domains:  # the evidence of earlier rounds that asked the same question
+            self._evidence[domain.name], combined[domain.name] = accumulate(
+                self._evidence.get(domain.name), releases[domain.name], size=domain.size)
         metadata = TicketMetadata(config_hash=self._settings.config_hash, epsilon_spent=dict(epsilon_spent or {}),
                                   round=plan.server_round)
-        ticket = build_next_ticket(releases=releases, weights=self._weights, policies=self._policies,
+        ticket = build_next_ticket(releases=combined, weights=self._weights, policies=self._policies,
                                    settings=self._settings, density=plan.density, metadata=metadata,
                                    prior=self._prior)
         path = self._ticket_dir / f"ticket-round-{plan.server_round:04d}.safetensors"
@@ -308,12 +315,13 @@ class PatternSearch(SearchStart, Strategy):
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-safe state for a checkpoint: round, ticket file, sampling generator."""
+        """JSON-safe state for a checkpoint: round, ticket file, sampling generator, each domain's evidence."""
         return {
             "schema": STATE_SCHEMA,
             "round": self._round,
             "ticket-path": None if self._ticket_path is None else str(self._ticket_path),
             "sampling-rng": self._sampler.rng_state(),
+            "evidence": {name: evidence.to_json() for name, evidence in self._evidence.items()},
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -327,6 +335,10 @@ class PatternSearch(SearchStart, Strategy):
         elif completed != 0:
             raise StrategyError(f"ticket-path must be set for a state at round {completed}. Found None.")
         self._sampler.load_rng_state(state["sampling-rng"])
+        evidence = state.get("evidence", {})  # schema 1 kept none: a resumed search then starts it afresh
+        if not isinstance(evidence, Mapping):
+            raise StrategyError(f"state evidence must be a mapping domain -> evidence. Found {type(evidence).__name__}.")
+        self._evidence = {str(name): Evidence.from_json(entry) for name, entry in evidence.items()}
         self._round, self._pending = completed, None
         self._ticket = ticket if ticket is not None else self._ticket
         self._ticket_path = None if path is None else Path(path)

@@ -182,3 +182,46 @@ def test_the_agreement_threshold_is_a_majority_that_chance_rarely_reaches():
     threshold = agreement_threshold(voters=10, keep=32, size=128)
     assert threshold == 9 and binom.sf(threshold - 1, 10, 0.25) <= CHANCE_AGREEMENT / 128 < binom.sf(threshold - 2, 10, 0.25)
     assert agreement_threshold(voters=3, keep=32, size=128) == 4  # 3 voters cannot move this prior at all
+
+
+def test_evidence_accumulates_over_rounds_that_ask_the_same_question():
+    from strategies.aggregation import Evidence, accumulate
+
+    domain = VoteDomain(name="patterns", size=6, top_k=2, max_entries=2, layer=None, layers=("conv1",))
+    first = release_domain([np.array([0, 1]), np.array([0, 2])], domain, central_noise="none", epsilon=None, rng=None)
+    evidence, combined = accumulate(None, first, size=6)
+    assert combined.winners.tolist() == [0, 1] and evidence.voters == 2  # round one: its own winners
+    second = release_domain([np.array([2, 3]), np.array([2, 4])], domain, central_noise="none", epsilon=None, rng=None)
+    evidence, combined = accumulate(evidence, second, size=6)
+    # The sum (2, 1, 3, 1, 1, 0) decides, not the last round alone (whose top 2 would be 2 and 3).
+    assert evidence.counts.tolist() == [2, 1, 3, 1, 1, 0] and evidence.voters == 4
+    assert combined.winners.tolist() == [0, 2] and combined.num_voters == 4
+    # A round that asks another question (another K) starts afresh.
+    wider = VoteDomain(name="patterns", size=6, top_k=3, max_entries=3, layer=None, layers=("conv1",))
+    third = release_domain([np.array([3, 4, 5])], wider, central_noise="none", epsilon=None, rng=None)
+    evidence, combined = accumulate(evidence, third, size=6)
+    assert evidence.voters == 1 and combined.winners.tolist() == [3, 4, 5]
+    restored = Evidence.from_json(evidence.to_json())  # what a checkpoint keeps for a resumed search
+    assert np.array_equal(restored.counts, evidence.counts)
+    assert (restored.voters, restored.top_k, restored.from_counts) == (evidence.voters, evidence.top_k, True)
+    with pytest.raises(Exception, match="evidence in the search state"):
+        Evidence.from_json({"counts": [1, 2], "voters": 1})
+
+
+def test_the_hold_rounds_settle_when_the_evidence_is_summed():
+    """Noisy votes around a planted library: summed over rounds, the winners stop changing."""
+    from strategies.aggregation import accumulate
+
+    rng = np.random.default_rng(3)
+    others = np.setdiff1d(np.arange(56), PLANTED)
+    evidence, winners, alone = None, [], []
+    for _ in range(12):  # each vote: 3 of the 8 planted patterns, 5 of the 48 others (a weak signal)
+        votes = [np.concatenate([rng.choice(PLANTED, 3, replace=False), rng.choice(others, 5, replace=False)])
+                 for _ in range(10)]
+        release = release_domain(votes, PATTERNS, central_noise="none", epsilon=None, rng=None)
+        evidence, combined = accumulate(evidence, release, size=56)
+        alone.append(set(release.winners.tolist()))
+        winners.append(set(combined.winners.tolist()))
+    planted = set(PLANTED.tolist())
+    assert sum(w == planted for w in alone) <= 2  # one round's votes alone rarely find the library ...
+    assert winners[-1] == winners[-2] == winners[-3] == planted  # ... their sum finds it and stays
