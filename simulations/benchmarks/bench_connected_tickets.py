@@ -8,7 +8,8 @@ structure, all trained the same way) for each ``--variants`` entry, and writes
 ``results/connected_tickets.json`` and ``results/connected_tickets.md``.
 
     python -m simulations.benchmarks.bench_connected_tickets --data-dir DIR [--seeds 0,1,2]
-        [--variants erk,uniform,erk-synflow-prior,free-synflow] [--sparsity 0.98]
+        [--variants erk,uniform,erk-synflow-prior,free-synflow,gaussian-refine] [--sparsity 0.98]
+        [--results NAME] [--append]
 
 Variants: ``erk`` (the default: ERK per-layer budgets, connected kernels), ``uniform`` (the old
 uniform per-layer density, now connected), ``erk-synflow`` (the data-free ticket: ``score=synflow``,
@@ -28,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from federation.layout import SUMMARY_FILE
+from federation.layout import METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE
 from simulations.benchmarks.process_memory import run_measured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,6 +38,9 @@ VARIANTS = {
     "uniform": ["layer-allocation=uniform"],
     "erk-synflow-prior": ["layer-allocation=erk", "prior=synflow"],
     "free-synflow": ["layer-allocation=erk", "prior=synflow", "score=synflow"],
+    # Gaussian kernel votes under RDP refining the SynFlow prior (docs/design.md 3 and 5.1).
+    "gaussian-refine": ["layer-allocation=erk", "prior=synflow", "mechanism=gaussian-topk", "clip-mode=l2",
+                        "budget-accountant=rdp", "kernel-votes=true"],
 }
 COLUMNS = ("dp_ticket", "nonprivate_ticket", "dense", "random_ticket")
 
@@ -55,17 +59,18 @@ def _markdown(rows: list[dict], args: argparse.Namespace, started: str) -> list[
         f"# Tickets at conv sparsity {args.sparsity} over seeds {args.seeds} (main-job defaults otherwise)",
         "",
         f"Command: `python -m simulations.benchmarks.bench_connected_tickets --data-dir DIR --seeds {args.seeds}"
-        f" --variants {args.variants} --sparsity {args.sparsity}`; started {started}; {os.cpu_count()} CPU cores,"
-        " a machine shared with other work (wall times are loaded).",
+        f" --variants {args.variants} --sparsity {args.sparsity} --results {args.results}`; started {started};"
+        f" {os.cpu_count()} CPU cores, a machine shared with other work (wall times are loaded).",
         "",
         "| variant | seed | DP ticket (ε = 1) | non-private ticket | dense | random ticket | conv sparsity | kept paths |"
-        " wall s | peak RSS GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " last-round Jaccard | wall s | peak RSS GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     for r in rows:
         lines.append(f"| {r['variant']} | {r['seed']} | {' | '.join(fmt(r[c]) for c in COLUMNS)}"
-                     f" | {fmt(r['conv-sparsity'])} | {r['paths']:.3g} | {r['wall-s']:.0f} | {r['peak-rss-gib']:.2f} |")
+                     f" | {fmt(r['conv-sparsity'])} | {r['paths']:.3g} | {fmt(r.get('hold-jaccard'))} | {r['wall-s']:.0f}"
+                     f" | {r['peak-rss-gib']:.2f} |")
     lines += ["", "| variant | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == variant]
@@ -81,6 +86,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--variants", default="erk,uniform", help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--sparsity", default="0.98")
     parser.add_argument("--append", action="store_true", help="add to the recorded results instead of replacing them")
+    parser.add_argument("--results", default="connected_tickets",
+                        help="name of the results files under results/ (NAME.json and NAME.md)")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
     if unknown:
@@ -88,7 +95,7 @@ def main(argv: list[str]) -> int:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     root = Path(tempfile.mkdtemp(prefix="dppt-bench-connected-"))
     rows: list[dict] = []
-    recorded = RESULTS / "connected_tickets.json"
+    recorded = RESULTS / f"{args.results}.json"
     if args.append and recorded.exists():  # keep earlier runs' rows (a rerun of a variant and seed replaces its row)
         done = {(v, s) for v in args.variants.split(",") for s in map(int, args.seeds.split(","))}
         rows = [r for r in json.loads(recorded.read_text())["rows"] if (r["variant"], r["seed"]) not in done]
@@ -107,7 +114,9 @@ def main(argv: list[str]) -> int:
             row = {"variant": variant, "seed": int(seed), **{c: summary["accuracy"].get(c) for c in COLUMNS},
                    "conv-sparsity": summary["sparsity"]["conv"], "paths": summary["sparsity"]["paths"],
                    "wall-s": measured.wall_s, "peak-rss-gib": measured.peak_rss_gib,
-                   "epsilon-record-max": summary["epsilon"]["record"]["max"]}
+                   "epsilon-record-max": summary["epsilon"]["record"]["max"],
+                   "epsilon-record-rdp": summary["epsilon"].get("rdp", {}).get("record-max"),
+                   "hold-jaccard": _last_jaccard(out)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             _write(rows, args, started)  # after every run: a stopped benchmark keeps what it measured
@@ -115,12 +124,22 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _last_jaccard(run_dir: Path) -> float | None:
+    """The DP search's last round's Jaccard index against the round before (does the hold phase settle?)."""
+    last = None
+    for line in (run_dir / METRICS_FILE).read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("phase") == PHASE_SEARCH and entry.get("jaccard") is not None:
+            last = entry["jaccard"]
+    return last
+
+
 def _write(rows: list[dict], args: argparse.Namespace, started: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     record = {"started": started, "machine": platform.platform(), "cpus": os.cpu_count(),
               "sparsity": float(args.sparsity), "rows": rows}
-    (RESULTS / "connected_tickets.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / "connected_tickets.md").write_text("\n".join(_markdown(rows, args, started)) + "\n")
+    (RESULTS / f"{args.results}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{args.results}.md").write_text("\n".join(_markdown(rows, args, started)) + "\n")
 
 
 if __name__ == "__main__":
