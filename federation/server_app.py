@@ -27,6 +27,7 @@ from federation.errors import ConfigError
 from federation.federation_size import SizeCheckedGrid
 from federation.layout import CHECKPOINT_FILE, CONFIG_FILE, LEDGER_FILE, SUMMARY_FILE
 from federation.pipeline import PipelineError, run_pipeline
+from federation.round_progress import ProgressGrid
 from federation.rundir import RunDirectory, read_json
 
 __all__ = [
@@ -170,8 +171,10 @@ def build_server_app(
             else:
                 resolved, directory = config, run_dir if run_dir is not None else new_run_directory(config)
             progress(f"dppt: run directory {directory.path}")
-            run_pipeline(SizeCheckedGrid(grid, num_clients=resolved.num_clients), resolved, directory,
-                         progress=progress)
+            # Innermost the progress of long rounds (it replaces Flower's blocking wait), outside it
+            # the size check, which must see every batch of replies that send_and_receive returns.
+            checked = SizeCheckedGrid(ProgressGrid(grid, progress=progress), num_clients=resolved.num_clients)
+            run_pipeline(checked, resolved, directory, progress=progress)
         except ConfigError as err:
             # Flower prints a traceback of whatever ends the ServerApp: say the one line first, and
             # keep the traceback to this frame (the cause is the message, not where it was found).
