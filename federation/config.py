@@ -27,6 +27,7 @@ UNITS = (UNIT_RECORD, UNIT_CLIENT, UNIT_BOTH)
 MECHANISMS = (LAPLACE_TOPK, GUMBEL_TOPK, GAUSSIAN_TOPK)  # the clients' local noisy top-k (privacy owns them)
 CENTRAL_NOISES = NOISE_KINDS  # the server's noise on the vote counts (privacy owns them)
 NOISE_SEED_KEY: Final = "noise-seed"
+RAY_ADDRESS_KEY: Final = "ray-address"
 SERVER_ONLY_KEYS: Final = frozenset({NOISE_SEED_KEY})
 """Config keys that stay on the server: the config a client receives never holds them
 (:func:`federation.pipeline.config_record`). DESIGN.md 5.4b: nothing the server sends may lower the
@@ -89,6 +90,7 @@ class Config:
     max_examples_per_client: int = field(default=2000, metadata=_help("cap on each client's training examples; 0 = no cap"))
     max_test_examples: int = field(default=0, metadata=_help("cap on the server's test set; 0 = the whole test set"))
     client_cpus: float = field(default=1.0, metadata=_help("CPU cores reserved per simulated client (Ray)"))
+    ray_address: str = field(default="", metadata=_help("dppt simulate only: HOST:PORT of a running Ray cluster's head (`ray start --head --port=PORT`), or auto (the cluster `ray start` last started on this machine); empty = a private local Ray started by dppt"))
     round_timeout: float = field(default=600.0, metadata=_help("seconds to wait for client replies in a round"))
     data_dir: str = field(default="", metadata=_help("dataset root; empty = $DPPT_DATA, else the per-user cache"))
     out_dir: str = field(default="runs", metadata=_help("parent folder of run directories (when --out is not given)"))
@@ -146,6 +148,7 @@ class Config:
         _check(self.max_examples_per_client >= 0, "max-examples-per-client", ">= 0 (0 = no cap)", self.max_examples_per_client)
         _check(self.max_test_examples >= 0, "max-test-examples", ">= 0 (0 = no cap)", self.max_test_examples)
         _check(self.client_cpus > 0, "client-cpus", "> 0", self.client_cpus)
+        _check(is_ray_address(self.ray_address), RAY_ADDRESS_KEY, RAY_ADDRESS_FORM, self.ray_address)
         _check(self.round_timeout > 0, "round-timeout", "> 0", self.round_timeout)
         per_round = self.clients_per_round()
         _check(
@@ -214,7 +217,7 @@ class Config:
 
     def run_hash(self) -> str:
         """Short hash of the non-default settings that change results (paths and resources excluded)."""
-        ignore = {"data-dir", "out-dir", "client-cpus", "round-timeout"}
+        ignore = {"data-dir", "out-dir", "client-cpus", RAY_ADDRESS_KEY, "round-timeout"}
         payload = {k: v for k, v in self.non_default().items() if k not in ignore}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -300,6 +303,29 @@ def reads_client_data(config: Config) -> bool:
     from models.scores import reads_data
 
     return reads_data(config.score)
+
+
+RAY_ADDRESS_AUTO: Final = "auto"
+RAY_ADDRESS_FORM: Final = (
+    "empty (a private local Ray), auto, or HOST:PORT of a Ray cluster's head as `ray start --head --port=PORT`"
+    " printed it (Ray Client addresses, ray://, are not supported: run dppt on a node of the cluster)"
+)
+
+
+def is_ray_address(text: str) -> bool:
+    """Whether ``text`` is a ``ray-address`` dppt accepts: empty, ``auto`` or ``HOST:PORT`` (port 1-65535).
+
+    ``ray://`` (Ray Client, a driver outside the cluster) is refused: dppt's driver joins as a
+    process on a node of the cluster, the only way tested with Flower's Ray backend. Whether a
+    cluster answers at the address is checked before a run directory is written
+    (:func:`simulations.engine.join_ray_cluster`), not here.
+    """
+    if text in ("", RAY_ADDRESS_AUTO):
+        return True
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [IPv6]:PORT
+    return (bool(sep) and bool(host) and "/" not in host and not any(c.isspace() for c in host)
+            and port.isdigit() and 1 <= int(port) <= 65535)
 
 
 def _check(ok: bool, key: str, constraint: str, value: Any) -> None:

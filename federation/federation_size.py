@@ -21,11 +21,10 @@ from logging import WARNING
 
 from flwr.app import Message
 from flwr.common import log
-from flwr.proto.node_pb2 import NodeInfo  # pylint: disable=E0611
 from flwr.serverapp import Grid
-from flwr.supercore.run import Run
 
 from federation.errors import ConfigError
+from federation.grid_wrapper import GridWrapper
 from strategies import keys
 from strategies.identity import declared_partitions
 
@@ -56,37 +55,15 @@ def check_federation_size(replies: Iterable[Message], *, num_clients: int) -> No
                 " fail", node, count, num_clients)
 
 
-class SizeCheckedGrid(Grid):
+class SizeCheckedGrid(GridWrapper):
     """A :class:`flwr.serverapp.Grid` that checks every batch of identity replies it returns.
 
     Everything else is the wrapped grid's: messages, node ids and the run pass through unchanged.
     """
 
     def __init__(self, grid: Grid, *, num_clients: int) -> None:
-        self._grid = grid
+        super().__init__(grid)
         self._num_clients = num_clients
-
-    def set_run(self, run: Run) -> None:  # noqa: D102 - delegated
-        self._grid.set_run(run)
-
-    @property
-    def run(self) -> Run:  # noqa: D102 - delegated
-        return self._grid.run
-
-    def create_message(self, *args, **kwargs) -> Message:  # noqa: D102 - delegated
-        return self._grid.create_message(*args, **kwargs)
-
-    def get_node_ids(self) -> Iterable[int]:  # noqa: D102 - delegated
-        return self._grid.get_node_ids()
-
-    def get_nodes(self) -> Iterable[NodeInfo]:  # noqa: D102 - delegated
-        return self._grid.get_nodes()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # noqa: D102 - delegated
-        return self._grid.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # noqa: D102 - delegated
-        return self._grid.pull_messages(message_ids)
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         """The wrapped grid's replies, after :func:`check_federation_size` on the identity replies."""

@@ -7,7 +7,8 @@ once from ``context.run_config`` and also renders the report (the report lives i
 
 Outside the Simulation Engine two things differ, both for the devices' sake: ``reference-search``
 defaults to false (:data:`DEPLOYMENT_DEFAULTS`), and ``noise-seed`` is refused
-(:func:`check_deployable`), in one line, before a run directory is written.
+(:func:`check_deployable`), in one line, before a run directory is written. So is ``ray-address``,
+which only ``dppt simulate`` can act on (there the Simulation Engine is dppt's own).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from flwr.app import Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from federation.config import NOISE_SEED_KEY, Config, check_names
+from federation.config import NOISE_SEED_KEY, RAY_ADDRESS_KEY, Config, check_names
 from federation.errors import ConfigError
 from federation.federation_size import SizeCheckedGrid
 from federation.layout import CHECKPOINT_FILE, CONFIG_FILE, LEDGER_FILE, SUMMARY_FILE
 from federation.pipeline import PipelineError, run_pipeline
+from federation.round_progress import ProgressGrid
 from federation.rundir import RunDirectory, read_json
 
 __all__ = [
@@ -92,7 +94,9 @@ def check_deployable(config: Config) -> None:
     """Refuse what only a simulation may do, before anything is written.
 
     ``noise-seed >= 0`` makes every noise draw reproducible: anyone who knows the seed can remove
-    the noise (DESIGN.md 5.5). It is a simulation-only setting (``dppt simulate``).
+    the noise (DESIGN.md 5.5). It is a simulation-only setting (``dppt simulate``). So is
+    ``ray-address``: under ``flwr run`` the Simulation Engine (or the SuperNodes) are started by
+    Flower, and a key that silently did nothing would let a user believe the run joined a cluster.
 
     Raises
     ------
@@ -103,6 +107,11 @@ def check_deployable(config: Config) -> None:
         raise ConfigError(
             f"{NOISE_SEED_KEY} must be -1 (OS entropy) under flwr run: a seed is simulation-only (dppt simulate),"
             f" since anyone who knows it can remove the noise. Found {config.noise_seed}."
+        )
+    if config.ray_address:
+        raise ConfigError(
+            f"{RAY_ADDRESS_KEY} must be empty under flwr run: it joins a Ray cluster for dppt simulate only (Flower"
+            f" starts the Simulation Engine of flwr run). Found {config.ray_address!r}."
         )
 
 
@@ -162,8 +171,10 @@ def build_server_app(
             else:
                 resolved, directory = config, run_dir if run_dir is not None else new_run_directory(config)
             progress(f"dppt: run directory {directory.path}")
-            run_pipeline(SizeCheckedGrid(grid, num_clients=resolved.num_clients), resolved, directory,
-                         progress=progress)
+            # Innermost the progress of long rounds (it replaces Flower's blocking wait), outside it
+            # the size check, which must see every batch of replies that send_and_receive returns.
+            checked = SizeCheckedGrid(ProgressGrid(grid, progress=progress), num_clients=resolved.num_clients)
+            run_pipeline(checked, resolved, directory, progress=progress)
         except ConfigError as err:
             # Flower prints a traceback of whatever ends the ServerApp: say the one line first, and
             # keep the traceback to this frame (the cause is the message, not where it was found).

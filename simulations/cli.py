@@ -155,6 +155,21 @@ def preflight(config: Any) -> None:
               file=sys.stderr, flush=True)
 
 
+def join_cluster(config: Any) -> Any:
+    """The Ray cluster at ``ray-address`` (``None`` when empty), probed before a run directory is written.
+
+    A bad address is a config error (exit 2, one line naming the key): nothing is written.
+    """
+    if not config.ray_address:
+        return None
+    from simulations.engine import join_ray_cluster
+
+    cluster = join_ray_cluster(config.ray_address)
+    print(f"dppt: joining the Ray cluster at {cluster.address}: {cluster.nodes} nodes, {cluster.cpus:g} CPUs"
+          f" (Ray {cluster.ray_version})", flush=True)
+    return cluster
+
+
 def default_run_dir(config: Any) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(config.out_dir) / f"{config.dataset}-{config.model}-{config.run_hash()}-{stamp}"
@@ -186,7 +201,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print("-" * (width + 40), flush=True)
 
 
-def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
+def _run(config: Any, run_dir: Any, *, cluster: Any, verbose: bool) -> int:
     """Run the pipeline on the Simulation Engine into ``run_dir``, then render the report."""
     from federation.client_app import build_client_app
     from federation.device_policy import simulation_node_config
@@ -200,7 +215,8 @@ def _run(config: Any, run_dir: Any, *, verbose: bool) -> int:
     try:
         # Every virtual node's policy is the one the run config implies (DESIGN.md 5.4b).
         client_app = build_client_app(simulation_node_config(config))
-        run_on_simulation_engine(build_server_app(config, run_dir), client_app, config, verbose=verbose)
+        run_on_simulation_engine(build_server_app(config, run_dir), client_app, config, cluster=cluster,
+                                 verbose=verbose)
     except Exception as err:  # noqa: BLE001 - reported in one line; files written so far are kept
         print(f"dppt: the run failed: {type(err).__name__}: {err}. Files written so far are in {run_dir.path};"
               f" continue it with: dppt simulate --resume {run_dir.path}", file=sys.stderr)
@@ -226,12 +242,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         run_dir, config = resume_target(Path(args.resume), data_dir=args.data_dir)
         preflight(config)
-        return _run(config, run_dir, verbose=args.verbose)
+        return _run(config, run_dir, cluster=join_cluster(config), verbose=args.verbose)
     config = resolve_config(args)
     preflight(config)
+    cluster = join_cluster(config)
     run_dir = RunDirectory.create(Path(args.out) if args.out else default_run_dir(config))
     run_dir.write_config(config.to_dict())
-    return _run(config, run_dir, verbose=args.verbose)
+    return _run(config, run_dir, cluster=cluster, verbose=args.verbose)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -270,6 +287,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base = resolve_config(args)
     epsilons = parse_epsilons(args.epsilons)
     preflight(base)
+    cluster = join_cluster(base)
     out = Path(args.out) if args.out else Path(base.out_dir) / f"sweep-{base.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     RunDirectory.create(out)  # refuses a folder that holds an earlier run
     # The references (dense, random ticket, non-private ticket) are trained once: by the ε = inf run
@@ -285,7 +303,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run_dir = RunDirectory.create(out / f"epsilon-{label}")
         run_dir.write_config(config.to_dict())
         print(f"dppt sweep: ε = {label} ({i + 1}/{len(epsilons)})", flush=True)
-        code = _run(config, run_dir, verbose=args.verbose)
+        code = _run(config, run_dir, cluster=cluster, verbose=args.verbose)
         if code != EXIT_OK:
             return code
         summary = read_json(run_dir.file(SUMMARY_FILE))

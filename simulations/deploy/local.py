@@ -79,6 +79,30 @@ def _processes() -> list[tuple[int, int, int, str]]:
     return found
 
 
+def group_processes(group: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every live process in process group ``group``."""
+    return [(pid, command) for pid, _, pgid, command in _processes() if pgid == group]
+
+
+def stop_sessions(processes: list[subprocess.Popen[bytes]], *, grace: float) -> None:
+    """SIGTERM each process (each the leader of a session this module started), wait up to ``grace``
+    seconds in all, then SIGKILL whatever is left of its process group (the children it started)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.time() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the session's children too
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+
 class LocalDeployment:
     """SuperLink + SuperNodes on localhost (a context manager that stops everything it started).
 
@@ -223,8 +247,7 @@ class LocalDeployment:
 
     def node_processes(self, name: str) -> list[tuple[int, str]]:
         """``(pid, command line)`` of a SuperNode's process group (e.g. a running ``flwr-clientapp``)."""
-        group = self.nodes[name].pid
-        return [(pid, command) for pid, _, pgid, command in _processes() if pgid == group]
+        return group_processes(self.nodes[name].pid)
 
     def _wait_health(self, timeout: float) -> None:
         import httpx  # installed with flwr
@@ -329,21 +352,7 @@ class LocalDeployment:
 
     def stop(self, *, grace: float = 30) -> None:
         """SIGTERM every SuperNode, then the SuperLink; SIGKILL the process group of any that lingers."""
-        processes = [*self.nodes.values(), *([self.link] if self.link is not None else [])]
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.time() + grace
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # the session's superexec / app children too
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
+        stop_sessions([*self.nodes.values(), *([self.link] if self.link is not None else [])], grace=grace)
 
     def __enter__(self) -> LocalDeployment:
         return self

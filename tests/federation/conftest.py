@@ -9,6 +9,7 @@ Node ids are fresh random 64-bit numbers per grid, as after a SuperLink restart.
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class InProcessGrid:
         self.exchanges = 0
         self.crash_after = crash_after
         self.sent: list[list[Message]] = []
+        # push_messages / pull_messages: answered replies not pulled yet, and how many one pull
+        # returns (None: all; k: a federation whose replies come in slowly, k per pull).
+        self.outbox: list[Message] = []
+        self.replies_per_pull: int | None = None
+        self.pull_interval = 0.1  # seconds between pulls, as Flower's InMemoryGrid (what ProgressGrid reads)
 
     def node_of(self, partition_id: int) -> int:
         return next(n for n, c in self.contexts.items() if c.node_config["partition-id"] == partition_id)
@@ -53,26 +59,47 @@ class InProcessGrid:
     def get_node_ids(self) -> Iterable[int]:
         return list(self.contexts)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+    def _exchange(self, messages: Iterable[Message]) -> list[Message]:
         if self.crash_after is not None and self.exchanges >= self.crash_after:
             raise GridCrash(f"server crashed after {self.exchanges} exchanges")
         self.exchanges += 1
         messages = list(messages)
         self.sent.append(messages)
-        replies = []
-        for message in messages:
-            node = int(message.metadata.dst_node_id)
-            if node in self.silent:
-                continue
-            if node in self.dead:
-                replies.append(Message(Error(code=0, reason="node died"), reply_to=message))
-                continue
-            try:
-                app = self.apps.get(node, client_app)
-                replies.append(app(message, self.contexts[node]))
-            except Exception as err:  # noqa: BLE001 - a crashing ClientApp becomes an error reply
-                replies.append(Message(Error(code=0, reason=repr(err)), reply_to=message))
-        return replies
+        return messages
+
+    def _answer(self, message: Message) -> Message | None:
+        """The node's reply (``None``: a silent node)."""
+        node = int(message.metadata.dst_node_id)
+        if node in self.silent:
+            return None
+        if node in self.dead:
+            return Message(Error(code=0, reason="node died"), reply_to=message)
+        try:
+            app = self.apps.get(node, client_app)
+            return app(message, self.contexts[node])
+        except Exception as err:  # noqa: BLE001 - a crashing ClientApp becomes an error reply
+            return Message(Error(code=0, reason=repr(err)), reply_to=message)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        return [reply for message in self._exchange(messages) if (reply := self._answer(message)) is not None]
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        """Answer every message now; the replies wait to be pulled (``replies_per_pull`` at a time)."""
+        ids = []
+        for message in self._exchange(messages):
+            message.metadata.__dict__["_message_id"] = str(uuid.uuid4())  # as Flower's InMemoryGrid does
+            ids.append(message.metadata.message_id)
+            if (reply := self._answer(message)) is not None:
+                self.outbox.append(reply)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        wanted = set(message_ids)
+        ready = [reply for reply in self.outbox if reply.metadata.reply_to_message_id in wanted]
+        ready = ready[: self.replies_per_pull] if self.replies_per_pull is not None else ready
+        taken = {id(reply) for reply in ready}
+        self.outbox = [reply for reply in self.outbox if id(reply) not in taken]
+        return ready
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from simulations.deploy import DeploymentError, LocalDeployment, make_node_key, 
 from simulations.deploy.local import run_config_arg
 from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE
 
+from .run_checks import ledger_epsilon_per_client
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -74,14 +76,6 @@ def _run_dir(out: Path) -> Path:
     return runs[0]
 
 
-def _per_client(run: Path) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for event in Ledger(run / LEDGER_FILE).events:
-        for client in event.charged_clients():
-            totals[client] = totals.get(client, 0.0) + event.epsilon
-    return totals
-
-
 def test_run_config_text_quotes_strings_and_spells_numbers():
     text = run_config_arg({"a": 1, "b": 0.5, "c": "x y", "d": True, "e": float("inf")})
     assert text == 'a=1 b=0.5 c="x y" d=true e="inf"'
@@ -119,7 +113,7 @@ def test_superlink_and_three_supernodes_run_the_dppt_app(tmp_path, data_dir):
     run = _run_dir(out)
     for name in (CONFIG_FILE, LEDGER_FILE, TICKET_FILE, SUMMARY_FILE, MARKDOWN_FILE, HTML_FILE):
         assert (run / name).is_file(), name
-    per_client = _per_client(run)
+    per_client = ledger_epsilon_per_client(run)
     assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
     assert all(math.isclose(v, 2.0) for v in per_client.values())
     summary = json.loads((run / SUMMARY_FILE).read_text())
@@ -146,7 +140,7 @@ def test_tls_and_node_authentication_refuse_an_unregistered_supernode(tmp_path, 
     log = (tmp_path / "deploy" / "logs" / "intruder.log").read_text()
     assert "Failed to activate SuperNode" in log or "must be registered" in log, log[-2000:]
     run = _run_dir(out)
-    assert sorted(_per_client(run)) == ["partition-0", "partition-1"]  # the intruder never took part
+    assert sorted(ledger_epsilon_per_client(run)) == ["partition-0", "partition-1"]  # the intruder never took part
 
 
 def test_cli_helpers_write_certificates_and_keys_and_refuse_to_overwrite(tmp_path, capsys):
@@ -200,7 +194,7 @@ def test_a_supernode_killed_mid_round_is_not_charged_for_it_and_the_run_complete
     rounds = {row["round"]: row for row in map(json.loads, (run / METRICS_FILE).read_text().splitlines())
               if row["kind"] == KIND_SEARCH_ROUND}
     assert (rounds[2]["sampled"], rounds[2]["failed"], rounds[2]["participants"]) == (3, 1, 2)
-    per_client = _per_client(run)
+    per_client = ledger_epsilon_per_client(run)
     assert math.isclose(per_client["partition-2"], 2.0 / 3) and math.isclose(per_client["partition-0"], 2.0)
     summary = json.loads((run / SUMMARY_FILE).read_text())
     assert summary["search"]["rounds-completed"] == 3 and summary["accuracy"]["dp_ticket"] is not None
@@ -244,7 +238,7 @@ def test_the_server_killed_mid_search_resumes_and_charges_every_release_once(tmp
         released |= {(int(r), 1 if r == "2" else 0) for run_id, r in sent if run_id == second}
         charged = _charged_rounds(events, f"partition-{pid}")
         assert released <= charged and charged - released <= {(2, 0)}, (pid, released, charged)
-    per_client = _per_client(run)
+    per_client = ledger_epsilon_per_client(run)
     assert all(math.isclose(v, 2.0) for v in per_client.values())
     summary = json.loads((run / SUMMARY_FILE).read_text())
     assert summary["search"]["rounds-completed"] == 3 and "budget" in summary["search"]["stop-reason"]
@@ -303,5 +297,5 @@ def test_a_hostile_clientapp_on_a_real_supernode_is_rejected_with_reasons_and_th
     for reason in ("out-of-range", "duplicates", "not-integer", "too-many", "oversized"):
         assert reasons[reason] >= 1, (reason, reasons)
     # it replied, so its release is charged like everyone's
-    assert math.isclose(_per_client(run)["partition-2"], 2.0)
+    assert math.isclose(ledger_epsilon_per_client(run)["partition-2"], 2.0)
     assert json.loads((run / SUMMARY_FILE).read_text())["accuracy"]["dp_ticket"] is not None

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from federation.layout import (
-    CHECKPOINT_FILE, CONFIG_FILE, LEDGER_FILE, METRICS_FILE, SUMMARY_FILE, TICKET_FILE, WEIGHTS_FILE,
-)
+from federation.layout import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, TICKET_FILE
 from simulations.cli import main
-from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE
+from simulations.report.outputs import MARKDOWN_FILE
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _dppt(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "simulations.cli", *args],
-        capture_output=True, text=True, cwd=cwd or REPO, timeout=timeout,
-    )
+from .run_checks import dppt as _dppt
+from .run_checks import ledger_epsilon_per_client, missing_run_files, smoke_args
 
 
 @pytest.mark.parametrize("sub", [[], ["simulate"], ["report"], ["sweep"], ["config"]])
@@ -125,22 +114,13 @@ def test_report_needs_a_run_directory(tmp_path, capsys):
 @pytest.mark.integration
 def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, data_dir):
     out = tmp_path / "run"
-    proc = _dppt(
-        "simulate", "--out", str(out), "--data-dir", str(data_dir),
-        "--set", "num-clients=3", "--set", "search-rounds=2", "--set", "hold-rounds=1", "--set", "train-rounds=1",
-        "--set", "max-examples-per-client=300", "--set", "score-examples=128", "--set", "max-test-examples=1000",
-        "--set", "partition=iid", "--set", "epsilon=2",
-    )
+    proc = _dppt(*smoke_args(out, data_dir))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, WEIGHTS_FILE, TICKET_FILE,
-                 LEDGER_FILE, CHECKPOINT_FILE, MARKDOWN_FILE, HTML_FILE):
-        assert (out / name).is_file(), name
-    assert list((out / "plots").glob("*.png"))
+    assert missing_run_files(out) == []
     # progress shows phase, round, ε spent and accuracy
     assert "[search] round   2/2" in proc.stdout and "ε record max 2/2" in proc.stdout
     assert "[train dp_ticket        ] round   1/1  accuracy" in proc.stdout
     from kernels import LayerPolicy, Ticket
-    from privacy import Ledger
     from simulations.report import privacy_totals
 
     ticket = Ticket.load(out / TICKET_FILE)
@@ -156,10 +136,7 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
             connected = kept[kept.any(dim=1)]
             assert bool((connected[:, None, :] == library[None]).all(-1).any(-1).all())
     # every ε figure of the summary and the report is the ledger's sum
-    per_client: dict[str, float] = {}
-    for event in Ledger(out / LEDGER_FILE).events:
-        for client in event.charged_clients():
-            per_client[client] = per_client.get(client, 0.0) + event.epsilon
+    per_client = ledger_epsilon_per_client(out)
     assert sorted(per_client) == ["partition-0", "partition-1", "partition-2"]
     totals = privacy_totals(out)
     assert totals.record_epsilon_max == pytest.approx(max(per_client.values()), rel=1e-12)
