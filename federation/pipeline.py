@@ -256,6 +256,8 @@ def run_pipeline(
             "rounds-planned": dp_strategy.schedule.total_rounds,
             "rounds-completed": dp_outcome["completed-round"],
             "stop-reason": without_client_ids(dp_outcome["stop-reason"], charged),
+            # Did the hold phase settle? Jaccard of the last round's ticket with the one before (1: it no longer moves).
+            "last-round-jaccard": _last_jaccard(run_dir, search_phase(reference=False)),
         },
         "reference": None if reference_outcome is None else {
             "rounds-completed": reference_outcome["completed-round"],
@@ -269,6 +271,12 @@ def run_pipeline(
     run_dir.write_summary(summary)
     _print_summary(summary, progress)
     return summary
+
+
+def _last_jaccard(run_dir: RunDirectory, phase: str) -> float | None:
+    """The last ticket-updating round's Jaccard index with the ticket before, from metrics.jsonl."""
+    rows = [r for r in run_dir.read_metrics() if r.get("phase") == phase and r.get("jaccard") is not None]
+    return float(rows[-1]["jaccard"]) if rows else None
 
 
 def _sparsity(ticket: Ticket | None, model: torch.nn.Module) -> dict[str, Any]:

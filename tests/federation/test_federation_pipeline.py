@@ -81,7 +81,11 @@ def test_a_run_writes_a_ticket_of_the_target_sparsity_and_charges_exactly_the_bu
     reopened = Accountant(Ledger(run / LEDGER_FILE), record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
     assert written == json.loads(json.dumps(reopened.totals().to_json()))
     assert [r["round"] for r in written["rounds"]] == [1, 2, 3] and written["record"]["releases"] == 3
+    jaccard = summary["search"].pop("last-round-jaccard")
     assert summary["search"] == {"rounds-planned": 3, "rounds-completed": 3, "stop-reason": None}
+    logged = [r["jaccard"] for r in map(json.loads, (run / METRICS_FILE).read_text().splitlines())
+              if r.get("phase") == "search" and r.get("jaccard") is not None]
+    assert jaccard == logged[-1] and 0.0 <= jaccard <= 1.0  # did the hold phase settle: the last round's change
     assert set(summary["accuracy"]) == {"dense", "dp_ticket", "nonprivate_ticket", "random_ticket"}
     assert all(value is not None for value in summary["accuracy"].values())
     # the reference search read the data without noise, in its own ledger only
