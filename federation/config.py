@@ -256,6 +256,8 @@ def check_names(config: Config) -> None:
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
       would be silently replaced, so it is refused.
     - ``score-train-epochs``: 0 with a data-free score (trained weights read the examples).
+    - ``train-epsilon`` under ``train-privacy=dp-sgd``: large enough that DP-SGD finds a noise
+      multiplier at all (:func:`_check_dp_sgd_budget`).
     - ``patterns``: at most the number of candidate patterns of ``pattern-entries`` entries with
       the centre kept (:func:`kernels.candidate_count`, 56 for m = 4).
 
@@ -305,12 +307,34 @@ def check_names(config: Config) -> None:
         f"0 with the data-free score {config.score!r} (after local training its top-k reads the client's"
         " examples and would be charged ε = 0); use score=snip with unit=client", config.score_train_epochs,
     )
+    if config.train_privacy == TRAIN_PRIVACY_DP_SGD:
+        _check_dp_sgd_budget(config)
     candidates = candidate_count(config.pattern_entries, centre_fixed=True)
     _check(
         config.patterns <= candidates, "patterns",
         f"at most the {candidates} candidate patterns of pattern-entries = {config.pattern_entries} (centre kept)",
         config.patterns,
     )
+
+
+def _check_dp_sgd_budget(config: Config) -> None:
+    """Refuse a ``train-epsilon`` no device could train at: Opacus finds no noise multiplier (up to
+    its 1e6) for even the fewest steps a device can take (one full-batch step per epoch, q = 1).
+
+    A device with more examples takes more, sampled steps and computes its own multiplier
+    (:func:`federation.dp_training.plan_round`); one that finds none refuses the round by name.
+    """
+    from opacus.accountants.utils import get_noise_multiplier
+
+    from federation.dp_training import models_trained
+
+    steps = models_trained(config) * config.train_rounds * config.local_epochs
+    try:
+        get_noise_multiplier(target_epsilon=config.train_epsilon, target_delta=config.train_delta, sample_rate=1.0,
+                             steps=steps, accountant="rdp")
+    except ValueError:
+        _check(False, "train-epsilon", f"large enough for DP-SGD at train-delta {config.train_delta:g}: no noise"
+               f" multiplier up to 1e6 reaches it for the {steps} steps of the fewest a device takes", config.train_epsilon)
 
 
 def reads_client_data(config: Config) -> bool:

@@ -27,6 +27,8 @@ What a vote costs is decided here too: ε = 0 only for a read of nothing private
 score at the public weights, no local training); local training before scoring makes even a
 data-free score depend on the examples, an unnoised release (ε = inf). A ``train`` reply (plain
 weights after local SGD) is an ε = inf release: refused under ``max-epsilon``, logged otherwise.
+Under ``train-privacy = dp-sgd`` it costs its round's ε (:mod:`federation.dp_training`), which the
+device computes itself and which must fit its ``max-epsilon``.
 """
 
 from __future__ import annotations
@@ -172,11 +174,12 @@ class DevicePolicy:
 
     # -- training ----------------------------------------------------------------------------
 
-    def admit_train(self) -> None:
-        """A ``train`` reply holds plain weights: an ε = inf release, refused under ``max-epsilon``."""
-        if self.log is not None and self.log.max_epsilon is not None:
+    def admit_train(self, *, dp_sgd: bool) -> None:
+        """A plain ``train`` reply (weights after plain SGD) is an ε = inf release, refused under
+        ``max-epsilon``; a DP-SGD one is priced by its round's ε (:meth:`check_budget`, before training)."""
+        if not dp_sgd and self.log is not None and self.log.max_epsilon is not None:
             raise PolicyRefusal("train", "plain trained weights are an ε = inf release, and this device has"
-                                f" max-epsilon {self.log.max_epsilon:g} (DP training is not available yet)")
+                                f" max-epsilon {self.log.max_epsilon:g} (run with train-privacy=dp-sgd)")
 
     # -- people ------------------------------------------------------------------------------
 
@@ -192,7 +195,8 @@ class DevicePolicy:
         elif self.log.max_epsilon is None:
             lines.append(f"policy     log {self.log.path}, no max-epsilon: train is answered and logged as ε = inf")
         else:
-            lines.append(f"policy     log {self.log.path}, max-epsilon {self.log.max_epsilon:g}: train is refused (ε = inf)")
+            lines.append(f"policy     log {self.log.path}, max-epsilon {self.log.max_epsilon:g}: train is refused (ε = inf)"
+                         " unless train-privacy=dp-sgd")
         if self.noise_seed is not None:
             lines.append(f"policy     noise-seed {self.noise_seed}: reproducible noise, NOT PRIVATE (simulation only)")
         return lines

@@ -12,6 +12,13 @@ from typing import Final
 # Fields of a training reply's METRICS_KEY record (strategies.keys).
 NUM_EXAMPLES_FIELD: Final = "num-examples"  # int, FedAvg's weighting key (flwr FedAvg weighted_by_key)
 TRAIN_LOSS_FIELD: Final = "train-loss"
+# train-privacy = dp-sgd (federation.dp_training): the round's DP-SGD, in the reply's METRICS_KEY record
+# (every reply of a round has them, so FedAvg averages them into the round's client-train row), and the
+# client id the server charges it under, in the reply's TRAIN_PRIVACY_KEY ConfigRecord.
+NOISE_MULTIPLIER_FIELD: Final = "noise-multiplier"  # σ: the noise std over the clip C
+SAMPLE_RATE_FIELD: Final = "sample-rate"  # q: the Poisson sampling rate of each step
+DP_STEPS_FIELD: Final = "dp-steps"  # the round's DP-SGD steps
+TRAIN_PRIVACY_KEY: Final = "train-privacy"  # ConfigRecord: strategies.keys.CLIENT_ID_FIELD
 
 # node_config keys a SuperNode (or the Simulation Engine) sets for each client.
 NODE_PARTITION_ID: Final = "partition-id"
