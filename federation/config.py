@@ -327,11 +327,12 @@ def _check_dp_sgd_budget(config: Config) -> None:
     from opacus.accountants.utils import get_noise_multiplier
 
     from federation.dp_training import models_trained
+    from privacy.dp_sgd import RDP_ORDERS
 
     steps = models_trained(config) * config.train_rounds * config.local_epochs
     try:
         get_noise_multiplier(target_epsilon=config.train_epsilon, target_delta=config.train_delta, sample_rate=1.0,
-                             steps=steps, accountant="rdp")
+                             steps=steps, accountant="rdp", alphas=list(RDP_ORDERS))
     except ValueError:
         _check(False, "train-epsilon", f"large enough for DP-SGD at train-delta {config.train_delta:g}: no noise"
                f" multiplier up to 1e6 reaches it for the {steps} steps of the fewest a device takes", config.train_epsilon)

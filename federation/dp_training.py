@@ -5,7 +5,8 @@ decides its own noise. Every step samples each local example independently with 
 q = 1 / ceil(n / batch-size) (Poisson sampling, Opacus' rate for a loader of that many batches),
 clips each example's gradient to L2 norm C = ``train-clip`` (Opacus' ``GradSampleModule`` and
 ``DPOptimizer``), sums and adds N(0, (σC)²) to every coordinate, then divides by the expected
-batch size. σ comes from Opacus' ``get_noise_multiplier`` (RDP accountant), computed here so that
+batch size. σ comes from Opacus' ``get_noise_multiplier`` (RDP accountant, on the ledger's orders
+:data:`privacy.dp_sgd.RDP_ORDERS`), computed here so that
 every step the run can ask of this device stays within (``train-epsilon``, ``train-delta``): up
 to :func:`models_trained` models x ``train-rounds`` rounds x ``local-epochs`` epochs x 1/q steps.
 
@@ -40,6 +41,7 @@ from federation.errors import PolicyRefusal
 from federation.layout import VARIANTS
 from models import prunable_layers
 from privacy import dp_sgd_epsilon
+from privacy.dp_sgd import RDP_ORDERS
 
 __all__ = ["DpSgdRound", "dp_train_epochs", "models_trained", "plan_round", "record_round", "state_history"]
 
@@ -104,7 +106,8 @@ def plan_round(config: Config, *, num_examples: int, history: list[tuple[float, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Opacus: "optimal order is the largest alpha", a note on tightness
             sigma = float(get_noise_multiplier(target_epsilon=config.train_epsilon, target_delta=config.train_delta,
-                                               sample_rate=rate, steps=total_steps, accountant="rdp"))
+                                               sample_rate=rate, steps=total_steps, accountant="rdp",
+                                               alphas=list(RDP_ORDERS)))
     except ValueError as err:
         raise PolicyRefusal(RULE, f"no noise multiplier reaches train-epsilon {config.train_epsilon:g} at"
                             f" train-delta {config.train_delta:g} for {total_steps} steps at q = {rate:.4g}"

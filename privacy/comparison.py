@@ -25,7 +25,8 @@ How each event is represented (all sound, i.e. the figure is an upper bound):
 - ``dp-sgd`` (``steps`` Poisson-sampled Gaussian steps, sampling rate q, multiplier σ = noise
   scale / C; :mod:`privacy.dp_sgd`): ``PoissonSampledDpEvent(q, GaussianDpEvent(σ))`` composed
   ``steps`` times, under ``ADD_OR_REMOVE_ONE`` (the relation of the sampled Gaussian's analysis),
-  on Opacus' RDP orders so that the figure is Opacus' own; for PLD the sampled Gaussian PLD. Its
+  on Opacus' integer RDP orders (privacy.dp_sgd.RDP_ORDERS) so that the figure is Opacus' own on
+  them; for PLD the sampled Gaussian PLD. Its
   event's ε must be at least that of its own steps. RDP has no figure for dp-sgd events composed
   with pure ε-DP votes (dp_accounting's randomized response needs ``REPLACE_ONE``): ``None``, noted.
 - ε = 0 events are left out (no loss); an ε = ∞ event makes both figures ∞.

@@ -27,6 +27,7 @@ from federation.rundir import RunDirectory
 from federation.ticket_training import dp_sgd_reply_event, train_variant
 from models import apply_masks, prunable_layers, remove_masks
 from privacy import DP_SGD, Ledger, dp_sgd_epsilon, rdp_epsilon
+from privacy.dp_sgd import RDP_ORDERS
 from strategies import keys
 from strategies.votes import refusal_rule
 
@@ -56,12 +57,12 @@ def _with_ticket(message: Message, masks: dict[str, torch.Tensor]) -> Message:
 
 
 def _opacus_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
-    """Opacus' own RDP figure for the same (σ, q, steps) history."""
+    """Opacus' own RDP figure for the same (σ, q, steps) history, on the ledger's (integer) orders."""
     accountant = RDPAccountant()
     accountant.history = list(history)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "optimal order is the largest alpha": a note, not an error
-        return float(accountant.get_epsilon(delta))
+        return float(accountant.get_epsilon(delta, alphas=list(RDP_ORDERS)))
 
 
 def test_pruned_weights_stay_exactly_zero_under_dp_sgd(small_config):
