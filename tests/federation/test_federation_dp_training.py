@@ -188,3 +188,20 @@ def test_ticket_training_charges_every_dp_sgd_reply_to_the_training_ledger(dp_co
             _opacus_epsilon(steps, dp_config.train_delta), rel=1e-6)
     totals = charge.accountant.totals()
     assert totals.record_rdp_epsilon_max <= dp_config.train_epsilon
+
+
+def test_a_whole_run_with_dp_sgd_charges_the_training_ledger_and_reports_it(dp_config, data_dir, tmp_path):
+    from federation.layout import LEDGER_FILE
+    from federation.pipeline import run_pipeline
+
+    config = dp_config.replace(search_rounds=2, hold_rounds=1, train_rounds=1, reference_search=False)
+    run_dir = RunDirectory.create(tmp_path / "run")
+    run_dir.write_config(config.to_dict())
+    summary = run_pipeline(InProcessGrid(config, data_dir), config, run_dir, progress=lambda line: None)
+    events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert {(e.phase, e.domain) for e in events} == {(PHASE_TRAIN, "dp_ticket")}  # no reference, no baselines
+    assert len(events) == config.num_clients * config.train_rounds
+    assert all(e.phase != PHASE_TRAIN for e in Ledger(run_dir.file(LEDGER_FILE)).events)  # the search's stays its own
+    train = summary["train-epsilon"]
+    assert 0 < train["rdp"]["record-max"] <= config.train_epsilon and train["budget"] == config.train_epsilon
+    assert "record-level DP-SGD" in summary["ticket-training"] and "record-level DP-SGD" in summary["guarantee"]
