@@ -54,7 +54,7 @@ from federation.training import train_epochs
 from federation.voting import VoteRequest, build_votes, ticket_masks
 from models import apply_masks, remove_masks
 from models.scores import reads_data
-from privacy import make_rng
+from privacy import DP_SGD, make_rng
 from strategies import keys
 from strategies.identity import CLIENT_ID_PATTERN
 from strategies.settings import SCORE_RECORD
@@ -223,7 +223,7 @@ def _dp_train(msg: Message, context: Context, config: Config, server_round: int,
                            generator=torch.Generator().manual_seed(seed))
     record_round(context.state, planned)
     policy.record(run=config.run_hash(), server_round=server_round, attempt=0,
-                  domains={TRAIN_PRIVACY_DP_SGD: planned.epsilon}, kind="train")
+                  domains={DP_SGD: planned.epsilon}, kind="train")
     metrics = MetricRecord({
         TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples,
         NOISE_MULTIPLIER_FIELD: planned.noise_multiplier, SAMPLE_RATE_FIELD: planned.sample_rate,
