@@ -181,7 +181,7 @@ def train(msg: Message, context: Context, node_defaults: Mapping[str, Any] | Non
     config, server_round = config_from_message(msg)
     policy = device_policy_of(node_config)
     dp_sgd = config.train_privacy == TRAIN_PRIVACY_DP_SGD
-    policy.admit_train(dp_sgd=dp_sgd)
+    policy.admit_train(dp_sgd=dp_sgd, train_delta=config.train_delta)
     torch.set_num_threads(max(1, int(config.client_cpus)))
     data = load_client_data(node_config, config)
     if dp_sgd:

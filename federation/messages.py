@@ -33,5 +33,6 @@ NODE_MAX_EPSILON: Final = "max-epsilon"  # optional: the device's own Σε budge
 NODE_MAX_VOTE_EPSILON: Final = "max-vote-epsilon"  # the largest ε of one vote (Σ over its domains)
 NODE_MAX_VOTE_DELTA: Final = "max-vote-delta"  # the largest δ of one vote (Σ over its domains; Gaussian votes)
 NODE_MECHANISMS: Final = "mechanisms"  # the local noisy top-k mechanisms it runs, comma-separated
+NODE_MAX_TRAIN_DELTA: Final = "max-train-delta"  # the largest train-delta of a DP-SGD training it runs
 NODE_MIN_EXAMPLES: Final = "min-examples"  # the smallest n it scores a vote on
 NODE_NOISE_SEED: Final = "noise-seed"  # simulation only: reproducible noise (the run is then not private)

@@ -152,6 +152,16 @@ def test_a_train_epsilon_too_small_is_refused_up_front_and_by_the_device(dp_conf
     assert "raise train-epsilon" in reply.error.reason
 
 
+def test_a_device_refuses_dp_sgd_at_a_delta_above_its_own_cap(dp_config, data_dir):
+    grid = InProcessGrid(dp_config, data_dir)
+    node = grid.node_of(0)
+    grid.contexts[node].node_config.pop("max-train-delta")  # the device's own default: 1e-5
+    (reply,) = grid.send_and_receive([train_message(dp_config.replace(train_delta=1e-3), node)])
+    assert refusal_rule(reply) == "max-train-delta"
+    (answered,) = grid.send_and_receive([train_message(dp_config, node)])
+    assert not answered.has_error()
+
+
 def test_a_hostile_server_asking_more_rounds_than_its_budget_allows_is_refused(dp_config, data_dir):
     grid = InProcessGrid(dp_config, data_dir)
     node = grid.node_of(0)
