@@ -7,11 +7,12 @@ evaluation of the ticket and is not covered by the search's privacy guarantee (t
 Under ``dp-sgd`` every device trains with record-level DP-SGD (DESIGN.md 5.8), and every reply is
 charged to the training's own ledger (``ledger-train.jsonl``, phase ``train``) as a ``dp-sgd``
 event of the σ, q and steps the device reports, before its weights are averaged; a reply that does
-not report them is dropped, unused.
+not report them is dropped, unused, and charged as ε = inf to the client it names.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from logging import WARNING
@@ -30,7 +31,7 @@ from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
 from models import apply_ticket
-from privacy import Accountant, PrivacyError, PrivacyEvent, dp_sgd_event
+from privacy import UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, dp_sgd_event
 from strategies import keys, ticket_record
 from strategies.identity import CLIENT_ID_PATTERN
 
@@ -54,13 +55,26 @@ def dp_sgd_reply_event(reply: Message, *, server_round: int, variant: str, clip:
         steps = metrics[DP_STEPS_FIELD]
     except (KeyError, TypeError, ValueError) as err:
         raise PrivacyError(f"a dp-sgd train reply must report {NOISE_MULTIPLIER_FIELD}, {SAMPLE_RATE_FIELD},"
-                           f" {DP_STEPS_FIELD} and its client id. Found none of {err}.") from None
+                           f" {DP_STEPS_FIELD} and its client id. Missing or malformed: {err}.") from None
     if CLIENT_ID_PATTERN.fullmatch(client_id) is None:
         raise PrivacyError(f"client-id of a dp-sgd train reply must match the client-id pattern. Found {client_id!r}.")
     if isinstance(steps, float) and steps.is_integer():
         steps = int(steps)
     return dp_sgd_event(round=server_round, domain=variant, client_id=client_id, noise_multiplier=sigma,
                         sample_rate=rate, steps=steps, clip=clip, delta=delta, phase=PHASE_TRAIN)
+
+
+def _unaccounted_event(reply: Message, *, server_round: int, variant: str) -> PrivacyEvent | None:
+    """An ε = inf event for a train reply the ledger cannot price, if it names a usable client id."""
+    try:
+        client_id = str(reply.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD])
+    except (KeyError, TypeError):
+        return None
+    if CLIENT_ID_PATTERN.fullmatch(client_id) is None:
+        return None
+    return PrivacyEvent(round=server_round, phase=PHASE_TRAIN, domain=variant, layer=None, unit=UNIT_RECORD,
+                        mechanism=UNACCOUNTED, sensitivity=1.0, noise_scale=0.0, epsilon=math.inf, delta=0.0,
+                        participants=(client_id,))
 
 
 class DpSgdCharge:
@@ -82,7 +96,12 @@ class DpSgdCharge:
                 events.append(dp_sgd_reply_event(reply, server_round=server_round, variant=variant,
                                                  clip=self._clip, delta=self._delta))
             except PrivacyError as err:
+                # DESIGN.md 5.3: a bad reply released something all the same. It is dropped, unused, and
+                # charged as ε = inf to the client it names (a reply naming none cannot be attributed).
                 log(WARNING, "dppt: train reply of node %s dropped, unused: %s", reply.metadata.src_node_id, err)
+                unpriced = _unaccounted_event(reply, server_round=server_round, variant=variant)
+                if unpriced is not None:
+                    events.append(unpriced)
                 continue
             kept.append(reply)
         if events:

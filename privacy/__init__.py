@@ -29,6 +29,7 @@ from privacy.dp_sgd import dp_sgd_epsilon, dp_sgd_event, dp_sgd_steps
 from privacy.events import (
     DATA_FREE,
     DP_SGD,
+    UNACCOUNTED,
     DISCRETE_LAPLACE_HISTOGRAM,
     GAUSSIAN,
     GAUSSIAN_TOPK,
@@ -82,6 +83,7 @@ from privacy.validation import RejectReason, VoteCheck, validate_vote
 __all__ = [
     "DATA_FREE",
     "DP_SGD",
+    "UNACCOUNTED",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
     "GAUSSIAN_TOPK",

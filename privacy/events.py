@@ -28,6 +28,7 @@ from storage import decode_float, encode_float
 __all__ = [
     "DATA_FREE",
     "DP_SGD",
+    "UNACCOUNTED",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
     "GAUSSIAN_TOPK",
@@ -61,6 +62,7 @@ LAPLACE: Final = "laplace"  # plain Laplace mechanism, L1 sensitivity (e.g. reco
 GAUSSIAN: Final = "gaussian"  # plain Gaussian mechanism, L2 sensitivity (e.g. DP-FedAvg)
 DATA_FREE: Final = "data-free"  # reads no private data: ε = 0
 DP_SGD: Final = "dp-sgd"  # record level, Poisson-sampled Gaussian steps of clipped gradients (privacy.dp_sgd)
+UNACCOUNTED: Final = "unaccounted"  # data released without a description the ledger can price: ε = inf
 
 _NUMBER_FIELDS: Final = ("sensitivity", "noise_scale", "epsilon", "delta")
 

@@ -19,7 +19,7 @@ from federation.config import Config, ConfigError, check_names
 from federation.device_log import DeviceLog
 from federation.dp_training import DpSgdRound, dp_train_epochs, plan_round
 from federation.layout import PHASE_TRAIN, TRAIN_LEDGER_FILE
-from federation.messages import DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD
+from federation.messages import DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD, TRAIN_PRIVACY_KEY
 from federation.model_io import build_model
 from federation.pipeline import test_set as server_test_set
 from federation.pipeline import config_record, training_charge
@@ -215,3 +215,20 @@ def test_a_whole_run_with_dp_sgd_charges_the_training_ledger_and_reports_it(dp_c
     train = summary["train-epsilon"]
     assert 0 < train["rdp"]["record-max"] <= config.train_epsilon and train["budget"] == config.train_epsilon
     assert "record-level DP-SGD" in summary["ticket-training"] and "record-level DP-SGD" in summary["guarantee"]
+
+
+def test_a_train_reply_without_its_dp_sgd_figures_is_dropped_and_charged_as_infinite(dp_config, data_dir, tmp_path):
+    from privacy import UNACCOUNTED
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    charge = training_charge(dp_config, run_dir)
+    grid = InProcessGrid(dp_config, data_dir)
+    good, bad, anonymous = (grid.send_and_receive([train_message(dp_config, grid.node_of(i))])[0] for i in range(3))
+    del bad.content[keys.METRICS_KEY][NOISE_MULTIPLIER_FIELD]
+    del anonymous.content[keys.METRICS_KEY][SAMPLE_RATE_FIELD]
+    anonymous.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD] = "not an id!"
+    kept = charge.charge(1, "dense", [good, bad, anonymous])
+    assert kept == [good]
+    events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert [(e.participants, e.mechanism, e.epsilon) for e in events][1:] == [(("partition-1",), UNACCOUNTED, math.inf)]
+    assert events[0].mechanism == DP_SGD and events[0].participants == ("partition-0",)
