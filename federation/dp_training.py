@@ -181,7 +181,7 @@ def dp_train_epochs(
             loss = _dp_step(module, model, optimizer, loss_fn, images, labels, planned.sample_rate, pruned, generator)
             if loss is not None:
                 total, count = total + loss, count + 1
-    module._close()
+    module.to_standard_module()  # Opacus removes its hooks and per-example gradients from the model
     return total / count if count else math.nan
 
 
