@@ -11,6 +11,8 @@ import math
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from flwr.app import Array, ArrayRecord, Message
 from opacus.accountants import RDPAccountant
@@ -232,3 +234,23 @@ def test_a_train_reply_without_its_dp_sgd_figures_is_dropped_and_charged_as_infi
     events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
     assert [(e.participants, e.mechanism, e.epsilon) for e in events][1:] == [(("partition-1",), UNACCOUNTED, math.inf)]
     assert events[0].mechanism == DP_SGD and events[0].participants == ("partition-0",)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), sigma=st.floats(0.3, 5.0), rate=st.floats(0.05, 1.0),
+       density=st.floats(0.0, 1.0), momentum=st.sampled_from([0.0, 0.9]), decay=st.sampled_from([0.0, 1e-2]))
+def test_property_no_pruned_weight_ever_moves_under_dp_sgd(seed, sigma, rate, density, momentum, decay):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    generator = torch.Generator().manual_seed(seed)
+    masks = {name: torch.rand(layer.weight.shape, generator=generator) < density
+             for name, layer in prunable_layers(model).items()}
+    apply_masks(model, masks)
+    remove_masks(model)
+    images, labels = torch.randn(20, 1, 8, 8, generator=generator), torch.randint(0, 3, (20,), generator=generator)
+    planned = DpSgdRound(noise_multiplier=sigma, sample_rate=rate, steps=5, clip=1.0, delta=1e-5, epsilon=1.0,
+                         total_epsilon=1.0)
+    dp_train_epochs(model, images, labels, planned=planned, masks=masks, lr=0.5, momentum=momentum,
+                    weight_decay=decay, generator=generator)
+    for name, layer in prunable_layers(model).items():
+        assert torch.count_nonzero(layer.weight.detach()[~masks[name]]) == 0
