@@ -19,6 +19,8 @@ Handlers (message types):
   names the rule (:class:`federation.errors.PolicyRefusal`): nothing is released or charged.
 - ``train``: local SGD of the model under the ticket's masks (dense without a ticket); the reply
   holds the trained weights, an ε = inf release: refused under ``max-epsilon``, logged otherwise.
+  Under ``train-privacy = dp-sgd`` it is record-level DP-SGD (:mod:`federation.dp_training`): the
+  reply also holds the round's σ, q and steps, and the client id the server charges it under.
 
 There is no ``evaluate`` handler: tickets are evaluated on the server's test set, so a node
 never answers a question about its data beyond the vote and the training update.
@@ -27,6 +29,7 @@ never answers a question about its data beyond the vote and the training update.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping
 from logging import WARNING
 from typing import Any
@@ -39,15 +42,19 @@ from flwr.common import log
 from flwr.common.constant import ErrorCode
 
 from federation.client_data import load_client_data, node_image_dir, require_client_id
-from federation.config import Config, ConfigError
+from federation.config import TRAIN_PRIVACY_DP_SGD, Config, ConfigError
 from federation.device_policy import PolicyRefusal, device_policy_of
-from federation.messages import NODE_CLIENT_ID, NODE_NUM_PARTITIONS, NODE_PARTITION_ID, NUM_EXAMPLES_FIELD, TRAIN_LOSS_FIELD
+from federation.dp_training import dp_train_epochs, plan_round, record_round, state_history
+from federation.messages import (
+    DP_STEPS_FIELD, NODE_CLIENT_ID, NODE_NUM_PARTITIONS, NODE_PARTITION_ID, NOISE_MULTIPLIER_FIELD, NUM_EXAMPLES_FIELD,
+    SAMPLE_RATE_FIELD, TRAIN_LOSS_FIELD, TRAIN_PRIVACY_KEY,
+)
 from federation.model_io import build_model, load_weights, plain_weights, ticket_policies
 from federation.training import train_epochs
 from federation.voting import VoteRequest, build_votes, ticket_masks
-from models import apply_masks
+from models import apply_masks, remove_masks
 from models.scores import reads_data
-from privacy import make_rng
+from privacy import DP_SGD, make_rng
 from strategies import keys
 from strategies.identity import CLIENT_ID_PATTERN
 from strategies.settings import SCORE_RECORD
@@ -163,17 +170,22 @@ def _masked_model(msg: Message, config: Config) -> torch.nn.Module:
 
 
 def train(msg: Message, context: Context, node_defaults: Mapping[str, Any] | None = None) -> Message:
-    """Local SGD on this node's partition under the ticket's masks; reply with the new plain weights.
+    """Local training on this node's partition under the ticket's masks; reply with the new plain weights.
 
-    Plain weights are an ε = inf release (DESIGN.md 5.4b): refused under the device's
-    ``max-epsilon``, and logged as such with a ``privacy-log``.
+    ``train-privacy = none``: plain SGD, an ε = inf release (DESIGN.md 5.4b): refused under the
+    device's ``max-epsilon``, and logged as such with a ``privacy-log``. ``dp-sgd``: record-level
+    DP-SGD (:mod:`federation.dp_training`, DESIGN.md 5.8) at a noise the device computes itself,
+    priced at its round's ε against ``max-epsilon`` before any step and logged before the reply leaves.
     """
     node_config = node_config_of(context, node_defaults)
     config, server_round = config_from_message(msg)
     policy = device_policy_of(node_config)
-    policy.admit_train()
+    dp_sgd = config.train_privacy == TRAIN_PRIVACY_DP_SGD
+    policy.admit_train(dp_sgd=dp_sgd, train_delta=config.train_delta)
     torch.set_num_threads(max(1, int(config.client_cpus)))
     data = load_client_data(node_config, config)
+    if dp_sgd:
+        return _dp_train(msg, context, config, server_round, policy, data)
     model = _masked_model(msg, config)
     gen = torch.Generator().manual_seed(_seed(config.seed, server_round, data.seed_key))
     loss = train_epochs(
@@ -191,6 +203,36 @@ def train(msg: Message, context: Context, node_defaults: Mapping[str, Any] | Non
                   kind="train")
     metrics = MetricRecord({TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples})
     content = RecordDict({keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)), keys.METRICS_KEY: metrics})
+    return Message(content=content, reply_to=msg)
+
+
+def _dp_train(msg: Message, context: Context, config: Config, server_round: int, policy: Any, data: Any) -> Message:
+    """DP-SGD of one round: plan (σ, q, steps) and price it, train, log, reply with its figures."""
+    planned = plan_round(config, num_examples=data.num_examples, history=state_history(context.state))
+    policy.check_budget(planned.epsilon)  # the device's own max-epsilon, before any step
+    model = build_model(config)
+    load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
+    masks = ticket_masks(msg.content.get(keys.TICKET_KEY))
+    apply_masks(model, masks)  # checks the masks against the model, zeroes the pruned weights
+    remove_masks(model)  # Opacus takes plain layers; dp_train_epochs keeps the pruned weights at zero
+    # DESIGN.md 5.5: samples and noise from OS entropy; a seed only from a simulation's node config.
+    seed = (secrets.randbits(63) if policy.noise_seed is None
+            else _seed(policy.noise_seed, server_round, data.seed_key, len(state_history(context.state))))
+    loss = dp_train_epochs(model, data.images, data.labels, planned=planned, masks=masks, lr=config.lr,
+                           momentum=config.momentum, weight_decay=config.weight_decay,
+                           generator=torch.Generator().manual_seed(seed))
+    record_round(context.state, planned)
+    policy.record(run=config.run_hash(), server_round=server_round, attempt=0,
+                  domains={DP_SGD: planned.epsilon}, kind="train")
+    metrics = MetricRecord({
+        TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples,
+        NOISE_MULTIPLIER_FIELD: planned.noise_multiplier, SAMPLE_RATE_FIELD: planned.sample_rate,
+        DP_STEPS_FIELD: planned.steps,
+    })
+    content = RecordDict({
+        keys.ARRAYS_KEY: ArrayRecord(plain_weights(model)), keys.METRICS_KEY: metrics,
+        TRAIN_PRIVACY_KEY: ConfigRecord({keys.CLIENT_ID_FIELD: client_id_of(context)}),
+    })
     return Message(content=content, reply_to=msg)
 
 

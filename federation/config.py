@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ MECHANISMS = (LAPLACE_TOPK, GUMBEL_TOPK, GAUSSIAN_TOPK)  # the clients' local no
 CENTRAL_NOISES = NOISE_KINDS  # the server's noise on the vote counts (privacy owns them)
 NOISE_SEED_KEY: Final = "noise-seed"
 RAY_ADDRESS_KEY: Final = "ray-address"
+TRAIN_PRIVACY_NONE: Final = "none"
+TRAIN_PRIVACY_DP_SGD: Final = "dp-sgd"
+TRAIN_PRIVACIES: Final = (TRAIN_PRIVACY_NONE, TRAIN_PRIVACY_DP_SGD)
+"""``train-privacy``: plain local SGD (ε = inf) or record-level DP-SGD on the device (DESIGN.md 5.8)."""
 SERVER_ONLY_KEYS: Final = frozenset({NOISE_SEED_KEY})
 """Config keys that stay on the server: the config a client receives never holds them
 (:func:`federation.pipeline.config_record`). DESIGN.md 5.4b: nothing the server sends may lower the
@@ -86,6 +91,10 @@ class Config:
     lr: float = field(default=0.01, metadata=_help("local SGD learning rate"))
     momentum: float = field(default=0.9, metadata=_help("local SGD momentum"))
     weight_decay: float = field(default=0.0, metadata=_help("local SGD weight decay"))
+    train_privacy: str = field(default="none", metadata=_help(f"local training of ticket training, one of {', '.join(TRAIN_PRIVACIES)} (none: plain SGD, the weights are an ε = inf release; dp-sgd: record-level DP-SGD with Opacus on each device, DESIGN.md 5.8)"))
+    train_epsilon: float = field(default=1.0, metadata=_help("train-privacy=dp-sgd: record-level ε of each client for the whole ticket training (every model it trains, every round), at δ = train-delta by RDP"))
+    train_delta: float = field(default=1e-5, metadata=_help("train-privacy=dp-sgd: δ of each client's whole ticket training"))
+    train_clip: float = field(default=1.0, metadata=_help("train-privacy=dp-sgd: C, the L2 bound of each example's gradient"))
     seed: int = field(default=0, metadata=_help("seed of the model init, the partition and the client sampling (not of DP noise)"))
     max_examples_per_client: int = field(default=2000, metadata=_help("cap on each client's training examples; 0 = no cap"))
     max_test_examples: int = field(default=0, metadata=_help("cap on the server's test set; 0 = the whole test set"))
@@ -145,6 +154,13 @@ class Config:
         _check(math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0", self.lr)
         _check(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "weight-decay", ">= 0", self.weight_decay)
+        _check(self.train_privacy in TRAIN_PRIVACIES, "train-privacy", f"one of {', '.join(TRAIN_PRIVACIES)}",
+               self.train_privacy)
+        _check(math.isfinite(self.train_epsilon) and self.train_epsilon > 0, "train-epsilon", "a finite number > 0",
+               self.train_epsilon)
+        _check(0 < self.train_delta < 1, "train-delta", "in (0, 1)", self.train_delta)
+        _check(math.isfinite(self.train_clip) and self.train_clip > 0, "train-clip", "a finite number > 0",
+               self.train_clip)
         _check(self.max_examples_per_client >= 0, "max-examples-per-client", ">= 0 (0 = no cap)", self.max_examples_per_client)
         _check(self.max_test_examples >= 0, "max-test-examples", ">= 0 (0 = no cap)", self.max_test_examples)
         _check(self.client_cpus > 0, "client-cpus", "> 0", self.client_cpus)
@@ -241,6 +257,8 @@ def check_names(config: Config) -> None:
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
       would be silently replaced, so it is refused.
     - ``score-train-epochs``: 0 with a data-free score (trained weights read the examples).
+    - ``train-epsilon`` under ``train-privacy=dp-sgd``: large enough that DP-SGD finds a noise
+      multiplier at all (:func:`_check_dp_sgd_budget`).
     - ``patterns``: at most the number of candidate patterns of ``pattern-entries`` entries with
       the centre kept (:func:`kernels.candidate_count`, 56 for m = 4).
 
@@ -290,12 +308,37 @@ def check_names(config: Config) -> None:
         f"0 with the data-free score {config.score!r} (after local training its top-k reads the client's"
         " examples and would be charged ε = 0); use score=snip with unit=client", config.score_train_epochs,
     )
+    if config.train_privacy == TRAIN_PRIVACY_DP_SGD:
+        _check_dp_sgd_budget(config)
     candidates = candidate_count(config.pattern_entries, centre_fixed=True)
     _check(
         config.patterns <= candidates, "patterns",
         f"at most the {candidates} candidate patterns of pattern-entries = {config.pattern_entries} (centre kept)",
         config.patterns,
     )
+
+
+def _check_dp_sgd_budget(config: Config) -> None:
+    """Refuse a ``train-epsilon`` no device could train at: Opacus finds no noise multiplier (up to
+    its 1e6) for even the fewest steps a device can take (one full-batch step per epoch, q = 1).
+
+    A device with more examples takes more, sampled steps and computes its own multiplier
+    (:func:`federation.dp_training.plan_round`); one that finds none refuses the round by name.
+    """
+    from opacus.accountants.utils import get_noise_multiplier
+
+    from federation.dp_training import models_trained
+    from privacy.dp_sgd import RDP_ORDERS
+
+    steps = models_trained(config) * config.train_rounds * config.local_epochs
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Opacus' note on the largest order: the error stays one line
+            get_noise_multiplier(target_epsilon=config.train_epsilon, target_delta=config.train_delta,
+                                 sample_rate=1.0, steps=steps, accountant="rdp", alphas=list(RDP_ORDERS))
+    except ValueError:
+        _check(False, "train-epsilon", f"large enough for DP-SGD at train-delta {config.train_delta:g}: no noise"
+               f" multiplier up to 1e6 reaches it for the {steps} steps of the fewest a device takes", config.train_epsilon)
 
 
 def reads_client_data(config: Config) -> bool:

@@ -10,6 +10,8 @@ or, in a simulation, from the run config (:func:`simulation_node_config`, one pe
   trusts the server with its plain top-k says so with ``max-vote-epsilon=inf``.
 - ``max-vote-delta`` (default 1e-5): the largest δ of one vote, summed over its domains (only
   the Gaussian noisy top-k has δ > 0).
+- ``max-train-delta`` (default 1e-5): the largest ``train-delta`` of a DP-SGD training it runs
+  (its ε is priced by the device at the δ the run asks; a large δ would make that ε meaningless).
 - ``mechanisms`` (default ``laplace-topk,gumbel-topk,gaussian-topk``): the local noisy top-k it runs.
 - ``min-examples`` (default 1): the smallest n it scores a vote on. ε-DP holds for any n (the
   noise is calibrated to Δ = C/n); a device may want no vote to reflect only a few examples.
@@ -27,6 +29,8 @@ What a vote costs is decided here too: ε = 0 only for a read of nothing private
 score at the public weights, no local training); local training before scoring makes even a
 data-free score depend on the examples, an unnoised release (ε = inf). A ``train`` reply (plain
 weights after local SGD) is an ε = inf release: refused under ``max-epsilon``, logged otherwise.
+Under ``train-privacy = dp-sgd`` it costs its round's ε (:mod:`federation.dp_training`), which the
+device computes itself and which must fit its ``max-epsilon``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from federation.device_log import DeviceLog, DeviceLogError, device_log_of
 from federation.errors import ConfigError, PolicyRefusal
 from federation.messages import (
     NODE_MAX_VOTE_DELTA,
+    NODE_MAX_TRAIN_DELTA,
     NODE_MAX_VOTE_EPSILON,
     NODE_MECHANISMS,
     NODE_MIN_EXAMPLES,
@@ -73,6 +78,7 @@ class DevicePolicy:
 
     max_vote_epsilon: float = field(default=DEFAULT_MAX_VOTE_EPSILON, metadata={"help": "largest ε of one vote"})
     max_vote_delta: float = field(default=DEFAULT_MAX_VOTE_DELTA, metadata={"help": "largest δ of one vote"})
+    max_train_delta: float = field(default=DEFAULT_MAX_VOTE_DELTA, metadata={"help": "largest train-delta of DP-SGD"})
     mechanisms: tuple[str, ...] = field(default=MECHANISMS, metadata={"help": "local noisy top-k it runs"})
     min_examples: int = field(default=1, metadata={"help": "smallest n a vote is scored on"})
     log: DeviceLog | None = field(default=None, metadata={"help": "its own release log and Σε budget"})
@@ -83,6 +89,8 @@ class DevicePolicy:
             raise ConfigError(f"{NODE_MAX_VOTE_EPSILON} must be a number >= 0 (inf = any). Found {self.max_vote_epsilon!r}.")
         if not 0.0 <= self.max_vote_delta < 1.0:
             raise ConfigError(f"{NODE_MAX_VOTE_DELTA} must be a number in [0, 1). Found {self.max_vote_delta!r}.")
+        if not 0.0 <= self.max_train_delta < 1.0:
+            raise ConfigError(f"{NODE_MAX_TRAIN_DELTA} must be a number in [0, 1). Found {self.max_train_delta!r}.")
         unknown = [name for name in self.mechanisms if name not in MECHANISMS]
         if unknown or not self.mechanisms:
             raise ConfigError(f"{NODE_MECHANISMS} must be a comma-separated list of {', '.join(MECHANISMS)}."
@@ -172,11 +180,16 @@ class DevicePolicy:
 
     # -- training ----------------------------------------------------------------------------
 
-    def admit_train(self) -> None:
-        """A ``train`` reply holds plain weights: an ε = inf release, refused under ``max-epsilon``."""
-        if self.log is not None and self.log.max_epsilon is not None:
+    def admit_train(self, *, dp_sgd: bool, train_delta: float) -> None:
+        """A plain ``train`` reply (weights after plain SGD) is an ε = inf release, refused under
+        ``max-epsilon``; a DP-SGD one is priced by its round's ε (:meth:`check_budget`, before training),
+        at a ``train-delta`` of at most ``max-train-delta``."""
+        if dp_sgd and train_delta > self.max_train_delta:
+            raise PolicyRefusal(NODE_MAX_TRAIN_DELTA, f"the run asks DP-SGD at train-delta {train_delta:g} > this"
+                                f" device's {NODE_MAX_TRAIN_DELTA} {self.max_train_delta:g}")
+        if not dp_sgd and self.log is not None and self.log.max_epsilon is not None:
             raise PolicyRefusal("train", "plain trained weights are an ε = inf release, and this device has"
-                                f" max-epsilon {self.log.max_epsilon:g} (DP training is not available yet)")
+                                f" max-epsilon {self.log.max_epsilon:g} (run with train-privacy=dp-sgd)")
 
     # -- people ------------------------------------------------------------------------------
 
@@ -185,14 +198,16 @@ class DevicePolicy:
         cap = "any (inf)" if math.isinf(self.max_vote_epsilon) else f"{self.max_vote_epsilon:g}"
         lines = [
             f"policy     max ε per vote {cap}, max δ per vote {self.max_vote_delta:g}; mechanisms"
-            f" {', '.join(self.mechanisms)}; scores >= {self.min_examples} examples",
+            f" {', '.join(self.mechanisms)}; scores >= {self.min_examples} examples; DP-SGD at δ <="
+            f" {self.max_train_delta:g}",
         ]
         if self.log is None:
             lines.append("policy     no privacy-log: releases are not recorded on this device; train is answered (ε = inf)")
         elif self.log.max_epsilon is None:
             lines.append(f"policy     log {self.log.path}, no max-epsilon: train is answered and logged as ε = inf")
         else:
-            lines.append(f"policy     log {self.log.path}, max-epsilon {self.log.max_epsilon:g}: train is refused (ε = inf)")
+            lines.append(f"policy     log {self.log.path}, max-epsilon {self.log.max_epsilon:g}: train is refused (ε = inf)"
+                         " unless train-privacy=dp-sgd")
         if self.noise_seed is not None:
             lines.append(f"policy     noise-seed {self.noise_seed}: reproducible noise, NOT PRIVATE (simulation only)")
         return lines
@@ -238,6 +253,7 @@ def device_policy_of(node_config: Mapping[str, Any]) -> DevicePolicy:
     return DevicePolicy(
         max_vote_epsilon=_number(node_config, NODE_MAX_VOTE_EPSILON, DEFAULT_MAX_VOTE_EPSILON),
         max_vote_delta=_number(node_config, NODE_MAX_VOTE_DELTA, DEFAULT_MAX_VOTE_DELTA),
+        max_train_delta=_number(node_config, NODE_MAX_TRAIN_DELTA, DEFAULT_MAX_VOTE_DELTA),
         mechanisms=mechanisms,
         min_examples=1 if min_examples is None else min_examples,
         log=device_log_of(node_config),
@@ -249,7 +265,7 @@ def simulation_node_config(config: Config) -> dict[str, str | int | float]:
     """The policy of every virtual node of a simulation, derived from the run config.
 
     In a simulation one person runs the server and every client, so each node agrees to what the
-    run config asks: votes up to the whole record budget ``epsilon`` and ``delta`` (``inf`` when the client unit
+    run config asks: DP-SGD at its ``train-delta``, votes up to the whole record budget ``epsilon`` and ``delta`` (``inf`` when the client unit
     or the non-private reference search sends plain top-k), the configured ``mechanism``, the
     configured ``score-examples``, and the user's ``noise-seed`` (reproducible, not private): the
     one place a seed reaches a client, through the node config and never through a message.
@@ -258,6 +274,7 @@ def simulation_node_config(config: Config) -> dict[str, str | int | float]:
     values: dict[str, str | int | float] = {
         NODE_MAX_VOTE_EPSILON: encode_float(math.inf if plain else config.epsilon),
         NODE_MAX_VOTE_DELTA: encode_float(config.delta),
+        NODE_MAX_TRAIN_DELTA: encode_float(config.train_delta),
         NODE_MECHANISMS: config.mechanism,
         NODE_MIN_EXAMPLES: config.score_examples,
     }

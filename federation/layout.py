@@ -11,6 +11,7 @@ A run directory holds::
     checkpoint.json             each search's strategy state, for --resume (CHECKPOINT_FILE)
     ledger.jsonl                the DP search's privacy ledger (LEDGER_FILE)
     ledger.journal.jsonl        its release journal (JOURNAL_FILE)
+    ledger-train.jsonl          train-privacy=dp-sgd: the ticket training's ledger (TRAIN_LEDGER_FILE)
     tickets/                    the search's ticket after each round (TICKETS_DIR)
     reference/                  the non-private reference search: its own ledger, journal, tickets/
     ticket.safetensors          the DP ticket (TICKET_FILE)
@@ -49,6 +50,7 @@ __all__ = [
     "SUMMARY_FILE",
     "TICKETS_DIR",
     "TICKET_FILE",
+    "TRAIN_LEDGER_FILE",
     "VARIANTS",
     "WEIGHTS_FILE",
     "search_phase",
@@ -68,6 +70,10 @@ LEDGER_FILE: Final = "ledger.jsonl"
 """A search's privacy ledger, in the folder of that search (the run directory, or ``reference/``)."""
 JOURNAL_FILE: Final = "ledger.journal.jsonl"
 """A search's release journal, beside its ledger."""
+TRAIN_LEDGER_FILE: Final = "ledger-train.jsonl"
+"""Under ``train-privacy = dp-sgd``: the DP-SGD releases of ticket training (phase ``train``), a
+ledger of its own, since its budget (``train-epsilon``) and its neighbouring relation (one example
+added or removed) are not the search's."""
 TICKETS_DIR: Final = "tickets"
 """A search's ticket after each round, beside its ledger."""
 REFERENCE_DIR: Final = "reference"

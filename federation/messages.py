@@ -12,6 +12,13 @@ from typing import Final
 # Fields of a training reply's METRICS_KEY record (strategies.keys).
 NUM_EXAMPLES_FIELD: Final = "num-examples"  # int, FedAvg's weighting key (flwr FedAvg weighted_by_key)
 TRAIN_LOSS_FIELD: Final = "train-loss"
+# train-privacy = dp-sgd (federation.dp_training): the round's DP-SGD, in the reply's METRICS_KEY record
+# (every reply of a round has them, so FedAvg averages them into the round's client-train row), and the
+# client id the server charges it under, in the reply's TRAIN_PRIVACY_KEY ConfigRecord.
+NOISE_MULTIPLIER_FIELD: Final = "noise-multiplier"  # σ: the noise std over the clip C
+SAMPLE_RATE_FIELD: Final = "sample-rate"  # q: the Poisson sampling rate of each step
+DP_STEPS_FIELD: Final = "dp-steps"  # the round's DP-SGD steps
+TRAIN_PRIVACY_KEY: Final = "train-privacy"  # ConfigRecord: strategies.keys.CLIENT_ID_FIELD
 
 # node_config keys a SuperNode (or the Simulation Engine) sets for each client.
 NODE_PARTITION_ID: Final = "partition-id"
@@ -26,5 +33,6 @@ NODE_MAX_EPSILON: Final = "max-epsilon"  # optional: the device's own Σε budge
 NODE_MAX_VOTE_EPSILON: Final = "max-vote-epsilon"  # the largest ε of one vote (Σ over its domains)
 NODE_MAX_VOTE_DELTA: Final = "max-vote-delta"  # the largest δ of one vote (Σ over its domains; Gaussian votes)
 NODE_MECHANISMS: Final = "mechanisms"  # the local noisy top-k mechanisms it runs, comma-separated
+NODE_MAX_TRAIN_DELTA: Final = "max-train-delta"  # the largest train-delta of a DP-SGD training it runs
 NODE_MIN_EXAMPLES: Final = "min-examples"  # the smallest n it scores a vote on
 NODE_NOISE_SEED: Final = "noise-seed"  # simulation only: reproducible noise (the run is then not private)

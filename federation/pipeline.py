@@ -31,11 +31,11 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from federation.errors import PipelineError
-from federation.config import SERVER_ONLY_KEYS, Config, reads_client_data
+from federation.config import SERVER_ONLY_KEYS, TRAIN_PRIVACY_DP_SGD, Config, reads_client_data
 from federation.data import dataset_info, load_tensors
 from federation.layout import (
     CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
-    VARIANTS, search_phase,
+    TRAIN_LEDGER_FILE, VARIANTS, search_phase,
 )
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
@@ -46,10 +46,10 @@ from federation.search_phase import build_strategy, run_search_phase
 from federation.statement import (
     guarantee_statement, noised_units, participation_statement, seeded_noise_warning, without_client_ids,
 )
-from federation.ticket_training import train_variant
+from federation.ticket_training import DpSgdCharge, train_variant
 from kernels import LayerPolicy, Ticket, TicketMetadata, random_ticket_like
 from models import count_model
-from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant
+from privacy import ENFORCE_RDP, UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger
 from storage import encode_float
 from strategies import PrivacyGate, SearchOutcome
 
@@ -115,6 +115,27 @@ def privacy_summary(accountant: Accountant) -> dict[str, Any]:
     summary["record"]["budget"] = accountant.epsilon_budget(UNIT_RECORD)
     summary["client"]["budget"] = accountant.epsilon_budget(UNIT_CLIENT)
     return summary
+
+
+def training_charge(config: Config, run_dir: RunDirectory) -> DpSgdCharge | None:
+    """Under ``train-privacy = dp-sgd``: the charge of every DP-SGD reply to ``ledger-train.jsonl``.
+
+    Its accountant composes each client's events by RDP at ``train-delta`` (the figure the devices
+    calibrate to); it checks no budget (the releases have happened when they are recorded) and the
+    totals show basic composition beside RDP (DESIGN.md 5.4).
+    """
+    if config.train_privacy != TRAIN_PRIVACY_DP_SGD:
+        return None
+    accountant = Accountant(Ledger(run_dir.file(TRAIN_LEDGER_FILE)), record_epsilon_budget=config.train_epsilon,
+                            client_epsilon_budget=0.0, delta_budget=config.train_delta, enforce=ENFORCE_RDP)
+    return DpSgdCharge(accountant, clip=config.train_clip, delta=config.train_delta)
+
+
+def training_privacy_summary(accountant: Accountant) -> dict[str, Any]:
+    """``summary.json``'s ``"train-epsilon"``: the training ledger's totals (RDP beside basic) and its budget."""
+    totals = accountant.totals().to_json()
+    return {"record": totals["record"], "delta": totals["delta"], "rdp": totals.get("rdp"),
+            "budget": accountant.epsilon_budget(UNIT_RECORD), "budget-delta": accountant.delta_budget}
 
 
 class _Checkpoint:
@@ -217,6 +238,7 @@ def run_pipeline(
         "dense": None, "dp_ticket": dp_ticket, "nonprivate_ticket": nonprivate_ticket, "random_ticket": random_ticket,
     }
     record = config_record(config)
+    dp_sgd = training_charge(config, run_dir)
     results: dict[str, dict[str, Any]] = {}
     for variant in VARIANTS:
         if variant in ("dense", "random_ticket") and not config.baselines:
@@ -229,7 +251,7 @@ def run_pipeline(
             continue
         results[variant] = train_variant(
             grid, config, run_dir, variant=variant, ticket=tickets[variant], test_set=(images, labels),
-            config_record=record, progress=progress,
+            config_record=record, progress=progress, dp_sgd=dp_sgd,
         )
     if "dp_ticket" in results:
         run_dir.save_weights(results["dp_ticket"]["weights"])  # the pruned model (zeros where masked)
@@ -264,7 +286,12 @@ def run_pipeline(
             "stop-reason": without_client_ids(reference_outcome["stop-reason"], charged),
         },
         "ticket-file": TICKET_FILE if dp_ticket is not None else None,
-        "ticket-training": "masked FedAvg without noise (evaluation of the ticket; not covered by the guarantee)",
+        "ticket-training": (
+            "masked FedAvg without noise (evaluation of the ticket; not covered by the guarantee)" if dp_sgd is None
+            else f"masked FedAvg of record-level DP-SGD on each device (charged in {TRAIN_LEDGER_FILE}; one example"
+                 " added or removed)"
+        ),
+        "train-epsilon": None if dp_sgd is None else training_privacy_summary(dp_sgd.accountant),
         "wall-time-s": round(time.time() - start, 2),
         "run-dir": str(run_dir.path),
     }

@@ -10,7 +10,9 @@ What it states (DESIGN.md 5.1, 5.2, 5.4b, 5.5):
 
 - The ticket (each round's too) is covered, under the configured unit(s), with the ε spent.
 - Not covered: ticket training (masked FedAvg without noise), the non-private reference search,
-  participation (exact counts), the simulation's partition report.
+  participation (exact counts), the simulation's partition report. Under ``train-privacy =
+  dp-sgd`` the trained weights are covered instead by their own sentence (:func:`training_statement`,
+  DESIGN.md 5.8): a separate figure, for one example added or removed, not composed with the ticket's.
 - A user-set ``noise-seed`` makes every noise draw reproducible: the statement then opens with
   :data:`NOT_PRIVATE` and claims nothing else.
 - Data-free scores (every release ε = 0): the search read no client data, the training still does.
@@ -23,7 +25,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from federation.config import UNIT_BOTH, Config
+from federation.config import TRAIN_PRIVACY_DP_SGD, UNIT_BOTH, Config
 from federation.layout import (
     LEDGER_FILE,
     METRICS_FILE,
@@ -31,6 +33,7 @@ from federation.layout import (
     REFERENCE_DIR,
     TICKET_FILE,
     TICKETS_DIR,
+    TRAIN_LEDGER_FILE,
 )
 from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 
@@ -101,6 +104,29 @@ def _scope(totals: PrivacyTotals) -> str:
 
 
 _TRAINING = "the trained weights and accuracies (masked FedAvg without noise: ε = ∞ for every client that trained)"
+
+
+def training_statement(config: Config) -> str | None:
+    """Under ``train-privacy = dp-sgd``: what the trained weights guarantee (``None`` otherwise)."""
+    if config.train_privacy != TRAIN_PRIVACY_DP_SGD:
+        return None
+    return (
+        f"The trained weights and accuracies come from record-level DP-SGD on each device: each client's whole ticket"
+        f" training (every model, every round) is calibrated by its device to ε = {_number(config.train_epsilon)},"
+        f" δ = {config.train_delta:g} by Rényi DP for one example added or removed (charged in {TRAIN_LEDGER_FILE};"
+        " not composed with the figure above, and a resumed run trains, and is charged, again)."
+    )
+
+
+def _not_covered_training(config: Config) -> list[str]:
+    return [] if config.train_privacy == TRAIN_PRIVACY_DP_SGD else [_TRAINING]
+
+
+def _with_training(config: Config, sentence: str) -> str:
+    extra = training_statement(config)
+    return sentence if extra is None else f"{sentence} {extra}"
+
+
 _PARTICIPATION = "who took part (participation counts are exact)"
 _PARTITIONS = f"the partition report's label counts per client ({METRICS_FILE}, where the server can read the data)"
 
@@ -157,11 +183,11 @@ def guarantee_statement(config: Config, totals: PrivacyTotals) -> str:
     if seeded is not None:
         return f"{seeded} The ε figures of this run assume noise that nobody can reproduce; they do not hold for it."
     if _data_free(totals):
-        return (
+        return _with_training(config, (
             f"The search read no client data (data-free score {config.score}: every one of its {totals.num_events}"
             f" releases is ε = 0), so the ticket ({TICKET_FILE}) reveals nothing about any client's examples."
-            f" Not covered: {_listing([_TRAINING, _PARTICIPATION, _PARTITIONS])}."
-        )
+            f" Not covered: {_listing([*_not_covered_training(config), _PARTICIPATION, _PARTITIONS])}."
+        ))
     units = noised_units(config)
     private = _private_units(config, totals)
     if not private:
@@ -170,6 +196,9 @@ def guarantee_statement(config: Config, totals: PrivacyTotals) -> str:
         else:
             why = "the search added no noise (" + {UNIT_RECORD: "epsilon = inf", UNIT_CLIENT: "client-epsilon = inf"}.get(
                 config.unit, "epsilon = client-epsilon = inf") + ")"
+        if training_statement(config) is not None:
+            return _with_training(config, f"{NOTHING_PRIVATE} in the search: {why}, so the ticket is ε = ∞ for every"
+                                  " client that voted, and participation counts are exact.")
         return (
             f"{NOTHING_PRIVATE}: {why}, so the ticket is ε = ∞ for every client that voted; the trained weights"
             " and accuracies come from masked FedAvg without noise, and participation counts are exact."
@@ -181,7 +210,7 @@ def guarantee_statement(config: Config, totals: PrivacyTotals) -> str:
         )
         return (f"No search release is in the ledger yet: the search has read no client data so far"
                 f" (configured: {budgets}).")
-    not_covered = [_TRAINING]
+    not_covered = _not_covered_training(config)
     if config.reference_search:
         not_covered.append(f"the non-private reference search ({REFERENCE_DIR}/, ε = ∞)")
     not_covered += [_PARTICIPATION, _PARTITIONS]
@@ -190,10 +219,10 @@ def guarantee_statement(config: Config, totals: PrivacyTotals) -> str:
     if totals.record_rdp_epsilon_max is not None and UNIT_RECORD in private:  # DESIGN.md 5.4: basic beside RDP
         composition = (f"Rényi-DP composition of the record-level releases (the budget is enforced on it; basic"
                        f" composition gives {_epsilon(totals.record_epsilon_max, totals.record_delta_max)})")
-    return (
+    return _with_training(config, (
         f"The ticket ({TICKET_FILE}, and each round's in {TICKETS_DIR}/) is {covered}, by {composition}"
         f" {_scope(totals)}. Not covered: {_listing(not_covered)}."
-    )
+    ))
 
 
 def participation_statement(config: Config) -> str:

@@ -2,42 +2,127 @@
 
 This is how a ticket is judged (DESIGN.md 2, step 3). Clients train the model under the ticket's
 masks (``train`` handler of the ClientApp); averaging masked weights keeps the pruned ones at zero.
-Ticket training releases model updates without noise: it is an evaluation of the ticket and is
-not covered by the search's privacy guarantee (the report says so).
+Under ``train-privacy = none`` ticket training releases model updates without noise: it is an
+evaluation of the ticket and is not covered by the search's privacy guarantee (the report says so).
+Under ``dp-sgd`` every device trains with record-level DP-SGD (DESIGN.md 5.8), and every reply is
+charged to the training's own ledger (``ledger-train.jsonl``, phase ``train``) as a ``dp-sgd``
+event of the σ, q and steps the device reports, before its weights are averaged; a reply that does
+not report them is dropped, unused, and charged as ε = inf to the client it names.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
+from logging import WARNING
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from federation.config import Config
 from federation.layout import KIND_CLIENT_TRAIN, KIND_SERVER_EVAL, PHASE_TRAIN
+from federation.messages import DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD, TRAIN_PRIVACY_KEY
 from federation.model_io import build_model, load_weights, plain_weights
 from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
 from models import apply_ticket
+from privacy import UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, dp_sgd_event
 from strategies import keys, ticket_record
+from strategies.identity import CLIENT_ID_PATTERN
 
-__all__ = ["TicketFedAvg", "train_variant"]
+__all__ = ["DpSgdCharge", "TicketFedAvg", "dp_sgd_reply_event", "train_variant"]
 
 Progress = Callable[[str], None]
 
 
-class TicketFedAvg(FedAvg):
-    """FedAvg whose train messages carry the ticket's masks, and which logs each round's client metrics."""
+def dp_sgd_reply_event(reply: Message, *, server_round: int, variant: str, clip: float, delta: float) -> PrivacyEvent:
+    """The ledger event of one DP-SGD ``train`` reply, from the σ, q and steps it reports.
 
-    def __init__(self, *, ticket: Ticket | None, run_dir: RunDirectory, variant: str, **kwargs: Any) -> None:
+    Raises
+    ------
+    PrivacyError
+        If the reply lacks them or its client id, or they are not a valid DP-SGD release.
+    """
+    try:
+        metrics = reply.content[keys.METRICS_KEY]
+        client_id = str(reply.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD])
+        sigma, rate = float(metrics[NOISE_MULTIPLIER_FIELD]), float(metrics[SAMPLE_RATE_FIELD])
+        steps = metrics[DP_STEPS_FIELD]
+    except (KeyError, TypeError, ValueError) as err:
+        raise PrivacyError(f"a dp-sgd train reply must report {NOISE_MULTIPLIER_FIELD}, {SAMPLE_RATE_FIELD},"
+                           f" {DP_STEPS_FIELD} and its client id. Missing or malformed: {err}.") from None
+    if CLIENT_ID_PATTERN.fullmatch(client_id) is None:
+        raise PrivacyError(f"client-id of a dp-sgd train reply must match the client-id pattern. Found {client_id!r}.")
+    if isinstance(steps, float) and steps.is_integer():
+        steps = int(steps)
+    return dp_sgd_event(round=server_round, domain=variant, client_id=client_id, noise_multiplier=sigma,
+                        sample_rate=rate, steps=steps, clip=clip, delta=delta, phase=PHASE_TRAIN)
+
+
+def _unaccounted_event(reply: Message, *, server_round: int, variant: str) -> PrivacyEvent | None:
+    """An ε = inf event for a train reply the ledger cannot price, if it names a usable client id."""
+    try:
+        client_id = str(reply.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD])
+    except (KeyError, TypeError):
+        return None
+    if CLIENT_ID_PATTERN.fullmatch(client_id) is None:
+        return None
+    return PrivacyEvent(round=server_round, phase=PHASE_TRAIN, domain=variant, layer=None, unit=UNIT_RECORD,
+                        mechanism=UNACCOUNTED, sensitivity=1.0, noise_scale=0.0, epsilon=math.inf, delta=0.0,
+                        participants=(client_id,))
+
+
+class DpSgdCharge:
+    """Charges each DP-SGD ``train`` reply to the training's ledger before FedAvg uses it."""
+
+    def __init__(self, accountant: Accountant, *, clip: float, delta: float) -> None:
+        self.accountant = accountant
+        self._clip = clip
+        self._delta = delta
+
+    def charge(self, server_round: int, variant: str, replies: list[Message]) -> list[Message]:
+        """Record the events of the valid replies (one ledger batch); return the replies that may be used."""
+        kept, events = [], []
+        for reply in replies:
+            if reply.has_error():
+                kept.append(reply)  # released nothing; FedAvg counts it as a failure
+                continue
+            try:
+                events.append(dp_sgd_reply_event(reply, server_round=server_round, variant=variant,
+                                                 clip=self._clip, delta=self._delta))
+            except PrivacyError as err:
+                # DESIGN.md 5.3: a bad reply released something all the same. It is dropped, unused, and
+                # charged as ε = inf to the client it names (a reply naming none cannot be attributed).
+                log(WARNING, "dppt: train reply of node %s dropped, unused: %s", reply.metadata.src_node_id, err)
+                unpriced = _unaccounted_event(reply, server_round=server_round, variant=variant)
+                if unpriced is not None:
+                    events.append(unpriced)
+                continue
+            kept.append(reply)
+        if events:
+            self.accountant.record(events)  # on disk (fsync) before any of these weights is averaged
+        return kept
+
+
+class TicketFedAvg(FedAvg):
+    """FedAvg whose train messages carry the ticket's masks, and which logs each round's client metrics.
+
+    With ``dp_sgd``, each reply is charged to the training ledger before aggregation (:class:`DpSgdCharge`).
+    """
+
+    def __init__(self, *, ticket: Ticket | None, run_dir: RunDirectory, variant: str,
+                 dp_sgd: DpSgdCharge | None = None, progress: Progress | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._ticket_arrays = None if ticket is None else ticket_record(ticket)
         self._run_dir = run_dir
         self._variant = variant
+        self._dp_sgd = dp_sgd
+        self._progress = progress
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -52,7 +137,13 @@ class TicketFedAvg(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
+        if self._dp_sgd is not None:
+            replies = self._dp_sgd.charge(server_round, self._variant, replies)
         errors = sum(1 for reply in replies if reply.has_error())
+        if replies and errors == len(replies) and self._progress is not None:
+            reason = str(replies[0].error.reason or "")[:300]
+            self._progress(f"[train {self._variant}] round {server_round}: no client trained ({errors} error"
+                           f" replies; first: {reason}); the model is not updated")
         arrays, metrics = super().aggregate_train(server_round, replies)
         self._run_dir.log_metrics({
             "phase": PHASE_TRAIN, "variant": self._variant, "round": server_round, "kind": KIND_CLIENT_TRAIN,
@@ -71,6 +162,7 @@ def train_variant(
     test_set: tuple[Any, Any],
     config_record: ConfigRecord,
     progress: Progress,
+    dp_sgd: DpSgdCharge | None = None,
 ) -> dict[str, Any]:
     """Masked FedAvg of one variant from θ0 (``ticket=None``: dense).
 
@@ -97,7 +189,8 @@ def train_variant(
 
     # Rounds go on with the nodes that are there: at least min-replies of them (a dead node is skipped).
     strategy = TicketFedAvg(
-        ticket=ticket, run_dir=run_dir, variant=variant, fraction_train=config.fraction_train,
+        ticket=ticket, run_dir=run_dir, variant=variant, dp_sgd=dp_sgd, progress=progress,
+        fraction_train=config.fraction_train,
         fraction_evaluate=0.0, min_train_nodes=config.min_replies, min_available_nodes=config.min_replies,
     )
     result = strategy.start(

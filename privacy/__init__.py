@@ -11,6 +11,8 @@ numpy, scipy and dp_accounting only (DESIGN.md section 6): no torch, no Flower.
   (:func:`fits`, :func:`share`, :func:`total`, :func:`exact`),
   :class:`ReleaseJournal` (write-ahead record of asked releases, for crashes),
   :func:`compare_composition`.
+- DP-SGD training (5.8): :func:`dp_sgd_event`, :func:`dp_sgd_epsilon` (RDP of Poisson-sampled
+  Gaussian steps, Opacus' orders).
 - Noise (5.5): :func:`make_rng`, :func:`discrete_laplace_noise`.
 - Honest utility (5.6): :func:`signal_to_noise`.
 - Auditing: :func:`epsilon_lower_bound`.
@@ -23,8 +25,11 @@ from privacy.comparison import CompositionComparison, compare_composition, gauss
 from privacy.diagnostics import NoiseDiagnostic, histogram_diagnostic, score_diagnostic, signal_to_noise
 from privacy.discrete_laplace import discrete_laplace_noise, rational_scale
 from privacy.errors import BudgetExceededError, LedgerError, PrivacyError, TornLedgerError
+from privacy.dp_sgd import dp_sgd_epsilon, dp_sgd_event, dp_sgd_steps
 from privacy.events import (
     DATA_FREE,
+    DP_SGD,
+    UNACCOUNTED,
     DISCRETE_LAPLACE_HISTOGRAM,
     GAUSSIAN,
     GAUSSIAN_TOPK,
@@ -77,6 +82,8 @@ from privacy.validation import RejectReason, VoteCheck, validate_vote
 
 __all__ = [
     "DATA_FREE",
+    "DP_SGD",
+    "UNACCOUNTED",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
     "GAUSSIAN_TOPK",
@@ -119,6 +126,9 @@ __all__ = [
     "clipped_mean",
     "clopper_pearson",
     "compare_composition",
+    "dp_sgd_epsilon",
+    "dp_sgd_event",
+    "dp_sgd_steps",
     "data_free_spec",
     "discrete_laplace_noise",
     "draw_gaussian_topk",

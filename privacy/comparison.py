@@ -22,6 +22,13 @@ How each event is represented (all sound, i.e. the figure is an upper bound):
   ``from_privacy_parameters(ε, 0)`` for PLD.
 - any other (ε, δ) event with δ > 0: ``from_privacy_parameters(ε, δ)`` for PLD (dominating pair of
   (ε, δ)-DP); no valid RDP bound exists, so the RDP figure is ``None`` with the reason in ``notes``.
+- ``dp-sgd`` (``steps`` Poisson-sampled Gaussian steps, sampling rate q, multiplier σ = noise
+  scale / C; :mod:`privacy.dp_sgd`): ``PoissonSampledDpEvent(q, GaussianDpEvent(σ))`` composed
+  ``steps`` times, under ``ADD_OR_REMOVE_ONE`` (the relation of the sampled Gaussian's analysis),
+  on Opacus' integer RDP orders (privacy.dp_sgd.RDP_ORDERS) so that the figure is Opacus' own on
+  them; for PLD the sampled Gaussian PLD. Its
+  event's ε must be at least that of its own steps. RDP has no figure for dp-sgd events composed
+  with pure ε-DP votes (dp_accounting's randomized response needs ``REPLACE_ONE``): ``None``, noted.
 - ε = 0 events are left out (no loss); an ε = ∞ event makes both figures ∞.
 
 Neighbouring relation: the events' sensitivities are already stated under their unit's relation
@@ -43,12 +50,14 @@ from privacy._checks import check_positive_finite
 from privacy.errors import PrivacyError
 from privacy.events import (
     DISCRETE_LAPLACE_HISTOGRAM,
+    DP_SGD,
     GAUSSIAN,
     GAUSSIAN_TOPK,
     LAPLACE,
     LAPLACE_HISTOGRAM,
     PrivacyEvent,
 )
+from privacy.dp_sgd import RDP_ORDERS, dp_sgd_epsilon
 from privacy.gaussian import gaussian_delta, gaussian_noise_multiplier
 
 # dp_accounting (and the scipy.stats it pulls in) is imported inside the functions: clients
@@ -91,6 +100,16 @@ def _kind(event: PrivacyEvent) -> tuple[str, tuple[float, ...]]:
                 f" Found {event.epsilon:.6g} (event {event.event_id})."
             )
         return "laplace", (event.noise_scale / event.sensitivity,)
+    if event.mechanism == DP_SGD and event.sensitivity_norm == "l2" and noisy:
+        sigma = event.noise_scale / event.sensitivity
+        steps = (sigma, float(event.sample_rate), int(event.steps))  # type: ignore[arg-type]
+        actual = dp_sgd_epsilon([steps], delta=event.delta) if event.delta > 0 else math.inf
+        if actual > event.epsilon * (1.0 + _CONSISTENCY_RTOL):
+            raise PrivacyError(
+                f"epsilon of a dp-sgd event must be at least {actual:.6g}, its steps' RDP ε at its delta."
+                f" Found {event.epsilon:.6g} (event {event.event_id})."
+            )
+        return "dpsgd", steps
     if event.mechanism == GAUSSIAN_TOPK and event.sensitivity_norm == "l2" and noisy:
         actual = gaussian_delta(noise_multiplier=event.noise_scale / event.sensitivity, epsilon=event.epsilon)
         if actual > event.delta * (1.0 + _CONSISTENCY_RTOL):
@@ -132,6 +151,8 @@ def _rdp_epsilon(groups: Counter, target_delta: float, notes: list[str]) -> floa
     import dp_accounting
     from dp_accounting.rdp import RdpAccountant
 
+    if any(kind == "dpsgd" for kind, _ in groups):
+        return _dpsgd_rdp_epsilon(groups, target_delta, notes)
     accountant = RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
     for (kind, params), count in groups.items():
         if kind == "laplace":
@@ -147,6 +168,29 @@ def _rdp_epsilon(groups: Counter, target_delta: float, notes: list[str]) -> floa
     return float(accountant.get_epsilon(target_delta))
 
 
+def _dpsgd_rdp_epsilon(groups: Counter, target_delta: float, notes: list[str]) -> float | None:
+    """RDP of dp-sgd events (with Laplace and Gaussian ones) under ADD_OR_REMOVE_ONE, on Opacus' orders."""
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    accountant = RdpAccountant(orders=list(RDP_ORDERS),
+                               neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+    for (kind, params), count in groups.items():
+        if kind == "dpsgd":
+            sigma, rate, steps = params
+            accountant.compose(
+                dp_accounting.PoissonSampledDpEvent(rate, dp_accounting.GaussianDpEvent(sigma)), int(steps) * count)
+        elif kind == "laplace":
+            accountant.compose(dp_accounting.LaplaceDpEvent(noise_multiplier=params[0]), count)
+        elif kind == "gaussian":
+            accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier=params[0]), count)
+        else:
+            notes.append(f"RDP: left out, {count} {kind} event(s) cannot be composed with dp-sgd events by RDP here"
+                         " (their RDP bound needs REPLACE_ONE, the sampled Gaussian's ADD_OR_REMOVE_ONE).")
+            return None
+    return float(accountant.get_epsilon(target_delta))
+
+
 def _pld_epsilon(groups: Counter, target_delta: float, interval: float) -> float:
     from dp_accounting.pld import common as pld_common
     from dp_accounting.pld import privacy_loss_distribution as pld_lib
@@ -157,6 +201,10 @@ def _pld_epsilon(groups: Counter, target_delta: float, interval: float) -> float
             single = pld_lib.from_laplace_mechanism(params[0], value_discretization_interval=interval)
         elif kind == "gaussian":
             single = pld_lib.from_gaussian_mechanism(params[0], value_discretization_interval=interval)
+        elif kind == "dpsgd":
+            single = pld_lib.from_gaussian_mechanism(
+                params[0], sampling_prob=params[1], value_discretization_interval=interval
+            ).self_compose(int(params[2]))
         elif kind == "dlaplace":
             single = pld_lib.from_discrete_laplace_mechanism(
                 params[0], sensitivity=int(params[1]), value_discretization_interval=interval

@@ -27,6 +27,8 @@ from storage import decode_float, encode_float
 
 __all__ = [
     "DATA_FREE",
+    "DP_SGD",
+    "UNACCOUNTED",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
     "GAUSSIAN_TOPK",
@@ -59,6 +61,8 @@ DISCRETE_LAPLACE_HISTOGRAM: Final = "discrete-laplace-histogram"  # client level
 LAPLACE: Final = "laplace"  # plain Laplace mechanism, L1 sensitivity (e.g. recorded by others)
 GAUSSIAN: Final = "gaussian"  # plain Gaussian mechanism, L2 sensitivity (e.g. DP-FedAvg)
 DATA_FREE: Final = "data-free"  # reads no private data: ε = 0
+DP_SGD: Final = "dp-sgd"  # record level, Poisson-sampled Gaussian steps of clipped gradients (privacy.dp_sgd)
+UNACCOUNTED: Final = "unaccounted"  # data released without a description the ledger can price: ε = inf
 
 _NUMBER_FIELDS: Final = ("sensitivity", "noise_scale", "epsilon", "delta")
 
@@ -101,6 +105,23 @@ def _check_release(
             "a data-free release must have sensitivity, noise_scale, epsilon and delta 0."
             f" Found {(sensitivity, noise_scale, epsilon, delta)}."
         )
+
+
+_SAMPLING_FIELDS: Final = ("sample_rate", "steps")
+
+
+def _check_sampling(mechanism: object, sample_rate: object, steps: object) -> None:
+    """A ``dp-sgd`` event has a sampling rate in (0, 1] and steps >= 1; no other event has either."""
+    if mechanism != DP_SGD:
+        if sample_rate is not None or steps is not None:
+            raise PrivacyError(f"sample_rate and steps must be None unless mechanism is {DP_SGD!r}."
+                               f" Found {sample_rate!r}, {steps!r} for {mechanism!r}.")
+        return
+    if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float))
+            or not 0.0 < float(sample_rate) <= 1.0):
+        raise PrivacyError(f"sample_rate of a {DP_SGD} event must be a number in (0, 1]. Found {sample_rate!r}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise PrivacyError(f"steps of a {DP_SGD} event must be an int >= 1. Found {steps!r}.")
 
 
 def _as_float(name: str, value: object) -> float:
@@ -205,9 +226,12 @@ class PrivacyEvent:
     sensitivity_norm: str | None = field(default=None, metadata={"help": "l1, l2, linf or None"})
     attempt: int = field(default=0, metadata={"help": "attempt number of the round"})
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex, metadata={"help": "unique id"})
+    sample_rate: float | None = field(default=None, metadata={"help": "dp-sgd only: Poisson sampling rate q"})
+    steps: int | None = field(default=None, metadata={"help": "dp-sgd only: noisy steps of this release"})
 
     def __post_init__(self) -> None:
         check_int("round", self.round, minimum=0)
+        _check_sampling(self.mechanism, self.sample_rate, self.steps)
         check_int("attempt", self.attempt, minimum=0)
         object.__setattr__(self, "round", int(self.round))
         object.__setattr__(self, "attempt", int(self.attempt))
@@ -266,6 +290,8 @@ class PrivacyEvent:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _SAMPLING_FIELDS and value is None:
+                continue  # only dp-sgd events have them: every other ledger line stays as it was
             if f.name in _NUMBER_FIELDS:
                 value = encode_float(value)
             elif f.name == "participants":
@@ -282,7 +308,8 @@ class PrivacyEvent:
         unknown = sorted(set(data) - names)
         if unknown:
             raise PrivacyError(f"event keys must be among {sorted(names)}. Found unknown {unknown}.")
-        required = {f.name for f in fields(cls) if f.name not in ("sensitivity_norm", "attempt", "event_id")}
+        required = {f.name for f in fields(cls)
+                    if f.name not in ("sensitivity_norm", "attempt", "event_id", *_SAMPLING_FIELDS)}
         missing = sorted(required - set(data))
         if missing:
             raise PrivacyError(f"event must have keys {sorted(required)}. Missing {missing}.")

@@ -168,6 +168,9 @@ def test_the_policy_comes_from_the_node_config_with_safe_defaults_and_clear_erro
         1.0, 1e-5, ("laplace-topk", "gumbel-topk", "gaussian-topk"), 1, None)
     with pytest.raises(ConfigError, match="max-vote-delta must be a number in \\[0, 1\\)"):
         device_policy_of({"max-vote-delta": 2})
+    assert default.max_train_delta == 1e-5
+    with pytest.raises(ConfigError, match="max-train-delta must be a number in \\[0, 1\\)"):
+        device_policy_of({"max-train-delta": 1})
     policy = device_policy_of({"max-vote-epsilon": "inf", "mechanisms": "gumbel-topk", "min-examples": 32})
     assert (policy.max_vote_epsilon, policy.mechanisms, policy.min_examples) == (math.inf, ("gumbel-topk",), 32)
     with pytest.raises(ConfigError, match="mechanisms must be a comma-separated list of laplace-topk, gumbel-topk, gaussian-topk"):
@@ -185,6 +188,7 @@ def test_a_simulation_derives_each_nodes_policy_from_the_run_config():
         2.0, ("gumbel-topk",), 256, 5)
     assert device_policy_of(simulation_node_config(Config())).max_vote_epsilon == math.inf  # the ε = inf reference
     assert "noise-seed" not in simulation_node_config(Config())
+    assert device_policy_of(simulation_node_config(Config(train_delta=1e-4))).max_train_delta == 1e-4
 
 
 def test_check_node_prints_the_policy(small_config, data_dir, tmp_path):

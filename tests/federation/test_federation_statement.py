@@ -192,3 +192,15 @@ def test_the_readme_quotes_the_main_job_s_statement_as_the_builder_writes_it(tmp
     text = guarantee_statement(Config(), _totals(tmp_path, record=0.2, clients=clients))
     readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
     assert f'"{text}"' in readme
+
+
+def test_dp_sgd_training_is_covered_by_its_own_sentence_and_no_longer_listed_as_not_covered(tmp_path: Path) -> None:
+    config = Config(train_privacy="dp-sgd", train_epsilon=3.0, train_delta=1e-6)
+    text = guarantee_statement(config, _totals(tmp_path, record=0.2))
+    ticket, training = text.split(" The trained weights and accuracies come from record-level DP-SGD")
+    assert "masked FedAvg without noise" not in text and "Not covered: " in ticket
+    assert "ε = 3, δ = 1e-06 by Rényi DP for one example added or removed" in training
+    assert "ledger-train.jsonl" in training and "not composed with the figure above" in training
+    plain = guarantee_statement(config.replace(epsilon=math.inf), _totals(tmp_path / "inf", record=math.inf))
+    assert plain.startswith(f"{NOTHING_PRIVATE} in the search") and "record-level DP-SGD" in plain
+    assert guarantee_statement(Config(), _totals(tmp_path / "none", record=0.2)).count("DP-SGD") == 0

@@ -88,7 +88,7 @@ def test_gaussian_event_matches_dp_accounting() -> None:
 
 
 def test_approximate_dp_event_without_rdp_bound_is_left_out_with_a_reason() -> None:
-    event = PrivacyEvent(round=1, phase="training", domain="weights", layer=None, unit="record", mechanism="dp-sgd",
+    event = PrivacyEvent(round=1, phase="training", domain="weights", layer=None, unit="record", mechanism="other-approx",
                          sensitivity=1.0, noise_scale=1.1, epsilon=1.0, delta=1e-6, participants=("a",))
     again = PrivacyEvent(**{**event.to_dict(), "event_id": "x", "participants": ("a",)})
     result = compare_composition([event, again], target_delta=1e-5)

@@ -39,6 +39,8 @@ def test_help_on_every_subcommand(sub, capsys):
         (["--set", "other-layers=pattern"], "other-layers must be one of dense, unstructured. Found 'pattern'."),
         (["--set", "dataset=imagenet"], "dataset must be one of"),
         (["--set", "bogus=1"], "Unknown config key 'bogus'"),
+        (["--set", "train-privacy=dp-sgd", "--set", "train-epsilon=1e-7"], "train-epsilon must be large enough for DP-SGD"),
+        (["--set", "train-privacy=dp-fedavg"], "train-privacy must be one of none, dp-sgd. Found 'dp-fedavg'."),
         (["--config", "missing.toml"], "does not exist"),
     ],
 )
@@ -155,6 +157,22 @@ def test_simulation_engine_smoke_run_writes_a_complete_run_directory(tmp_path, d
     again = _dppt("report", str(out))
     assert again.returncode == 0, again.stderr
     assert (out / MARKDOWN_FILE).read_text() == first
+
+
+def test_a_dp_sgd_smoke_run_on_the_simulation_engine_charges_every_training_reply(tmp_path, data_dir):
+    """train-privacy=dp-sgd on Ray: Opacus runs in the actors, every reply is charged, RDP stays in budget."""
+    from federation.layout import PHASE_TRAIN, TRAIN_LEDGER_FILE, VARIANTS
+    from privacy import DP_SGD, Ledger
+
+    out = tmp_path / "run"
+    proc = _dppt(*smoke_args(out, data_dir, "train-privacy=dp-sgd", "train-epsilon=4"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    events = Ledger(out / TRAIN_LEDGER_FILE).events
+    assert {(event.phase, event.mechanism) for event in events} == {(PHASE_TRAIN, DP_SGD)}
+    assert len(events) == 3 * len(VARIANTS)  # 3 clients x 1 round x every model
+    train = json.loads((out / SUMMARY_FILE).read_text())["train-epsilon"]
+    assert 3.9 < train["rdp"]["record-max"] <= 4.0 < train["record"]["max"]  # RDP exact, basic Σ looser
+    assert "record-level DP-SGD" in proc.stdout
 
 
 def test_too_few_clients_able_to_vote_exits_2_before_writing(tmp_path, data_dir, capsys):

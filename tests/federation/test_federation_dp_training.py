@@ -1,0 +1,256 @@
+"""Record-level DP-SGD of ticket training (DESIGN.md 5.8): masks, accounting, the device's budget.
+
+The device (the real ClientApp on the in-process grid) computes its noise, keeps its accountant in
+its ``Context.state`` across rounds, and logs each round's ε; the server charges each reply to the
+training ledger. The figures are cross-checked against Opacus' own accountant.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+import torch
+from flwr.app import Array, ArrayRecord, Message
+from opacus.accountants import RDPAccountant
+
+from federation.config import Config, ConfigError, check_names
+from federation.device_log import DeviceLog
+from federation.dp_training import DpSgdRound, dp_train_epochs, plan_round
+from federation.layout import PHASE_TRAIN, TRAIN_LEDGER_FILE
+from federation.messages import DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD, TRAIN_PRIVACY_KEY
+from federation.model_io import build_model
+from federation.pipeline import test_set as server_test_set
+from federation.pipeline import config_record, training_charge
+from federation.rundir import RunDirectory
+from federation.ticket_training import dp_sgd_reply_event, train_variant
+from models import apply_masks, prunable_layers, remove_masks
+from privacy import DP_SGD, Ledger, dp_sgd_epsilon, rdp_epsilon
+from privacy.dp_sgd import RDP_ORDERS
+from strategies import keys
+from strategies.votes import refusal_rule
+
+from ..policy_requests import train_message
+from .conftest import InProcessGrid
+
+pytestmark = pytest.mark.usefixtures("server_identity")
+
+EXAMPLES = 300  # small_config's max-examples-per-client
+
+
+@pytest.fixture
+def dp_config(small_config: Config) -> Config:
+    return small_config.replace(train_privacy="dp-sgd", train_epsilon=2.0, baselines=False, train_rounds=2)
+
+
+def _masks(model: torch.nn.Module, seed: int = 3) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {name: torch.rand(layer.weight.shape, generator=generator) < 0.3
+            for name, layer in prunable_layers(model).items()}
+
+
+def _with_ticket(message: Message, masks: dict[str, torch.Tensor]) -> Message:
+    message.content[keys.TICKET_KEY] = ArrayRecord(
+        {f"{keys.MASK_PREFIX}{name}": Array(mask.numpy()) for name, mask in masks.items()})
+    return message
+
+
+def _opacus_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    """Opacus' own RDP figure for the same (σ, q, steps) history, on the ledger's (integer) orders."""
+    accountant = RDPAccountant()
+    accountant.history = list(history)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "optimal order is the largest alpha": a note, not an error
+        return float(accountant.get_epsilon(delta, alphas=list(RDP_ORDERS)))
+
+
+def test_pruned_weights_stay_exactly_zero_under_dp_sgd(small_config):
+    model = build_model(small_config, seed=0)
+    masks = _masks(model)
+    apply_masks(model, masks)
+    remove_masks(model)
+    before = {name: layer.weight.detach().clone() for name, layer in prunable_layers(model).items()}
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(96, 1, 28, 28, generator=generator)
+    labels = torch.randint(0, 10, (96,), generator=generator)
+    planned = DpSgdRound(noise_multiplier=1.0, sample_rate=0.25, steps=8, clip=1.0, delta=1e-5, epsilon=1.0,
+                         total_epsilon=1.0)
+    loss = dp_train_epochs(model, images, labels, planned=planned, masks=masks, lr=0.1, momentum=0.9,
+                           weight_decay=1e-3, generator=torch.Generator().manual_seed(2))
+    assert math.isfinite(loss)
+    for name, layer in prunable_layers(model).items():
+        weight = layer.weight.detach()
+        assert torch.count_nonzero(weight[~masks[name]]) == 0, name  # exactly zero, not small
+        assert not torch.equal(weight[masks[name]], before[name][masks[name]]), name  # the kept ones trained
+
+
+def test_dp_sgd_rounds_on_the_device_are_logged_charged_and_match_opacus(dp_config, data_dir, tmp_path):
+    """Two rounds on one device: its log's Σε is the RDP ε of both, and so is the ledger's figure."""
+    grid = InProcessGrid(dp_config, data_dir)
+    node = grid.node_of(0)
+    log = DeviceLog(path=tmp_path / "device.jsonl")
+    grid.contexts[node].node_config["privacy-log"] = str(log.path)
+    masks = _masks(build_model(dp_config, seed=dp_config.seed))
+    events, history = [], []
+    for server_round in (1, 2):
+        (reply,) = grid.send_and_receive([_with_ticket(train_message(dp_config, node), masks)])
+        assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+        metrics = reply.content[keys.METRICS_KEY]
+        history.append((float(metrics[NOISE_MULTIPLIER_FIELD]), float(metrics[SAMPLE_RATE_FIELD]),
+                        int(metrics[DP_STEPS_FIELD])))
+        weights = reply.content[keys.ARRAYS_KEY]
+        for name, mask in masks.items():
+            assert (weights[f"{name}.weight"].numpy()[~mask.numpy()] == 0).all()
+        events.append(dp_sgd_reply_event(reply, server_round=server_round, variant="dp_ticket",
+                                         clip=dp_config.train_clip, delta=dp_config.train_delta))
+    assert history[0] == history[1] and history[0][1] == pytest.approx(1 / math.ceil(EXAMPLES / 32))
+    opacus = _opacus_epsilon(history, dp_config.train_delta)
+    ledger = rdp_epsilon(events, target_delta=dp_config.train_delta)
+    assert ledger == pytest.approx(opacus, rel=1e-6)
+    assert {event.mechanism for event in events} == {DP_SGD} and {event.participants for event in events} == {("partition-0",)}
+    lines = [line for line in log.entries() if line["kind"] == "train"]
+    assert len(lines) == 2
+    assert math.fsum(float(line["epsilon"]) for line in lines) == pytest.approx(opacus, rel=1e-6)
+    # The devices calibrate to the whole training: 2 models (baselines off) x 2 rounds, within train-epsilon.
+    full = _opacus_epsilon([history[0]] * 4, dp_config.train_delta)
+    assert full <= dp_config.train_epsilon and full > 0.9 * dp_config.train_epsilon
+
+
+def test_a_device_with_max_epsilon_answers_a_dp_sgd_round_that_fits_and_refuses_one_that_does_not(
+    dp_config, data_dir, tmp_path
+):
+    first = plan_round(dp_config, num_examples=EXAMPLES, history=[])
+    step = (first.noise_multiplier, first.sample_rate, first.steps)
+    second = plan_round(dp_config, num_examples=EXAMPLES, history=[step])
+    assert 0 < second.epsilon < first.epsilon  # the device logs the increase of its RDP total
+    grid = InProcessGrid(dp_config, data_dir)
+    node = grid.node_of(0)
+    log = DeviceLog(path=tmp_path / "device.jsonl")
+    grid.contexts[node].node_config.update(
+        {"privacy-log": str(log.path), "max-epsilon": first.epsilon + 0.5 * second.epsilon})
+    (answered,) = grid.send_and_receive([train_message(dp_config, node)])
+    assert not answered.has_error()
+    (refused,) = grid.send_and_receive([train_message(dp_config, node)])
+    assert refusal_rule(refused) == "max-epsilon"
+    releases = [line for line in log.entries() if line["kind"] == "train"]
+    assert [float(line["epsilon"]) for line in releases] == [pytest.approx(first.epsilon)]
+    # Plain SGD (ε = inf) is still refused under the same budget.
+    (plain,) = grid.send_and_receive([train_message(dp_config.replace(train_privacy="none"), node)])
+    assert refusal_rule(plain) == "train"
+
+
+def test_a_train_epsilon_too_small_is_refused_up_front_and_by_the_device(dp_config, data_dir):
+    tiny = dp_config.replace(train_epsilon=1e-7)
+    with pytest.raises(ConfigError, match="train-epsilon must be large enough for DP-SGD"):
+        check_names(tiny)
+    check_names(dp_config)
+    grid = InProcessGrid(dp_config, data_dir)
+    node = grid.node_of(0)
+    (reply,) = grid.send_and_receive([train_message(tiny, node)])  # a server that skipped the check
+    assert refusal_rule(reply) == "train-epsilon"
+    assert "raise train-epsilon" in reply.error.reason
+
+
+def test_a_device_refuses_dp_sgd_at_a_delta_above_its_own_cap(dp_config, data_dir):
+    grid = InProcessGrid(dp_config, data_dir)
+    node = grid.node_of(0)
+    grid.contexts[node].node_config.pop("max-train-delta")  # the device's own default: 1e-5
+    (reply,) = grid.send_and_receive([train_message(dp_config.replace(train_delta=1e-3), node)])
+    assert refusal_rule(reply) == "max-train-delta"
+    (answered,) = grid.send_and_receive([train_message(dp_config, node)])
+    assert not answered.has_error()
+
+
+def test_a_hostile_server_asking_more_rounds_than_its_budget_allows_is_refused(dp_config, data_dir):
+    grid = InProcessGrid(dp_config, data_dir)
+    node = grid.node_of(0)
+    rounds = 2 * dp_config.train_rounds  # baselines off: the budget covers 2 models x train-rounds
+    replies = [grid.send_and_receive([train_message(dp_config, node)])[0] for _ in range(rounds + 1)]
+    assert all(not reply.has_error() for reply in replies[:rounds])
+    assert refusal_rule(replies[-1]) == "train-epsilon"
+
+
+@pytest.mark.parametrize(("key", "value"), [("train-privacy", "dp-fedavg"), ("train-epsilon", math.inf),
+                                            ("train-delta", 1.0), ("train-clip", 0.0)])
+def test_the_config_keys_are_validated_in_one_line(key, value):
+    with pytest.raises(ConfigError, match=f"^{key} must be"):
+        Config.from_mapping({key: value})
+
+
+def test_ticket_training_charges_every_dp_sgd_reply_to_the_training_ledger(dp_config, data_dir, tmp_path):
+    run_dir = RunDirectory.create(tmp_path / "run")
+    grid = InProcessGrid(dp_config, data_dir)
+    charge = training_charge(dp_config, run_dir)
+    assert charge is not None and training_charge(dp_config.replace(train_privacy="none"), run_dir) is None
+    result = train_variant(grid, dp_config, run_dir, variant="dense", ticket=None, test_set=server_test_set(dp_config),
+                           config_record=config_record(dp_config), progress=lambda line: None, dp_sgd=charge)
+    assert result["rounds"] == dp_config.train_rounds
+    events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert len(events) == dp_config.num_clients * dp_config.train_rounds
+    assert {(e.phase, e.mechanism, e.domain) for e in events} == {(PHASE_TRAIN, DP_SGD, "dense")}
+    for client in {e.participants[0] for e in events}:
+        mine = [e for e in events if e.participants == (client,)]
+        steps = [(e.noise_scale / e.sensitivity, e.sample_rate, e.steps) for e in mine]
+        assert rdp_epsilon(mine, target_delta=dp_config.train_delta) == pytest.approx(
+            dp_sgd_epsilon(steps, delta=dp_config.train_delta), rel=1e-12)
+        assert rdp_epsilon(mine, target_delta=dp_config.train_delta) == pytest.approx(
+            _opacus_epsilon(steps, dp_config.train_delta), rel=1e-6)
+    totals = charge.accountant.totals()
+    assert totals.record_rdp_epsilon_max <= dp_config.train_epsilon
+
+
+def test_a_whole_run_with_dp_sgd_charges_the_training_ledger_and_reports_it(dp_config, data_dir, tmp_path):
+    from federation.layout import LEDGER_FILE
+    from federation.pipeline import run_pipeline
+
+    config = dp_config.replace(search_rounds=2, hold_rounds=1, train_rounds=1, reference_search=False)
+    run_dir = RunDirectory.create(tmp_path / "run")
+    run_dir.write_config(config.to_dict())
+    summary = run_pipeline(InProcessGrid(config, data_dir), config, run_dir, progress=lambda line: None)
+    events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert {(e.phase, e.domain) for e in events} == {(PHASE_TRAIN, "dp_ticket")}  # no reference, no baselines
+    assert len(events) == config.num_clients * config.train_rounds
+    assert all(e.phase != PHASE_TRAIN for e in Ledger(run_dir.file(LEDGER_FILE)).events)  # the search's stays its own
+    train = summary["train-epsilon"]
+    assert 0 < train["rdp"]["record-max"] <= config.train_epsilon and train["budget"] == config.train_epsilon
+    assert "record-level DP-SGD" in summary["ticket-training"] and "record-level DP-SGD" in summary["guarantee"]
+
+
+def test_a_train_reply_without_its_dp_sgd_figures_is_dropped_and_charged_as_infinite(dp_config, data_dir, tmp_path):
+    from privacy import UNACCOUNTED
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    charge = training_charge(dp_config, run_dir)
+    grid = InProcessGrid(dp_config, data_dir)
+    good, bad, anonymous = (grid.send_and_receive([train_message(dp_config, grid.node_of(i))])[0] for i in range(3))
+    del bad.content[keys.METRICS_KEY][NOISE_MULTIPLIER_FIELD]
+    del anonymous.content[keys.METRICS_KEY][SAMPLE_RATE_FIELD]
+    anonymous.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD] = "not an id!"
+    kept = charge.charge(1, "dense", [good, bad, anonymous])
+    assert kept == [good]
+    events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert [(e.participants, e.mechanism, e.epsilon) for e in events][1:] == [(("partition-1",), UNACCOUNTED, math.inf)]
+    assert events[0].mechanism == DP_SGD and events[0].participants == ("partition-0",)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), sigma=st.floats(0.3, 5.0), rate=st.floats(0.05, 1.0),
+       density=st.floats(0.0, 1.0), momentum=st.sampled_from([0.0, 0.9]), decay=st.sampled_from([0.0, 1e-2]))
+def test_property_no_pruned_weight_ever_moves_under_dp_sgd(seed, sigma, rate, density, momentum, decay):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    generator = torch.Generator().manual_seed(seed)
+    masks = {name: torch.rand(layer.weight.shape, generator=generator) < density
+             for name, layer in prunable_layers(model).items()}
+    apply_masks(model, masks)
+    remove_masks(model)
+    images, labels = torch.randn(20, 1, 8, 8, generator=generator), torch.randint(0, 3, (20,), generator=generator)
+    planned = DpSgdRound(noise_multiplier=sigma, sample_rate=rate, steps=5, clip=1.0, delta=1e-5, epsilon=1.0,
+                         total_epsilon=1.0)
+    dp_train_epochs(model, images, labels, planned=planned, masks=masks, lr=0.5, momentum=momentum,
+                    weight_decay=decay, generator=generator)
+    for name, layer in prunable_layers(model).items():
+        assert torch.count_nonzero(layer.weight.detach()[~masks[name]]) == 0
