@@ -211,8 +211,9 @@ class Accountant:
         bound: basic composition is then the figure that holds)."""
         if self._enforce != ENFORCE_RDP:
             return None
-        figures = [rdp_epsilon(self.events_for(unit=UNIT_RECORD, client_id=client), target_delta=self._delta_budget)
-                   for client in self._record_eps]
+        histories = {tuple(self.events_for(unit=UNIT_RECORD, client_id=client)) for client in self._record_eps}
+        # Clients sampled in the same rounds share their events: one RDP computation per distinct history.
+        figures = [rdp_epsilon(history, target_delta=self._delta_budget) for history in histories]
         if any(figure is None for figure in figures):
             return None
         return max((figure for figure in figures if figure is not None), default=0.0)

@@ -221,26 +221,25 @@ def domain_epsilon(privacy: PrivacySettings, domain_name: str, unit: str) -> flo
     StrategyError
         If ``domain_name`` is not in the split or ``unit`` is not a privacy unit.
     """
-    split = privacy.epsilon_split
-    if domain_name not in split:
-        raise StrategyError(f"domain_name must be one of the split's domains {sorted(split)}. Found {domain_name!r}.")
     round_epsilon = {UNIT_RECORD: privacy.record_epsilon, UNIT_CLIENT: privacy.client_epsilon}
     if unit not in round_epsilon:
         raise StrategyError(f"unit must be one of {list(round_epsilon)}. Found {unit!r}.")
+    return _domain_share(privacy, domain_name, round_epsilon[unit])
+
+
+def _domain_share(privacy: PrivacySettings, domain_name: str, round_value: float) -> float:
+    """``f_d`` times ``round_value``, rounded down; fractions divided by their exact sum when above 1."""
+    split = privacy.epsilon_split
+    if domain_name not in split:
+        raise StrategyError(f"domain_name must be one of the split's domains {sorted(split)}. Found {domain_name!r}.")
     whole = sum((Fraction(fraction) for fraction in split.values()), Fraction(0))
-    return share(round_epsilon[unit], Fraction(split[domain_name]) / max(whole, Fraction(1)))
+    return share(round_value, Fraction(split[domain_name]) / max(whole, Fraction(1)))
 
 
 def domain_delta(privacy: PrivacySettings, domain_name: str) -> float:
     """The record-level δ of domain ``domain_name`` in one round: ``f_d`` times ``record_delta``,
     rounded down exactly as :func:`domain_epsilon` rounds ε (0 unless the vote is Gaussian)."""
-    split = privacy.epsilon_split
-    if domain_name not in split:
-        raise StrategyError(f"domain_name must be one of the split's domains {sorted(split)}. Found {domain_name!r}.")
-    if privacy.record_delta == 0.0:
-        return 0.0
-    whole = sum((Fraction(fraction) for fraction in split.values()), Fraction(0))
-    return share(privacy.record_delta, Fraction(split[domain_name]) / max(whole, Fraction(1)))
+    return _domain_share(privacy, domain_name, privacy.record_delta)
 
 
 def plan_round_events(

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from federation.layout import METRICS_FILE, PHASE_SEARCH, SUMMARY_FILE
+from federation.layout import SUMMARY_FILE
 from simulations.benchmarks.process_memory import run_measured
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -116,22 +116,12 @@ def main(argv: list[str]) -> int:
                    "wall-s": measured.wall_s, "peak-rss-gib": measured.peak_rss_gib,
                    "epsilon-record-max": summary["epsilon"]["record"]["max"],
                    "epsilon-record-rdp": summary["epsilon"].get("rdp", {}).get("record-max"),
-                   "hold-jaccard": _last_jaccard(out)}
+                   "hold-jaccard": summary["search"].get("last-round-jaccard")}
             rows.append(row)
             print(json.dumps(row), flush=True)
             _write(rows, args, started)  # after every run: a stopped benchmark keeps what it measured
     print("\n".join(_markdown(rows, args, started)))
     return 0
-
-
-def _last_jaccard(run_dir: Path) -> float | None:
-    """The DP search's last round's Jaccard index against the round before (does the hold phase settle?)."""
-    last = None
-    for line in (run_dir / METRICS_FILE).read_text().splitlines():
-        entry = json.loads(line)
-        if entry.get("phase") == PHASE_SEARCH and entry.get("jaccard") is not None:
-            last = entry["jaccard"]
-    return last
 
 
 def _write(rows: list[dict], args: argparse.Namespace, started: str) -> None:
