@@ -44,6 +44,7 @@ from flwr.common.constant import ErrorCode
 from federation.client_data import load_client_data, node_image_dir, require_client_id
 from federation.config import TRAIN_PRIVACY_DP_SGD, Config, ConfigError
 from federation.device_policy import PolicyRefusal, device_policy_of
+from federation import profiling
 from federation.dp_training import dp_train_epochs, plan_round, record_round, state_history
 from federation.messages import (
     DP_STEPS_FIELD, NODE_CLIENT_ID, NODE_NUM_PARTITIONS, NODE_PARTITION_ID, NOISE_MULTIPLIER_FIELD, NUM_EXAMPLES_FIELD,
@@ -132,11 +133,32 @@ def vote(msg: Message, context: Context, node_defaults: Mapping[str, Any] | None
     request = VoteRequest.from_record(dict(msg.content[keys.VOTE_CONFIG_KEY]))
     attempt = int(msg.content[keys.VOTE_CONFIG_KEY].get(keys.ATTEMPT_FIELD, 0))
     released = policy.vote_charge(request, config, reads_data=reads_data(config.score))  # before any work
-    data = load_client_data(node_config, config)
-    model = build_model(config)
-    load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
-    masks = ticket_masks(msg.content.get(keys.TICKET_KEY))
+    with profiling.span("data"):
+        data = load_client_data(node_config, config)
+    with profiling.span("model"):
+        model = build_model(config)
+        load_weights(model, msg.content[keys.ARRAYS_KEY].to_torch_state_dict())
+        masks = ticket_masks(msg.content.get(keys.TICKET_KEY))
     generator = torch.Generator().manual_seed(_seed(config.seed, request.server_round, attempt, data.seed_key))
+    with profiling.span("compute"):
+        votes, metrics = _score_and_vote(model, masks, data, request, config, policy, attempt, generator)
+    # On the device's own record before the reply leaves (fsynced).
+    with profiling.span("log"):
+        policy.record(run=config.run_hash(), server_round=request.server_round, attempt=attempt, domains=released,
+                      kind="vote")
+    content = RecordDict({
+        keys.VOTES_KEY: ArrayRecord({name: Array(indices) for name, indices in votes.items()}),
+        keys.VOTE_META_KEY: ConfigRecord({keys.ROUND_FIELD: request.server_round}),
+        keys.METRICS_KEY: MetricRecord(metrics),
+    })
+    return Message(content=content, reply_to=msg)
+
+
+def _score_and_vote(
+    model: torch.nn.Module, masks: Any, data: Any, request: VoteRequest, config: Config, policy: Any, attempt: int,
+    generator: torch.Generator,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """The vote's work: optional local training of the scores, then the noisy top-k of every domain."""
     if config.score_train_epochs:
         # The policy priced this as unnoised (ε = inf): trained weights void Δ = C/n (DESIGN.md 4).
         apply_masks(model, masks)
@@ -147,19 +169,10 @@ def vote(msg: Message, context: Context, node_defaults: Mapping[str, Any] | None
     rng = make_rng(seed)
     scored = request.score_source == SCORE_RECORD
     policies = ticket_policies(model, other_layers=config.other_layers)
-    votes, metrics = build_votes(
+    return build_votes(
         model, request, score=config.score, policies=policies, masks=masks,
         data=(data.images, data.labels) if scored else None, rng=rng, generator=generator,
     )
-    # On the device's own record before the reply leaves (fsynced).
-    policy.record(run=config.run_hash(), server_round=request.server_round, attempt=attempt, domains=released,
-                  kind="vote")
-    content = RecordDict({
-        keys.VOTES_KEY: ArrayRecord({name: Array(indices) for name, indices in votes.items()}),
-        keys.VOTE_META_KEY: ConfigRecord({keys.ROUND_FIELD: request.server_round}),
-        keys.METRICS_KEY: MetricRecord(metrics),
-    })
-    return Message(content=content, reply_to=msg)
 
 
 def _masked_model(msg: Message, config: Config) -> torch.nn.Module:
@@ -183,22 +196,25 @@ def train(msg: Message, context: Context, node_defaults: Mapping[str, Any] | Non
     dp_sgd = config.train_privacy == TRAIN_PRIVACY_DP_SGD
     policy.admit_train(dp_sgd=dp_sgd, train_delta=config.train_delta)
     torch.set_num_threads(max(1, int(config.client_cpus)))
-    data = load_client_data(node_config, config)
+    with profiling.span("data"):
+        data = load_client_data(node_config, config)
     if dp_sgd:
         return _dp_train(msg, context, config, server_round, policy, data)
-    model = _masked_model(msg, config)
+    with profiling.span("model"):
+        model = _masked_model(msg, config)
     gen = torch.Generator().manual_seed(_seed(config.seed, server_round, data.seed_key))
-    loss = train_epochs(
-        model,
-        data.images,
-        data.labels,
-        epochs=config.local_epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        generator=gen,
-    )
+    with profiling.span("compute"):
+        loss = train_epochs(
+            model,
+            data.images,
+            data.labels,
+            epochs=config.local_epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            generator=gen,
+        )
     policy.record(run=config.run_hash(), server_round=server_round, attempt=0, domains={"train": math.inf},
                   kind="train")
     metrics = MetricRecord({TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples})
@@ -248,7 +264,8 @@ def build_client_app(node_defaults: Mapping[str, Any] | None = None) -> ClientAp
 
     @client_app.query("identity")
     def _identity(msg: Message, context: Context) -> Message:
-        return identity(msg, context)
+        with profiling.message("identity"):
+            return identity(msg, context)
 
     @client_app.train("vote")
     def _vote(msg: Message, context: Context) -> Message:
@@ -269,7 +286,8 @@ def _refusing(handler: Any, msg: Message, context: Context, defaults: Mapping[st
     (what Flower's own mods reply when a request fails theirs), so nothing is released.
     """
     try:
-        return handler(msg, context, defaults)
+        with profiling.message(kind):
+            return handler(msg, context, defaults)
     except PolicyRefusal as refusal:
         log(WARNING, "dppt: %s", refusal)
         raw = msg.content[keys.CONFIG_KEY] if keys.CONFIG_KEY in msg.content else {}

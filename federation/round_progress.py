@@ -22,6 +22,7 @@ from typing import Final
 from flwr.app import Message
 from flwr.serverapp import Grid
 
+from federation import profiling
 from federation.grid_wrapper import GridWrapper
 
 __all__ = ["PROGRESS_INTERVAL_S", "ProgressGrid"]
@@ -87,6 +88,7 @@ class ProgressGrid(GridWrapper):
                                f"{limit}")
                 next_line = now + self._interval
             self._sleep(self._pull_interval)
+        profiling.record_server_call(kind, start=start, wall_s=self._clock() - start, sent=sent, replies=len(replies))
         return replies
 
 

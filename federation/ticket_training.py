@@ -23,6 +23,7 @@ from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from federation import profiling
 from federation.config import Config
 from federation.layout import KIND_CLIENT_TRAIN, KIND_SERVER_EVAL, PHASE_TRAIN
 from federation.messages import DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD, TRAIN_PRIVACY_KEY
@@ -177,8 +178,10 @@ def train_variant(
     history: list[dict[str, Any]] = []
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        began = time.time()
         load_weights(model, arrays.to_torch_state_dict())
         loss, accuracy = evaluate(model, images, labels)
+        profiling.record_server_call("evaluate", start=began, wall_s=time.time() - began, sent=0, replies=0)
         row = {"phase": PHASE_TRAIN, "variant": variant, "round": server_round, "kind": KIND_SERVER_EVAL,
                "accuracy": accuracy, "loss": loss, "elapsed-s": round(time.time() - start, 2)}
         history.append(row)
