@@ -20,7 +20,8 @@ Handlers (message types):
 - ``train``: local SGD of the model under the ticket's masks (dense without a ticket); the reply
   holds the trained weights, an ε = inf release: refused under ``max-epsilon``, logged otherwise.
   Under ``train-privacy = dp-sgd`` it is record-level DP-SGD (:mod:`federation.dp_training`): the
-  reply also holds the round's σ, q and steps, and the client id the server charges it under.
+  reply also holds the round's σ, q and steps, and the client id the server charges it under,
+  and no training loss (an unnoised figure of the private records, outside DP-SGD's guarantee).
 
 There is no ``evaluate`` handler: tickets are evaluated on the server's test set, so a node
 never answers a question about its data beyond the vote and the training update.
@@ -234,14 +235,21 @@ def _dp_train(msg: Message, context: Context, config: Config, server_round: int,
     # DESIGN.md 5.5: samples and noise from OS entropy; a seed only from a simulation's node config.
     seed = (secrets.randbits(63) if policy.noise_seed is None
             else _seed(policy.noise_seed, server_round, data.seed_key, len(state_history(context.state))))
-    loss = dp_train_epochs(model, data.images, data.labels, planned=planned, masks=masks, lr=config.lr,
-                           momentum=config.momentum, weight_decay=config.weight_decay,
-                           generator=torch.Generator().manual_seed(seed))
+    dp_train_epochs(model, data.images, data.labels, planned=planned, masks=masks, lr=config.lr,
+                    momentum=config.momentum, weight_decay=config.weight_decay,
+                    generator=torch.Generator().manual_seed(seed))  # its mean loss stays here (below)
     record_round(context.state, planned)
     policy.record(run=config.run_hash(), server_round=server_round, attempt=0,
                   domains={DP_SGD: planned.epsilon}, kind="train")
+    # Release policy (DESIGN.md 5.4): a DP-SGD reply holds only what DP-SGD's guarantee covers, the
+    # noised weights, and the accounting figures (σ, q, steps) the server needs to charge them. The
+    # unnoised mean training loss is a function of the private records outside that guarantee, so it
+    # stays on the device (computed, never sent). ``num-examples`` is the partition's size:
+    # FedAvg weights by it and it is not noised, so it is treated as public (a simulation's partition
+    # report already states every partition's size); a deployment that deems its size private must
+    # not run this handler.
     metrics = MetricRecord({
-        TRAIN_LOSS_FIELD: loss, NUM_EXAMPLES_FIELD: data.num_examples,
+        NUM_EXAMPLES_FIELD: data.num_examples,
         NOISE_MULTIPLIER_FIELD: planned.noise_multiplier, SAMPLE_RATE_FIELD: planned.sample_rate,
         DP_STEPS_FIELD: planned.steps,
     })

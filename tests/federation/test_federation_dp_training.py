@@ -21,7 +21,8 @@ from federation.config import Config, ConfigError, check_names
 from federation.device_log import DeviceLog
 from federation.dp_training import DpSgdRound, dp_train_epochs, plan_round
 from federation.layout import PHASE_TRAIN, TRAIN_LEDGER_FILE
-from federation.messages import DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD, TRAIN_PRIVACY_KEY
+from federation.messages import (DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, NUM_EXAMPLES_FIELD, SAMPLE_RATE_FIELD,
+                                 TRAIN_PRIVACY_KEY)
 from federation.model_io import build_model
 from federation.pipeline import test_set as server_test_set
 from federation.pipeline import config_record, training_charge
@@ -254,3 +255,22 @@ def test_property_no_pruned_weight_ever_moves_under_dp_sgd(seed, sigma, rate, de
                     weight_decay=decay, generator=generator)
     for name, layer in prunable_layers(model).items():
         assert torch.count_nonzero(layer.weight.detach()[~masks[name]]) == 0
+
+
+def test_a_dp_sgd_train_reply_releases_only_the_noised_weights_and_the_accounting_figures(dp_config, data_dir):
+    """No unnoised figure of the private records (such as the training loss) leaves the device.
+
+    The reply may hold the DP-SGD weights, (σ, q, steps), the client id and num-examples; the last
+    is the partition's size, public by policy (client_app's comment), and q is a function of it.
+    """
+    grid = InProcessGrid(dp_config, data_dir)
+    node = grid.node_of(0)
+    (reply,) = grid.send_and_receive([train_message(dp_config, node)])
+    assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+    assert set(reply.content.keys()) == {keys.ARRAYS_KEY, keys.METRICS_KEY, TRAIN_PRIVACY_KEY}
+    metrics = reply.content[keys.METRICS_KEY]
+    assert set(metrics.keys()) == {NUM_EXAMPLES_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD, DP_STEPS_FIELD}
+    assert metrics[NUM_EXAMPLES_FIELD] == EXAMPLES
+    assert float(metrics[SAMPLE_RATE_FIELD]) == pytest.approx(1 / math.ceil(EXAMPLES / 32))
+    assert set(reply.content[TRAIN_PRIVACY_KEY].keys()) == {keys.CLIENT_ID_FIELD}
+    assert set(reply.content[keys.ARRAYS_KEY].keys()) == set(build_model(dp_config).state_dict().keys())
