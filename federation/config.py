@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from federation.errors import ConfigError
+from federation.layout import VARIANTS
 from privacy import ENFORCE_RDP, ENFORCEMENTS, GAUSSIAN_TOPK, GUMBEL_TOPK, LAPLACE_TOPK, NOISE_KINDS, UNIT_CLIENT, UNIT_RECORD
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
@@ -84,6 +85,7 @@ class Config:
     min_replies: int = field(default=2, metadata=_help("replies a search round needs to update the ticket (else retried, then stopped)"))
     reference_search: bool = field(default=True, metadata=_help("also run the non-private (ε = inf) search as a simulation-only reference"))
     baselines: bool = field(default=True, metadata=_help("also train the dense model and a random ticket of the same structure as references"))
+    train_variants: str = field(default="", metadata=_help(f"the models ticket training trains, comma-separated from {', '.join(VARIANTS)}; empty = dp_ticket, nonprivate_ticket (with reference-search) and, with baselines, dense and random_ticket. Under train-privacy=dp-sgd every model a device trains shares its train-epsilon: train only the model you deploy to give it the whole budget"))
     noise_seed: int = field(default=-1, metadata=_help("seed of all DP noise, simulation only (refused under flwr run); -1 = OS entropy. A seed makes the run NOT PRIVATE: whoever knows it can remove the noise"))
     fraction_train: float = field(default=1.0, metadata=_help("fraction of clients sampled each round (search and training)"))
     local_epochs: int = field(default=1, metadata=_help("local epochs per training round"))
@@ -154,6 +156,11 @@ class Config:
         _check(math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0", self.lr)
         _check(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "weight-decay", ">= 0", self.weight_decay)
+        names = [name.strip() for name in self.train_variants.split(",")] if self.train_variants.strip() else []
+        _check(
+            all(name in VARIANTS for name in names) and len(set(names)) == len(names), "train-variants",
+            f"empty or a comma-separated list, without repeats, of {', '.join(VARIANTS)}", self.train_variants,
+        )
         _check(self.train_privacy in TRAIN_PRIVACIES, "train-privacy", f"one of {', '.join(TRAIN_PRIVACIES)}",
                self.train_privacy)
         _check(math.isfinite(self.train_epsilon) and self.train_epsilon > 0, "train-epsilon", "a finite number > 0",
@@ -308,6 +315,15 @@ def check_names(config: Config) -> None:
         f"0 with the data-free score {config.score!r} (after local training its top-k reads the client's"
         " examples and would be charged ε = 0); use score=snip with unit=client", config.score_train_epochs,
     )
+    from federation.statement import noised_units
+
+    has_nonprivate = config.reference_search or (reads_data(config.score) and not noised_units(config))
+    _check(
+        not config.train_variants.strip() or "nonprivate_ticket" not in trained_variants(config) or has_nonprivate,
+        "train-variants",
+        "without nonprivate_ticket unless reference-search=true (a private search has no non-private ticket)",
+        config.train_variants,
+    )
     if config.train_privacy == TRAIN_PRIVACY_DP_SGD:
         _check_dp_sgd_budget(config)
     candidates = candidate_count(config.pattern_entries, centre_fixed=True)
@@ -339,6 +355,18 @@ def _check_dp_sgd_budget(config: Config) -> None:
     except ValueError:
         _check(False, "train-epsilon", f"large enough for DP-SGD at train-delta {config.train_delta:g}: no noise"
                f" multiplier up to 1e6 reaches it for the {steps} steps of the fewest a device takes", config.train_epsilon)
+
+
+def trained_variants(config: Config) -> tuple[str, ...]:
+    """The models ticket training trains, in :data:`federation.layout.VARIANTS` order.
+
+    ``train-variants`` when set; else the DP ticket, the non-private ticket (when the run has one)
+    and, with ``baselines``, the dense model and the random ticket.
+    """
+    if config.train_variants.strip():
+        chosen = {name.strip() for name in config.train_variants.split(",")}
+        return tuple(variant for variant in VARIANTS if variant in chosen)
+    return tuple(variant for variant in VARIANTS if config.baselines or variant not in ("dense", "random_ticket"))
 
 
 def reads_client_data(config: Config) -> bool:

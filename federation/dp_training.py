@@ -36,9 +36,8 @@ import torch
 from flwr.app import ConfigRecord, RecordDict
 from torch import nn
 
-from federation.config import Config
+from federation.config import Config, reads_client_data, trained_variants
 from federation.errors import PolicyRefusal
-from federation.layout import VARIANTS
 from models import prunable_layers
 from privacy import dp_sgd_epsilon
 from privacy.dp_sgd import RDP_ORDERS
@@ -53,8 +52,21 @@ RULE: Final = "train-epsilon"
 
 
 def models_trained(config: Config) -> int:
-    """The most models ticket training trains on a device: every variant with baselines, else two."""
-    return len(VARIANTS) if config.baselines else len(VARIANTS) - 2
+    """The most models ticket training trains on a device: its DP-SGD budget is shared by them.
+
+    :func:`federation.config.trained_variants`, less the non-private ticket where the run has none
+    of its own: a private search without ``reference-search``, or a non-private search, whose one
+    ticket is trained once (:func:`federation.pipeline.run_pipeline`).
+    """
+    from federation.statement import noised_units
+
+    variants = set(trained_variants(config))
+    private = not reads_client_data(config) or bool(noised_units(config))
+    if "nonprivate_ticket" in variants and (
+        (private and not config.reference_search) or (not private and "dp_ticket" in variants)
+    ):
+        variants.discard("nonprivate_ticket")
+    return max(1, len(variants))
 
 
 @dataclass(frozen=True, kw_only=True)

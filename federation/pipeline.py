@@ -31,7 +31,7 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from federation.errors import PipelineError
-from federation.config import SERVER_ONLY_KEYS, TRAIN_PRIVACY_DP_SGD, Config, reads_client_data
+from federation.config import SERVER_ONLY_KEYS, TRAIN_PRIVACY_DP_SGD, Config, reads_client_data, trained_variants
 from federation.data import dataset_info, load_tensors
 from federation.layout import (
     CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
@@ -240,9 +240,7 @@ def run_pipeline(
     record = config_record(config)
     dp_sgd = training_charge(config, run_dir)
     results: dict[str, dict[str, Any]] = {}
-    for variant in VARIANTS:
-        if variant in ("dense", "random_ticket") and not config.baselines:
-            continue
+    for variant in trained_variants(config):
         if variant != "dense" and tickets[variant] is None:
             progress(f"[train {variant}] skipped: no ticket")
             continue

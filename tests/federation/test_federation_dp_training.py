@@ -274,3 +274,33 @@ def test_a_dp_sgd_train_reply_releases_only_the_noised_weights_and_the_accountin
     assert float(metrics[SAMPLE_RATE_FIELD]) == pytest.approx(1 / math.ceil(EXAMPLES / 32))
     assert set(reply.content[TRAIN_PRIVACY_KEY].keys()) == {keys.CLIENT_ID_FIELD}
     assert set(reply.content[keys.ARRAYS_KEY].keys()) == set(build_model(dp_config).state_dict().keys())
+
+
+def test_the_training_budget_is_shared_only_by_the_models_the_run_trains(small_config):
+    from federation.config import trained_variants
+    from federation.dp_training import models_trained
+
+    assert trained_variants(small_config) == ("dense", "dp_ticket", "nonprivate_ticket", "random_ticket")
+    assert models_trained(small_config) == 4
+    no_reference = small_config.replace(reference_search=False, baselines=False)
+    assert trained_variants(no_reference) == ("dp_ticket", "nonprivate_ticket")
+    assert models_trained(no_reference) == 1  # a private search without a reference has no second ticket
+    assert models_trained(small_config.replace(epsilon=math.inf, baselines=False)) == 1  # one ticket, trained once
+    only = small_config.replace(train_variants="dp_ticket, dense")
+    assert trained_variants(only) == ("dense", "dp_ticket") and models_trained(only) == 2
+    # A device given the whole budget for one model calibrates less noise than one sharing it with three more.
+    alone = plan_round(only.replace(train_privacy="dp-sgd", train_variants="dp_ticket"), num_examples=EXAMPLES, history=[])
+    shared = plan_round(only.replace(train_privacy="dp-sgd", train_variants=""), num_examples=EXAMPLES, history=[])
+    assert alone.noise_multiplier < shared.noise_multiplier
+
+
+@pytest.mark.parametrize("value", ["dp-ticket", "dense,dense", "dense,,dp_ticket"])
+def test_train_variants_names_the_known_models_once(value):
+    with pytest.raises(ConfigError, match="^train-variants must be empty or a comma-separated list"):
+        Config.from_mapping({"train-variants": value})
+
+
+def test_train_variants_refuses_a_non_private_ticket_the_run_does_not_have(small_config):
+    with pytest.raises(ConfigError, match="^train-variants must be without nonprivate_ticket unless reference-search"):
+        check_names(small_config.replace(reference_search=False, train_variants="nonprivate_ticket"))
+    check_names(small_config.replace(reference_search=True, train_variants="nonprivate_ticket"))
