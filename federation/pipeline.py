@@ -44,7 +44,7 @@ from federation.rounds_to_accuracy import rounds_to_accuracy
 from federation.rundir import RunDirectory, read_json, write_json_atomic
 from federation.search_phase import build_strategy, run_search_phase
 from federation.statement import (
-    guarantee_statement, noised_units, participation_statement, seeded_noise_warning, without_client_ids,
+    guarantee_statement, noised_units, participation_statement, seeded_noise_warning, whole_run, without_client_ids,
 )
 from federation.ticket_training import DpSgdCharge, train_variant
 from kernels import LayerPolicy, Ticket, TicketMetadata, random_ticket_like
@@ -290,6 +290,8 @@ def run_pipeline(
                  " added or removed)"
         ),
         "train-epsilon": None if dp_sgd is None else training_privacy_summary(dp_sgd.accountant),
+        # Everything the run released, composed per client (search + training; federation.statement.whole_run).
+        "whole-run": whole_run(config, totals, None if dp_sgd is None else dp_sgd.accountant.totals()).to_json(),
         "wall-time-s": round(time.time() - start, 2),
         "run-dir": str(run_dir.path),
     }
@@ -330,6 +332,9 @@ def _print_summary(summary: Mapping[str, Any], progress: Progress) -> None:
     progress(f"[done] {shown}")
     rdp = eps.get("rdp", {}).get("record-max")
     shown_eps = f"{eps['record']['max']:.4g}" if rdp is None else f"{rdp:.4g} (RDP; basic {eps['record']['max']:.4g})"
+    whole = summary["whole-run"]
+    progress(f"[done] whole run: ε {whole['epsilon']:.4g}, δ {whole['delta']:.3g} per client, record level"
+             " (one example replaced; summary.json \"whole-run\" says what it covers)")
     progress(f"[done] ε record max {shown_eps} (budget {eps['record']['budget']:g}),"
              f" client {eps['client']['total']:.4g} (budget {eps['client']['budget']:g});"
              f" search rounds {summary['search']['rounds-completed']}/{summary['search']['rounds-planned']}"

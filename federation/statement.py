@@ -16,6 +16,12 @@ What it states (DESIGN.md 5.1, 5.2, 5.4b, 5.5):
 - A user-set ``noise-seed`` makes every noise draw reproducible: the statement then opens with
   :data:`NOT_PRIVATE` and claims nothing else.
 - Data-free scores (every release ε = 0): the search read no client data, the training still does.
+
+:func:`whole_run` states what *everything* the run releases guarantees together (search, ticket
+training, accuracies): one (ε, δ) per client at record level, one example replaced, by basic
+composition of the phases' figures (``summary.json``'s ``"whole-run"``). The replace-one
+figure of DP-SGD's add-or-remove guarantee comes from group privacy (derivation in
+:func:`replace_one_from_add_remove`).
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from federation.config import TRAIN_PRIVACY_DP_SGD, UNIT_BOTH, Config
 from federation.layout import (
     LEDGER_FILE,
     METRICS_FILE,
     PHASE_SEARCH,
+    PHASE_TRAIN,
     REFERENCE_DIR,
     TICKET_FILE,
     TICKETS_DIR,
@@ -39,11 +47,15 @@ from privacy import UNIT_CLIENT, UNIT_RECORD, PrivacyTotals
 
 __all__ = [
     "NOTHING_PRIVATE",
+    "PhaseFigure",
+    "WholeRun",
     "NOT_PRIVATE",
     "guarantee_statement",
     "noised_units",
     "participation_statement",
+    "replace_one_from_add_remove",
     "seeded_noise_warning",
+    "whole_run",
     "without_client_ids",
 ]
 
@@ -257,3 +269,153 @@ def without_client_ids(text: str | None, client_ids: Iterable[str]) -> str | Non
         token = rf"(?<![\w.:-])(?:client )?(['\"]?){re.escape(client)}\1(?![\w:-])(?!\.[\w.:-])"
         text = re.sub(token, A_CLIENT, text)
     return text
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole run: everything it releases, composed into one figure per client.
+
+
+def replace_one_from_add_remove(epsilon: float, delta: float) -> tuple[float, float]:
+    """A replace-one (ε', δ') bound from an add-or-remove (ε, δ) one: (2ε, (1 + e^ε) δ).
+
+    Group privacy of size 2: replacing an example of D to get D' is removing it (D -> D⁻) and then
+    adding another (D⁻ -> D'). For any output set S,
+    P[M(D) ∈ S] <= e^ε P[M(D⁻) ∈ S] + δ <= e^ε (e^ε P[M(D') ∈ S] + δ) + δ = e^2ε P[M(D') ∈ S] + (1 + e^ε) δ.
+    DP-SGD's figure (Opacus, dp_accounting: the sampled Gaussian's RDP) is add-or-remove; the
+    search's is replace-one (DESIGN.md 5.1): this puts both under one relation before they compose.
+    """
+    if math.isinf(epsilon):
+        return math.inf, delta
+    return 2.0 * epsilon, min(1.0, (1.0 + math.exp(epsilon)) * delta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseFigure:
+    """One phase's record-level (ε, δ) per client, for one example replaced, and where it comes from."""
+
+    phase: str = field(metadata={"help": "search or train"})
+    epsilon: float = field(metadata={"help": "the largest client's ε (inf: a release without noise)"})
+    delta: float = field(metadata={"help": "its δ"})
+    source: str = field(metadata={"help": "how the figure was obtained, in words"})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"phase": self.phase, "epsilon": self.epsilon, "delta": self.delta, "source": self.source}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WholeRun:
+    """What everything a run releases guarantees together, per client, record level (one example replaced).
+
+    ``epsilon``/``delta``: basic composition (Σε, Σδ) of the phases' figures, each phase at the
+    accountant its budget is enforced on (RDP for DP-SGD); ``basic_epsilon``/``basic_delta``: the
+    same with every release at its own figure (looser, beside it). Each phase's figure is the
+    largest client's, so the sum bounds every client's whole run. ``client_level`` is the
+    client-unit figure of the whole run (unit client or both), else ``None``.
+    """
+
+    epsilon: float
+    delta: float
+    basic_epsilon: float
+    basic_delta: float
+    phases: tuple[PhaseFigure, ...]
+    client_level: float | None
+    sentence: str
+
+    def to_json(self) -> dict[str, Any]:
+        """``summary.json``'s ``"whole-run"``."""
+        return {
+            "statement": self.sentence, "relation": "one example replaced (record level, per client)",
+            "epsilon": self.epsilon, "delta": self.delta,
+            "basic": {"epsilon": self.basic_epsilon, "delta": self.basic_delta},
+            "phases": [figure.to_json() for figure in self.phases], "client-level-epsilon": self.client_level,
+        }
+
+
+def _search_figure(config: Config, totals: PrivacyTotals) -> tuple[PhaseFigure, tuple[float, float]]:
+    """The search's enforced figure and its all-basic one (replace-one: the votes' own relation)."""
+    basic = (totals.record_epsilon_max, totals.record_delta_max)
+    if totals.num_events == 0 or _data_free(totals):
+        return PhaseFigure(phase=PHASE_SEARCH, epsilon=0.0, delta=0.0, source=(
+            "the search read no client data" + (f" (data-free score {config.score})" if totals.num_events else ""))
+        ), (0.0, 0.0)
+    infinite = None
+    if config.unit == UNIT_CLIENT:
+        infinite = "under unit client the votes leave the devices without record-level noise"
+    elif config.reference_search:
+        infinite = f"the non-private reference search ({REFERENCE_DIR}/) released exact votes"
+    elif math.isinf(basic[0]):
+        infinite = f"the search released votes without noise (ε = ∞ in {LEDGER_FILE})"
+    if infinite is not None:
+        return PhaseFigure(phase=PHASE_SEARCH, epsilon=math.inf, delta=0.0, source=infinite), (math.inf, 0.0)
+    if totals.record_rdp_epsilon_max is not None and totals.rdp_delta is not None and math.isfinite(basic[0]):
+        return PhaseFigure(phase=PHASE_SEARCH, epsilon=totals.record_rdp_epsilon_max, delta=totals.rdp_delta,
+                           source=f"Rényi DP of the votes ({LEDGER_FILE}, the enforced accountant)"), basic
+    return PhaseFigure(phase=PHASE_SEARCH, epsilon=basic[0], delta=basic[1],
+                       source=f"basic composition of the votes ({LEDGER_FILE})"), basic
+
+
+def _train_figure(config: Config, train: PrivacyTotals | None) -> tuple[PhaseFigure, tuple[float, float]]:
+    """Ticket training's replace-one figure: ∞ for plain SGD, else DP-SGD's RDP figure by group privacy."""
+    if config.train_privacy != TRAIN_PRIVACY_DP_SGD:
+        return PhaseFigure(phase=PHASE_TRAIN, epsilon=math.inf, delta=0.0, source=(
+            "masked FedAvg without noise (train-privacy = none): the weights are released exactly")), (math.inf, 0.0)
+    if train is None or not train.record_releases:
+        return PhaseFigure(phase=PHASE_TRAIN, epsilon=0.0, delta=0.0,
+                           source=f"no DP-SGD release charged yet ({TRAIN_LEDGER_FILE})"), (0.0, 0.0)
+    rdp, rdp_delta = train.record_rdp_epsilon_max, train.rdp_delta
+    if rdp is None or rdp_delta is None or not math.isfinite(train.record_epsilon_max):
+        rdp, rdp_delta = train.record_epsilon_max, train.record_delta_max
+    epsilon, delta = replace_one_from_add_remove(rdp, rdp_delta)
+    basic = replace_one_from_add_remove(train.record_epsilon_max, train.record_delta_max)
+    return PhaseFigure(phase=PHASE_TRAIN, epsilon=epsilon, delta=delta, source=(
+        f"DP-SGD's Rényi-DP figure ({TRAIN_LEDGER_FILE}) ε = {_number(rdp)}, δ = {rdp_delta:.3g} for one example"
+        " added or removed, as (2ε, (1 + e^ε)δ) for one replaced (group privacy)")), basic
+
+
+def whole_run(config: Config, search: PrivacyTotals, train: PrivacyTotals | None) -> WholeRun:
+    """The guarantee of everything the run releases, composed per client (module docstring).
+
+    Parameters
+    ----------
+    config
+        The run's typed config.
+    search
+        The DP search's ledger totals (``ledger.jsonl``).
+    train
+        The training ledger's totals under ``train-privacy = dp-sgd`` (``ledger-train.jsonl``,
+        composed by RDP at ``train-delta``), else ``None``.
+
+    What it covers: the ticket(s), the trained weights of every model the run trains, and the
+    accuracies (the server's test set: public data, no client release). Not: participation and
+    the partition report (:func:`guarantee_statement` says so), and a run with a ``noise-seed``
+    (NOT PRIVATE) or whose search adds no noise.
+    """
+    search_figure, search_basic = _search_figure(config, search)
+    train_figure, train_basic = _train_figure(config, train)
+    phases = (search_figure, train_figure)
+    epsilon = math.fsum(f.epsilon for f in phases) if all(math.isfinite(f.epsilon) for f in phases) else math.inf
+    delta = min(1.0, math.fsum(f.delta for f in phases))
+    basic_eps = search_basic[0] + train_basic[0] if math.isfinite(search_basic[0] + train_basic[0]) else math.inf
+    basic_delta = min(1.0, search_basic[1] + train_basic[1])
+    client_level = None
+    if config.unit in (UNIT_CLIENT, UNIT_BOTH):
+        client_level = math.inf  # ticket training has no client-level noise (DP-FedAvg is not available)
+    seeded = seeded_noise_warning(config)
+    if seeded is not None:
+        sentence = f"{seeded} No whole-run guarantee holds for it."
+    elif math.isfinite(epsilon):
+        sentence = (
+            f"Everything this run releases (the ticket, the trained weights of every model it trained and their"
+            f" accuracies on the server's test set) is {_epsilon(epsilon, delta)} record-level DP for every"
+            f" client's examples (one example replaced), by basic composition of the search's"
+            f" {_epsilon(search_figure.epsilon, search_figure.delta)} and the training's"
+            f" {_epsilon(train_figure.epsilon, train_figure.delta)} (DP-SGD's add-or-remove figure by group privacy)."
+        )
+    else:
+        why = _listing([f.source for f in phases if math.isinf(f.epsilon)])
+        sentence = f"The whole run is not record-level DP (ε = ∞): {why}."
+    if client_level is not None and seeded is None:
+        sentence += (" At client level the whole run is ε = ∞: ticket training adds no client-level noise"
+                     " (DP-FedAvg is not available).")
+    return WholeRun(epsilon=epsilon, delta=delta, basic_epsilon=basic_eps, basic_delta=basic_delta, phases=phases,
+                    client_level=client_level, sentence=sentence)

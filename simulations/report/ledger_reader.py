@@ -13,10 +13,12 @@ from pathlib import Path
 
 from federation.config import Config
 from federation.layout import LEDGER_FILE
-from privacy import ENFORCE_RDP, GAUSSIAN_TOPK, Accountant, Ledger, LedgerError, ReleaseAsk, ReleaseJournal, TornLedgerError
+from privacy import (
+    ENFORCE_RDP, GAUSSIAN_TOPK, Accountant, Ledger, LedgerError, PrivacyTotals, ReleaseAsk, ReleaseJournal, TornLedgerError,
+)
 from simulations.report.errors import ReportError
 
-__all__ = ["interrupted_rounds", "ledger_accountant", "open_ledger"]
+__all__ = ["interrupted_rounds", "ledger_accountant", "open_ledger", "training_totals"]
 
 
 def open_ledger(path: Path) -> Ledger:
@@ -59,6 +61,15 @@ def ledger_accountant(ledger: Ledger, config: Config | None = None) -> Accountan
         return Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf,
                           delta_budget=config.delta, enforce=ENFORCE_RDP)
     return Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf)
+
+
+def training_totals(ledger: Ledger | None, config: Config) -> PrivacyTotals | None:
+    """The totals of ``ledger-train.jsonl`` as the run composed them: RDP at ``train-delta``
+    (:func:`federation.pipeline.training_charge`), basic beside; ``None`` without that ledger."""
+    if ledger is None:
+        return None
+    return Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf,
+                      delta_budget=config.train_delta, enforce=ENFORCE_RDP).totals()
 
 
 def interrupted_rounds(path: Path) -> tuple[ReleaseAsk, ...]:

@@ -12,6 +12,7 @@ __all__ = [
     "ACCURACY_PLOT",
     "CONVERGENCE_PLOT",
     "EPSILON_PER_CLIENT_PLOT",
+    "EPSILON_PER_PHASE_PLOT",
     "EPSILON_PER_ROUND_PLOT",
     "HTML_FILE",
     "MARKDOWN_FILE",
@@ -29,5 +30,7 @@ EPSILON_PER_CLIENT_PLOT: Final = "epsilon_per_client.png"
 ACCURACY_PLOT: Final = "accuracy.png"
 CONVERGENCE_PLOT: Final = "convergence.png"
 SPARSITY_PLOT: Final = "sparsity_per_layer.png"
-PLOT_FILES: Final = (EPSILON_PER_ROUND_PLOT, EPSILON_PER_CLIENT_PLOT, ACCURACY_PLOT, CONVERGENCE_PLOT, SPARSITY_PLOT)
+EPSILON_PER_PHASE_PLOT: Final = "epsilon_per_phase.png"
+PLOT_FILES: Final = (EPSILON_PER_ROUND_PLOT, EPSILON_PER_CLIENT_PLOT, ACCURACY_PLOT, CONVERGENCE_PLOT, SPARSITY_PLOT,
+                     EPSILON_PER_PHASE_PLOT)
 """Every plot a run's report may write under ``plots/``."""

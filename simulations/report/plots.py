@@ -23,6 +23,7 @@ __all__ = [
     "accuracy_plot",
     "convergence_plot",
     "epsilon_per_client_plot",
+    "epsilon_per_phase_plot",
     "epsilon_per_round_plot",
     "new_figure",
     "sparsity_plot",
@@ -115,6 +116,36 @@ def epsilon_per_client_plot(epsilons: Sequence[float], *, budget: float | None) 
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=8)
     axes.grid(alpha=0.3, axis="y")
+    return to_png(figure)
+
+
+def epsilon_per_phase_plot(phases: Sequence[tuple[str, float]], *, whole: float) -> bytes:
+    """Bars of each phase's record-level ε per client (one example replaced) and of the whole run, stacked.
+
+    ``phases``: (label, ε) in release order; ``whole``: their basic composition. An infinite phase
+    (a release without noise) is not drawn; the legend names it, and the whole-run bar with it.
+    """
+    figure = new_figure(width=7.0, height=3.0)
+    axes = figure.add_subplot()
+    names = [label for label, _ in phases] + ["whole run"]
+    bottom = 0.0
+    for i, (label, epsilon) in enumerate(phases):
+        if math.isfinite(epsilon):
+            axes.barh(len(phases), epsilon, left=bottom, color=f"C{i}")  # the whole run: the phases stacked
+            axes.barh(i, epsilon, color=f"C{i}")
+            bottom += epsilon
+        else:
+            axes.plot([], [], " ", label=f"{label}: ε = inf (released without noise): bar not drawn")
+    if not math.isfinite(whole):
+        axes.plot([], [], " ", label="whole run: ε = inf (not private)")
+    axes.set_yticks(range(len(names)), names)
+    axes.invert_yaxis()
+    axes.set_xlim(left=0.0)
+    axes.set_xlabel("ε per client, record level (one example replaced)")
+    axes.set_title("Privacy spent per phase, and the whole run (basic composition)")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8, loc="lower right")
+    axes.grid(alpha=0.3, axis="x")
     return to_png(figure)
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from federation.config import Config, ConfigError
-from federation.layout import CONFIG_FILE, JOURNAL_FILE, LEDGER_FILE, METRICS_FILE, SUMMARY_FILE, TICKET_FILE
+from federation.layout import (
+    CONFIG_FILE, JOURNAL_FILE, LEDGER_FILE, METRICS_FILE, SUMMARY_FILE, TICKET_FILE, TRAIN_LEDGER_FILE,
+)
 from privacy import Ledger, ReleaseAsk
 from simulations.report.errors import ReportError
 from simulations.report.ledger_reader import interrupted_rounds, open_ledger
@@ -88,6 +90,9 @@ class RunInputs:
     interrupted: tuple[ReleaseAsk, ...] = field(
         default=(), metadata={"help": "round attempts charged in full after an interruption (release journal)"}
     )
+    train_ledger: Ledger | None = field(
+        default=None, metadata={"help": "ledger-train.jsonl (train-privacy = dp-sgd), read-only; None if absent"}
+    )
 
 
 def _load_ticket(run_dir: Path, summary: Mapping[str, Any] | None) -> tuple[Ticket | None, str | None]:
@@ -134,4 +139,5 @@ def load_run(run_dir: Path) -> RunInputs:
         run_dir=run_dir, config=_parse_config(raw, run_dir / CONFIG_FILE), config_keys=frozenset(raw), ledger=ledger,
         metrics=metrics, summary=summary, ticket=ticket, ticket_file=ticket_file,
         interrupted=interrupted_rounds(run_dir / JOURNAL_FILE),
+        train_ledger=open_ledger(run_dir / TRAIN_LEDGER_FILE) if (run_dir / TRAIN_LEDGER_FILE).exists() else None,
     )

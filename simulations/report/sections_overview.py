@@ -6,7 +6,10 @@ Three small tables and one note, each fact read from its owner (nothing is recom
   threshold (:mod:`simulations.report.training`: ``summary.json``, else ``metrics.jsonl``);
 - the DP ticket's conv sparsity, MACs kept and kept paths (``summary.json``'s ``"sparsity"``);
 - ε spent of the budget per privacy unit (:func:`simulations.report.sections_privacy.budget_table`,
-  the ledger's totals).
+  the ledgers' totals, the training's under DP-SGD);
+- the whole run's guarantee, per phase and composed, with its plot
+  (:func:`simulations.report.sections_privacy.whole_run_blocks`: ``summary.json``'s ``"whole-run"``,
+  else :func:`federation.statement.whole_run` of the same ledgers).
 
 The detailed sections follow unchanged.
 """
@@ -19,7 +22,7 @@ from privacy import PrivacyTotals
 from simulations.report.document import Block, Heading, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float
 from simulations.report.run_inputs import RunInputs
-from simulations.report.sections_privacy import budget_table
+from simulations.report.sections_privacy import budget_table, whole_run_blocks
 from simulations.report.training import (
     MacCount,
     TrainingAccuracy,
@@ -117,4 +120,5 @@ def overview_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
         *blocks, Paragraph(text=_note(inputs, rounds)),
         *_ticket_blocks(inputs),
         Heading(level=3, text="Privacy budget: ε spent of the budget, per privacy unit"), budget_table(inputs, totals),
+        *whole_run_blocks(inputs, totals),
     ]

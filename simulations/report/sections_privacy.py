@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from federation.layout import LEDGER_FILE, SUMMARY_FILE
-from federation.statement import guarantee_statement, participation_statement
+from federation.config import TRAIN_PRIVACY_DP_SGD
+from federation.statement import guarantee_statement, participation_statement, whole_run
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, PrivacyTotals
 from simulations.report.errors import ReportError
 from simulations.report.composition import composition_rows
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
 from simulations.report.mechanisms import central_diagnostics, mechanism_rows
-from simulations.report.outputs import EPSILON_PER_CLIENT_PLOT, EPSILON_PER_ROUND_PLOT
-from simulations.report.plots import epsilon_per_client_plot, epsilon_per_round_plot
+from simulations.report.ledger_reader import training_totals
+from simulations.report.outputs import EPSILON_PER_CLIENT_PLOT, EPSILON_PER_PHASE_PLOT, EPSILON_PER_ROUND_PLOT
+from simulations.report.plots import epsilon_per_client_plot, epsilon_per_phase_plot, epsilon_per_round_plot
 from simulations.report.run_inputs import RunInputs
 from simulations.report.statement import privacy_statement, stated_units
 from simulations.report.values import as_number, nested
@@ -41,6 +43,7 @@ __all__ = [
     "report_title",
     "statement_section",
     "title_line",
+    "whole_run_blocks",
 ]
 
 _HEADER_KEYS = (
@@ -182,7 +185,52 @@ def budget_table(inputs: RunInputs, totals: PrivacyTotals) -> Table:
         rows.append(("client (server total)", _budget(inputs.config.client_epsilon),
                      format_float(totals.client_epsilon),
                      _remaining(inputs.config.client_epsilon, totals.client_epsilon)))
+    train = training_totals(inputs.train_ledger, inputs.config)
+    if inputs.config.train_privacy == TRAIN_PRIVACY_DP_SGD:
+        spent = 0.0 if train is None or train.record_rdp_epsilon_max is None else train.record_rdp_epsilon_max
+        rows.append((f"training, DP-SGD (per client, largest RDP ε at δ = {format_float(inputs.config.train_delta)};"
+                     " one example added or removed)", _budget(inputs.config.train_epsilon), format_float(spent),
+                     _remaining(inputs.config.train_epsilon, spent)))
     return Table.of(("unit", "ε budget", "ε spent", "ε remaining"), rows)
+
+
+def _whole_run_figures(inputs: RunInputs, totals: PrivacyTotals) -> Mapping[str, Any]:
+    """``summary.json``'s ``"whole-run"``, else :func:`federation.statement.whole_run` of the same ledgers."""
+    stated = nested(inputs.summary, "whole-run")
+    if stated is None:
+        return whole_run(inputs.config, totals, training_totals(inputs.train_ledger, inputs.config)).to_json()
+    where = f"{inputs.run_dir / SUMMARY_FILE} key 'whole-run'"
+    if not isinstance(stated, Mapping) or not isinstance(stated.get("statement"), str) or not isinstance(
+            stated.get("phases"), list) or not all(isinstance(row, Mapping) for row in stated["phases"]):
+        raise ReportError(f"{where} must hold a statement and its phases. Found {stated!r:.60}:"
+                          f" regenerate {SUMMARY_FILE} or delete it.")
+    return stated
+
+
+def whole_run_blocks(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:
+    """Everything the run releases, composed per client: the sentence, each phase's figure, the plot."""
+    figures = _whole_run_figures(inputs, totals)
+    where = f"{inputs.run_dir / SUMMARY_FILE} key 'whole-run'"
+    fix = f"regenerate {SUMMARY_FILE} or delete it"
+    phases = [(str(row.get("phase")), as_number(row.get("epsilon"), where=where, fix=fix),
+               as_number(row.get("delta"), where=where, fix=fix), str(row.get("source", "")))
+              for row in figures["phases"]]
+    epsilon = as_number(figures.get("epsilon"), where=where, fix=fix)
+    delta = as_number(figures.get("delta"), where=where, fix=fix)
+    if epsilon is None or delta is None or any(e is None or d is None for _, e, d, _ in phases):
+        raise ReportError(f"{where} must give ε and δ of the whole run and of every phase: {fix}.")
+    rows = [(phase, format_float(e), format_float(d), source) for phase, e, d, source in phases]
+    rows.append(("whole run (basic composition of the phases)", format_float(epsilon), format_float(delta), ""))
+    blocks: list[Block] = [
+        Heading(level=3, text="The whole run: everything it releases, per client"),
+        Paragraph(text=str(figures["statement"])),
+        Table.of(("phase", "ε (record, one example replaced)", "δ", "how"), rows),
+    ]
+    if totals.num_events or (inputs.train_ledger is not None and inputs.train_ledger.events):
+        blocks.append(Image(  # nothing to draw before the first release
+            name=EPSILON_PER_PHASE_PLOT, alt="ε per phase and of the whole run",
+            png=epsilon_per_phase_plot([(phase, float(e or 0.0)) for phase, e, _, _ in phases], whole=epsilon)))
+    return blocks
 
 
 def epsilon_per_round_section(inputs: RunInputs, totals: PrivacyTotals) -> list[Block]:

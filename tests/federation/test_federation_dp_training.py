@@ -218,6 +218,17 @@ def test_a_whole_run_with_dp_sgd_charges_the_training_ledger_and_reports_it(dp_c
     train = summary["train-epsilon"]
     assert 0 < train["rdp"]["record-max"] <= config.train_epsilon and train["budget"] == config.train_epsilon
     assert "record-level DP-SGD" in summary["ticket-training"] and "record-level DP-SGD" in summary["guarantee"]
+    # The whole run: the search's ε and the training's RDP figure doubled (replace-one, group privacy), composed.
+    whole = summary["whole-run"]
+    assert whole["epsilon"] == pytest.approx(summary["epsilon"]["record"]["max"] + 2 * train["rdp"]["record-max"])
+    assert whole["statement"].startswith("Everything this run releases") and whole["delta"] < 1e-3
+    # The report shows the training's budget beside the search's, the whole-run sentence and its plot.
+    from simulations.report import render_report
+
+    paths = render_report(run_dir.path)
+    head = paths.markdown.read_text().split("## 1. Run", 1)[0]
+    assert whole["statement"] in head and "| training, DP-SGD (per client, largest RDP ε" in head
+    assert "epsilon_per_phase.png" in {path.name for path in paths.plots}
 
 
 def test_a_train_reply_without_its_dp_sgd_figures_is_dropped_and_charged_as_infinite(dp_config, data_dir, tmp_path):

@@ -204,3 +204,92 @@ def test_dp_sgd_training_is_covered_by_its_own_sentence_and_no_longer_listed_as_
     plain = guarantee_statement(config.replace(epsilon=math.inf), _totals(tmp_path / "inf", record=math.inf))
     assert plain.startswith(f"{NOTHING_PRIVATE} in the search") and "record-level DP-SGD" in plain
     assert guarantee_statement(Config(), _totals(tmp_path / "none", record=0.2)).count("DP-SGD") == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole run (federation.statement.whole_run): search and training composed per client.
+
+
+def _train_totals(path: Path, *, sigma: float = 1.1, rate: float = 0.02, steps: int = 50, rounds: int = 3,
+                  delta: float = 1e-5) -> PrivacyTotals:
+    """A training ledger as DpSgdCharge writes it: one dp-sgd event per client and round, RDP at ``delta``."""
+    from privacy import ENFORCE_RDP, dp_sgd_event
+
+    accountant = Accountant(Ledger(path / "ledger-train.jsonl"), record_epsilon_budget=math.inf,
+                            client_epsilon_budget=0.0, delta_budget=delta, enforce=ENFORCE_RDP)
+    for round_ in range(1, rounds + 1):
+        accountant.record([dp_sgd_event(round=round_, domain="dp_ticket", client_id=client, noise_multiplier=sigma,
+                                        sample_rate=rate, steps=steps, clip=1.0, delta=delta, phase="train")
+                           for client in CLIENTS])
+    return accountant.totals()
+
+
+def test_the_replace_one_figure_of_an_add_or_remove_gaussian_bounds_the_exact_one() -> None:
+    """Group privacy is conservative: the Gaussian sum of L2-clipped vectors has add-or-remove Δ = C and
+    replace-one Δ = 2C; its exact δ at 2ε (replace-one) is at most (1 + e^ε) times its exact δ at ε."""
+    from scipy.stats import norm
+
+    from federation.statement import replace_one_from_add_remove
+
+    def exact_delta(epsilon: float, sensitivity: float, sigma: float) -> float:  # Balle and Wang 2018, Thm 8
+        a, b = sensitivity / (2 * sigma), epsilon * sigma / sensitivity
+        return float(norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b))
+
+    for sigma in (0.7, 1.5, 4.0):
+        for epsilon in (0.1, 0.5, 1.0, 3.0):
+            delta = exact_delta(epsilon, 1.0, sigma)
+            replaced_epsilon, replaced_delta = replace_one_from_add_remove(epsilon, delta)
+            assert replaced_epsilon == 2 * epsilon
+            assert exact_delta(replaced_epsilon, 2.0, sigma) <= replaced_delta * (1 + 1e-12)
+    assert replace_one_from_add_remove(math.inf, 1e-5) == (math.inf, 1e-5)
+
+
+def test_the_whole_run_composes_the_search_and_dp_sgd_training_per_client(tmp_path: Path) -> None:
+    from federation.statement import whole_run
+
+    config = Config(reference_search=False, train_privacy="dp-sgd")
+    search = _totals(tmp_path, record=0.2)
+    (tmp_path / "t").mkdir()
+    train = _train_totals(tmp_path / "t")
+    run = whole_run(config, search, train)
+    t, t_delta = train.record_rdp_epsilon_max, train.rdp_delta
+    assert t is not None and 0 < t < train.record_epsilon_max  # RDP is tighter than the sum of the rounds' own
+    assert run.epsilon == pytest.approx(search.record_epsilon_max + 2 * t)
+    assert run.delta == pytest.approx(search.record_delta_max + (1 + math.exp(t)) * t_delta)
+    assert run.basic_epsilon == pytest.approx(search.record_epsilon_max + 2 * train.record_epsilon_max)
+    assert run.basic_epsilon > run.epsilon and run.client_level is None
+    text = run.sentence
+    assert text.startswith("Everything this run releases") and "one example replaced" in text
+    assert "group privacy" in text and "trained weights" in text
+    _no_client_id(text)
+    assert [figure["phase"] for figure in run.to_json()["phases"]] == ["search", "train"]
+
+
+def test_the_whole_run_is_not_private_when_anything_it_releases_has_no_noise(tmp_path: Path) -> None:
+    from federation.statement import whole_run
+
+    search = _totals(tmp_path, record=0.2)
+    plain = whole_run(Config(reference_search=False), search, None)
+    assert math.isinf(plain.epsilon) and plain.sentence.startswith("The whole run is not record-level DP")
+    assert "masked FedAvg without noise" in plain.sentence
+    reference = whole_run(Config(reference_search=True, train_privacy="dp-sgd"), search, None)
+    assert math.isinf(reference.epsilon) and "reference search" in reference.sentence
+    (tmp_path / "exact").mkdir()
+    exact = whole_run(Config(reference_search=False, epsilon=math.inf, train_privacy="dp-sgd"),
+                      _totals(tmp_path / "exact", record=math.inf), None)
+    assert math.isinf(exact.epsilon) and "without noise" in exact.sentence
+    both = whole_run(Config(unit="both", reference_search=False, train_privacy="dp-sgd"), search, None)
+    assert both.client_level == math.inf and "client level the whole run is ε = ∞" in both.sentence
+    seeded = whole_run(Config(noise_seed=3, reference_search=False, train_privacy="dp-sgd"), search, None)
+    assert seeded.sentence.startswith(NOT_PRIVATE)
+
+
+def test_a_data_free_search_leaves_the_whole_run_at_the_training_figure(tmp_path: Path) -> None:
+    from federation.statement import replace_one_from_add_remove, whole_run
+
+    search = _totals(tmp_path, data_free=True)
+    (tmp_path / "t").mkdir()
+    train = _train_totals(tmp_path / "t")
+    run = whole_run(Config(score="magnitude", train_privacy="dp-sgd"), search, train)  # the reference reads nothing
+    assert (run.epsilon, run.delta) == pytest.approx(
+        replace_one_from_add_remove(train.record_rdp_epsilon_max, train.rdp_delta))

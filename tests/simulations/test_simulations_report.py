@@ -48,7 +48,8 @@ from privacy import (
 from simulations.report import PrivacyTotals, ReportError, ReportPaths, privacy_totals, render_report
 from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE
 
-PLOTS = ("epsilon_per_round.png", "epsilon_per_client.png", "accuracy.png", "convergence.png", "sparsity_per_layer.png")
+PLOTS = ("epsilon_per_round.png", "epsilon_per_client.png", "accuracy.png", "convergence.png", "sparsity_per_layer.png",
+         "epsilon_per_phase.png")
 CENTRAL_EPSILON = 0.0123457  # 6 significant digits: a report printing fewer would fail the checks
 VARIANTS = {"dense": 0.9, "dp_ticket": 0.7, "nonprivate_ticket": 0.8, "random_ticket": 0.5}
 # Uneven participation: client-2 drops out after round 1, client-3 misses round 3, client-10
@@ -510,8 +511,9 @@ def test_a_stopped_run_without_ticket_or_training_still_renders(tmp_path: Path) 
     assert header["ticket file"] == "none yet" and header["search rounds planned / completed"] == "4 / 2"
     assert "No training round has been evaluated yet" in section(markdown, 7)
     assert "No ticket file yet" in section(markdown, 8)
-    assert sorted(p.name for p in paths.plots) == ["convergence.png", "epsilon_per_client.png", "epsilon_per_round.png"]
-    assert len(re.findall(r'src="data:image/png;base64,', paths.html.read_text())) == 3
+    assert sorted(p.name for p in paths.plots) == ["convergence.png", "epsilon_per_client.png", "epsilon_per_phase.png",
+                                                   "epsilon_per_round.png"]
+    assert len(re.findall(r'src="data:image/png;base64,', paths.html.read_text())) == 4
 
 
 def test_a_stale_plot_is_removed_when_its_data_is_gone(tmp_path: Path) -> None:

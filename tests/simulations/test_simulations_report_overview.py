@@ -77,7 +77,7 @@ def test_the_first_screen_holds_the_guarantee_then_accuracy_sparsity_and_epsilon
              "| conv sparsity (target 0.8) | model sparsity |", "| unit | ε budget | ε spent | ε remaining |"]
     positions = [head.find(text) for text in order]
     assert -1 not in positions and positions == sorted(positions) and positions[0] == 0, positions
-    accuracy, ticket, budget = tables(head)
+    accuracy, ticket, budget, whole = tables(head)
 
     # accuracy: dense and every ticket, summary.json's figures, the gap to dense in points
     assert [row["model"] for row in accuracy] == [LABELS[v] for v in VARIANTS]
@@ -98,6 +98,10 @@ def test_the_first_screen_holds_the_guarantee_then_accuracy_sparsity_and_epsilon
     assert set(units) == {"record", "client"}
     assert units["record"]["ε budget"] == "2" and close(units["record"]["ε spent"], max(per_client.values()))
     assert units["client"]["ε budget"] == "1" and close(units["client"]["ε spent"], client_total)
+    # the whole run: plain masked FedAvg released the weights without noise, so no record-level figure holds
+    assert [row["phase"] for row in whole] == ["search", "train", "whole run (basic composition of the phases)"]
+    assert whole[1]["ε (record, one example replaced)"] == whole[2]["ε (record, one example replaced)"] == "inf"
+    assert "The whole run is not record-level DP (ε = ∞): masked FedAvg without noise" in head
 
     # the HTML page opens the same way: the guarantee, the title, then the three tables
     body = html.split("<body>\n", 1)[1]
@@ -154,7 +158,8 @@ def test_a_partial_run_shows_what_exists(tmp_path):
     run = make_run(tmp_path / "run", with_summary=False, with_ticket=False, with_training=False, rounds=(1,))
     head = overview(render_report(run).markdown.read_text())
     assert "No model has been trained and evaluated yet." in head
-    ticket, budget = tables(head)
+    ticket, budget, whole = tables(head)
+    assert [row["phase"] for row in whole] == ["search", "train", "whole run (basic composition of the phases)"]
     assert "### The DP ticket (none yet)" in head and set(ticket[0].values()) == {"n/a"}
     assert {row["unit"].split()[0] for row in budget} == {"record", "client"}
     assert "summary.json is not written yet" in head
