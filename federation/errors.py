@@ -17,6 +17,7 @@ __all__ = [
     "PipelineError",
     "PolicyRefusal",
     "RunDirError",
+    "TrainingStopped",
     "VoteError",
 ]
 
@@ -51,6 +52,10 @@ class VoteError(FederationError, ValueError):
 
 class DeviceLogError(FederationError, ValueError):
     """The device's log is unreadable, or a vote would exceed the device's own budget."""
+
+
+class TrainingStopped(FederationError, RuntimeError):
+    """A model's ticket training ends before ``train-rounds``: a DP-SGD budget refusal (the message says which)."""
 
 
 class PolicyRefusal(FederationError, PermissionError):

@@ -257,11 +257,18 @@ def run_pipeline(
         run_dir.save_weights(results["dense"]["weights"], name=DENSE_WEIGHTS_FILE)
 
     totals = dp_strategy.accountant.totals()
+    # Each trained model's rounds and, if it ended before train-rounds, why (a DP-SGD budget refusal).
+    if dp_sgd is not None:
+        charged |= set(dp_sgd.accountant.record_epsilon_by_client())
+    training = {variant: {"rounds-completed": result["rounds"],
+                          "stop-reason": without_client_ids(result.get("stop-reason"), charged)}
+                for variant, result in results.items()}
+    training_stopped = any(entry["stop-reason"] for entry in training.values())
     summary = {
         # DESIGN.md 5.4b: what is private and what is not, first; then what participation reveals.
         "guarantee": guarantee_statement(config, totals),
         "participation": participation_statement(config),
-        "status": "stopped" if dp_outcome["stop-reason"] else "completed",
+        "status": "stopped" if dp_outcome["stop-reason"] or training_stopped else "completed",
         "dataset": config.dataset,
         "model": config.model,
         "num-clients": config.num_clients,
@@ -290,6 +297,7 @@ def run_pipeline(
                  " added or removed)"
         ),
         "train-epsilon": None if dp_sgd is None else training_privacy_summary(dp_sgd.accountant),
+        "training": training,
         # Everything the run released, composed per client (search + training; federation.statement.whole_run).
         "whole-run": whole_run(config, totals, None if dp_sgd is None else dp_sgd.accountant.totals()).to_json(),
         "wall-time-s": round(time.time() - start, 2),
@@ -332,6 +340,10 @@ def _print_summary(summary: Mapping[str, Any], progress: Progress) -> None:
     progress(f"[done] {shown}")
     rdp = eps.get("rdp", {}).get("record-max")
     shown_eps = f"{eps['record']['max']:.4g}" if rdp is None else f"{rdp:.4g} (RDP; basic {eps['record']['max']:.4g})"
+    for variant, entry in summary["training"].items():
+        if entry["stop-reason"]:
+            progress(f"[done] training of {variant} stopped after {entry['rounds-completed']} round(s):"
+                     f" {entry['stop-reason']}")
     whole = summary["whole-run"]
     progress(f"[done] whole run: ε {whole['epsilon']:.4g}, δ {whole['delta']:.3g} per client, record level"
              " (one example replaced; summary.json \"whole-run\" says what it covers)")

@@ -12,7 +12,7 @@ What it states (DESIGN.md 5.1, 5.2, 5.4b, 5.5):
 - Not covered: ticket training (masked FedAvg without noise), the non-private reference search,
   participation (exact counts), the simulation's partition report. Under ``train-privacy =
   dp-sgd`` the trained weights are covered instead by their own sentence (:func:`training_statement`,
-  DESIGN.md 5.8): a separate figure, for one example added or removed, not composed with the ticket's.
+  DESIGN.md 5.8): a separate figure, for one example added or removed; :func:`whole_run` composes both.
 - A user-set ``noise-seed`` makes every noise draw reproducible: the statement then opens with
   :data:`NOT_PRIVATE` and claims nothing else.
 - Data-free scores (every release ε = 0): the search read no client data, the training still does.
@@ -126,7 +126,7 @@ def training_statement(config: Config) -> str | None:
         f"The trained weights and accuracies come from record-level DP-SGD on each device: each client's whole ticket"
         f" training (every model, every round) is calibrated by its device to ε = {_number(config.train_epsilon)},"
         f" δ = {config.train_delta:g} by Rényi DP for one example added or removed (charged in {TRAIN_LEDGER_FILE};"
-        " not composed with the figure above, and a resumed run trains, and is charged, again)."
+        " summary.json's whole-run composes it with the figure above)."
     )
 
 

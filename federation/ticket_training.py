@@ -25,6 +25,8 @@ from flwr.serverapp.strategy import FedAvg
 
 from federation import profiling
 from federation.config import Config
+from federation.dp_training import RULE as TRAIN_EPSILON_RULE
+from federation.errors import TrainingStopped
 from federation.layout import KIND_CLIENT_TRAIN, KIND_SERVER_EVAL, PHASE_TRAIN
 from federation.messages import DP_STEPS_FIELD, NOISE_MULTIPLIER_FIELD, SAMPLE_RATE_FIELD, TRAIN_PRIVACY_KEY
 from federation.model_io import build_model, load_weights, plain_weights
@@ -32,9 +34,10 @@ from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
 from models import apply_ticket
-from privacy import UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, dp_sgd_event
+from privacy import DP_SGD, UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, dp_sgd_event
 from strategies import keys, ticket_record
 from strategies.identity import CLIENT_ID_PATTERN
+from strategies.votes import refusal_rule
 
 __all__ = ["DpSgdCharge", "TicketFedAvg", "dp_sgd_reply_event", "train_variant"]
 
@@ -79,12 +82,41 @@ def _unaccounted_event(reply: Message, *, server_round: int, variant: str) -> Pr
 
 
 class DpSgdCharge:
-    """Charges each DP-SGD ``train`` reply to the training's ledger before FedAvg uses it."""
+    """Charges each DP-SGD ``train`` reply to the training's ledger before FedAvg uses it, and
+    refuses a round the ledger says would take a client over ``train-epsilon``."""
 
     def __init__(self, accountant: Accountant, *, clip: float, delta: float) -> None:
         self.accountant = accountant
         self._clip = clip
         self._delta = delta
+
+    def refusal(self, server_round: int, variant: str) -> str | None:
+        """Why one more training round would exceed the budget, or ``None`` if it fits (nothing is written).
+
+        A device prices every round of a run alike (its σ, q and steps depend only on the config and
+        its number of examples, :func:`federation.dp_training.plan_round`), so one more round costs each
+        client charged so far its last event again. The accountant checks that price as it checks a
+        search round (RDP at ``train-delta``). In a run that trains as configured this never refuses
+        (the devices calibrate to the whole training); it refuses when the ledger holds more than that,
+        such as the releases of an earlier attempt of a resumed run, whose devices start afresh. It
+        checks every client charged so far, sampled or not: under sampling it may stop early, never late.
+        """
+        last: dict[str, PrivacyEvent] = {}
+        for event in self.accountant.events_for(unit=UNIT_RECORD):
+            if event.mechanism == DP_SGD:
+                last[event.participants[0]] = event
+        planned = [dp_sgd_event(round=server_round, domain=variant, client_id=client,
+                                noise_multiplier=event.noise_scale / event.sensitivity,
+                                sample_rate=float(event.sample_rate), steps=int(event.steps),  # type: ignore[arg-type]
+                                clip=event.sensitivity, delta=self._delta, phase=PHASE_TRAIN)
+                   for client, event in last.items()]
+        reason = self.accountant.would_exceed(planned) if planned else None
+        if reason is None:
+            return None
+        over = sum(1 for event in planned if self.accountant.would_exceed([event]) is not None)
+        return (f"round {server_round} of {variant} refused before it was sent: one more DP-SGD round would take"
+                f" {over} client(s) over train-epsilon {self.accountant.epsilon_budget(UNIT_RECORD):g} (first: {reason});"
+                " the training ledger already holds what the budget allows")
 
     def charge(self, server_round: int, variant: str, replies: list[Message]) -> list[Message]:
         """Record the events of the valid replies (one ledger batch); return the replies that may be used."""
@@ -124,10 +156,18 @@ class TicketFedAvg(FedAvg):
         self._variant = variant
         self._dp_sgd = dp_sgd
         self._progress = progress
+        self.latest_arrays: ArrayRecord | None = None
+        """The model after the last round that trained (what a stopped training keeps)."""
+        self.stop_reason: str | None = None
+        """Why the training ended before ``train-rounds``; ``None`` while it goes on."""
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        if self.stop_reason is None and self._dp_sgd is not None:
+            self.stop_reason = self._dp_sgd.refusal(server_round, self._variant)
+        if self.stop_reason is not None:
+            raise TrainingStopped(self.stop_reason)
         messages = list(super().configure_train(server_round, arrays, config, grid))
         if self._ticket_arrays is not None:
             for message in messages:
@@ -145,7 +185,13 @@ class TicketFedAvg(FedAvg):
             reason = str(replies[0].error.reason or "")[:300]
             self._progress(f"[train {self._variant}] round {server_round}: no client trained ({errors} error"
                            f" replies; first: {reason}); the model is not updated")
+        rules = {refusal_rule(reply) for reply in replies}
+        if replies and rules == {TRAIN_EPSILON_RULE}:  # every device's own DP-SGD budget is spent: stop here
+            self.stop_reason = (f"round {server_round} of {self._variant}: every sampled device refused"
+                                f" (rule {TRAIN_EPSILON_RULE}: its DP-SGD budget would be exceeded)")
         arrays, metrics = super().aggregate_train(server_round, replies)
+        if arrays is not None:
+            self.latest_arrays = arrays
         self._run_dir.log_metrics({
             "phase": PHASE_TRAIN, "variant": self._variant, "round": server_round, "kind": KIND_CLIENT_TRAIN,
             **dict(metrics or {}), "replies": len(replies) - errors, "failed-replies": errors,
@@ -196,13 +242,19 @@ def train_variant(
         fraction_train=config.fraction_train,
         fraction_evaluate=0.0, min_train_nodes=config.min_replies, min_available_nodes=config.min_replies,
     )
-    result = strategy.start(
-        grid=grid, initial_arrays=ArrayRecord(plain_weights(model)), num_rounds=config.train_rounds,
-        timeout=config.round_timeout, train_config=ConfigRecord(dict(config_record)), evaluate_fn=evaluate_fn,
-    )
-    if result.arrays is not None:
-        load_weights(model, result.arrays.to_torch_state_dict())
+    try:
+        result = strategy.start(
+            grid=grid, initial_arrays=ArrayRecord(plain_weights(model)), num_rounds=config.train_rounds,
+            timeout=config.round_timeout, train_config=ConfigRecord(dict(config_record)), evaluate_fn=evaluate_fn,
+        )
+        final = result.arrays
+    except TrainingStopped as stop:
+        progress(f"[train {variant}] stopped: {stop}")
+        final = strategy.latest_arrays  # the last round that trained (None: θ0, never updated)
+    if final is not None:
+        load_weights(model, final.to_torch_state_dict())
     last = history[-1] if history else {}
     return {"accuracy": last.get("accuracy"), "loss": last.get("loss"), "rounds": len(history) - 1,
+            "stop-reason": strategy.stop_reason,
             "accuracy-by-round": {row["round"]: row["accuracy"] for row in history},
             "weights": plain_weights(model), "wall-time-s": round(time.time() - start, 2)}

@@ -83,6 +83,19 @@ def _stop_reason(summary: Mapping[str, Any], stop: object) -> str:
     return "none (the search did not stop early)" if stop is None else _value(stop)
 
 
+def _training_stops(inputs: RunInputs) -> str:
+    """Each model whose training ended before ``train-rounds``, with its reason (``summary.json``'s ``"training"``)."""
+    training = nested(inputs.summary, "training")
+    if training is None:
+        return NOT_AVAILABLE
+    if not isinstance(training, Mapping) or not all(isinstance(v, Mapping) for v in training.values()):
+        raise ReportError(f"{inputs.run_dir / SUMMARY_FILE} key 'training' must map each model to its rounds and"
+                          f" stop reason. Found {training!r:.60}: regenerate {SUMMARY_FILE} or delete it.")
+    stops = [f"{variant} stopped after {entry.get('rounds-completed')} round(s): {entry['stop-reason']}"
+             for variant, entry in training.items() if entry.get("stop-reason")]
+    return "; ".join(stops) if stops else "none (every model trained its train-rounds)"
+
+
 def header_section(inputs: RunInputs) -> list[Block]:
     """Section 1: what the run is and how it ended."""
     config, summary = inputs.config, inputs.summary
@@ -108,6 +121,7 @@ def header_section(inputs: RunInputs) -> list[Block]:
             ("search rounds planned / completed",
              f"{format_int(_summary_number(inputs, 'search', 'rounds-planned'))} /"
              f" {format_int(_summary_number(inputs, 'search', 'rounds-completed'))}"),
+            ("training stop reason", _training_stops(inputs)),
             ("wall time", format_seconds(_summary_number(inputs, "wall-time-s"))),
         ]
     rows.append(("ticket file", inputs.ticket_file or "none yet"))

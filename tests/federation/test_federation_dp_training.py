@@ -315,3 +315,46 @@ def test_train_variants_refuses_a_non_private_ticket_the_run_does_not_have(small
     with pytest.raises(ConfigError, match="^train-variants must be without nonprivate_ticket unless reference-search"):
         check_names(small_config.replace(reference_search=False, train_variants="nonprivate_ticket"))
     check_names(small_config.replace(reference_search=True, train_variants="nonprivate_ticket"))
+
+
+def test_a_resumed_run_neither_retrains_past_the_budget_nor_forgets_a_release(dp_config, data_dir, tmp_path):
+    """The devices of a resumed run start new accountants; the server's training ledger does not.
+    Training again would exceed train-epsilon, so every round is refused before it is sent: the
+    ledger keeps every earlier release once, nothing is charged twice, and summary and report say why."""
+    from federation.pipeline import run_pipeline
+    from simulations.report import render_report
+
+    config = dp_config.replace(search_rounds=2, hold_rounds=1, train_rounds=2, reference_search=False,
+                               train_variants="dp_ticket")
+    run_dir = RunDirectory.create(tmp_path / "run")
+    run_dir.write_config(config.to_dict())
+    first = run_pipeline(InProcessGrid(config, data_dir), config, run_dir, progress=lambda line: None)
+    assert first["training"]["dp_ticket"] == {"rounds-completed": 2, "stop-reason": None}
+    assert first["status"] == "completed"
+    charged = [e.event_id for e in Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events]
+    assert len(charged) == config.num_clients * config.train_rounds
+
+    lines: list[str] = []
+    again = run_pipeline(InProcessGrid(config, data_dir), config, run_dir, progress=lines.append)  # fresh devices
+    assert [e.event_id for e in Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events] == charged  # no charge twice
+    stop = again["training"]["dp_ticket"]
+    assert stop["rounds-completed"] == 0 and "refused before it was sent" in stop["stop-reason"]
+    assert "over train-epsilon 2" in stop["stop-reason"] and "partition-" not in stop["stop-reason"]
+    assert again["status"] == "stopped" and any("training of dp_ticket stopped" in line for line in lines)
+    assert again["train-epsilon"]["rdp"]["record-max"] <= config.train_epsilon
+    header = render_report(run_dir.path).markdown.read_text().split("## 2.", 1)[0]
+    assert "| training stop reason | dp_ticket stopped after 0 round(s): round 1 of dp_ticket refused" in header
+
+
+def test_training_stops_cleanly_when_every_device_refuses_its_dp_sgd_budget(dp_config, data_dir, tmp_path):
+    run_dir = RunDirectory.create(tmp_path / "run")
+    grid = InProcessGrid(dp_config, data_dir)
+    lines: list[str] = []
+    # The devices read train-epsilon from the run config they are sent: one no noise multiplier reaches.
+    result = train_variant(grid, dp_config, run_dir, variant="dense", ticket=None, test_set=server_test_set(dp_config),
+                           config_record=config_record(dp_config.replace(train_epsilon=1e-7)), progress=lines.append,
+                           dp_sgd=training_charge(dp_config, run_dir))
+    assert result["rounds"] == 1 and "every sampled device refused (rule train-epsilon" in result["stop-reason"]
+    assert any("[train dense] stopped" in line for line in lines)
+    assert Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events == ()  # a refusal releases nothing
+    assert set(result["weights"]) and result["accuracy"] is not None

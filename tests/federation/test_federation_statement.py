@@ -200,7 +200,7 @@ def test_dp_sgd_training_is_covered_by_its_own_sentence_and_no_longer_listed_as_
     ticket, training = text.split(" The trained weights and accuracies come from record-level DP-SGD")
     assert "masked FedAvg without noise" not in text and "Not covered: " in ticket
     assert "ε = 3, δ = 1e-06 by Rényi DP for one example added or removed" in training
-    assert "ledger-train.jsonl" in training and "not composed with the figure above" in training
+    assert "ledger-train.jsonl" in training and "whole-run composes it with the figure above" in training
     plain = guarantee_statement(config.replace(epsilon=math.inf), _totals(tmp_path / "inf", record=math.inf))
     assert plain.startswith(f"{NOTHING_PRIVATE} in the search") and "record-level DP-SGD" in plain
     assert guarantee_statement(Config(), _totals(tmp_path / "none", record=0.2)).count("DP-SGD") == 0
