@@ -237,11 +237,11 @@ def _dp_train(msg: Message, context: Context, config: Config, server_round: int,
             else _seed(policy.noise_seed, server_round, data.seed_key, len(state_history(context.state))))
     dp_train_epochs(model, data.images, data.labels, planned=planned, masks=masks, lr=config.lr,
                     momentum=config.momentum, weight_decay=config.weight_decay,
-                    generator=torch.Generator().manual_seed(seed))  # its mean loss stays here (below)
+                    generator=torch.Generator().manual_seed(seed))  # its mean loss is not sent (below)
     record_round(context.state, planned)
     policy.record(run=config.run_hash(), server_round=server_round, attempt=0,
                   domains={DP_SGD: planned.epsilon}, kind="train")
-    # Release policy (DESIGN.md 5.4): a DP-SGD reply holds only what DP-SGD's guarantee covers, the
+    # Release policy (DESIGN.md 5.8): a DP-SGD reply holds only what DP-SGD's guarantee covers, the
     # noised weights, and the accounting figures (σ, q, steps) the server needs to charge them. The
     # unnoised mean training loss is a function of the private records outside that guarantee, so it
     # stays on the device (computed, never sent). ``num-examples`` is the partition's size:
