@@ -3,8 +3,8 @@
 A run's own compute is these two loops: every client's ``train`` message is one call of
 :func:`~federation.training.train_epochs`, and the server evaluates every trained variant on the
 whole test set after every round with :func:`~federation.training.evaluate`. This times, at the
-main job's defaults (conv4, MNIST), on a ticket-shaped masked model (random masks of ``--density`` on every conv weight; the cost of a masked model does not depend on
-which weights are kept):
+main job's defaults (conv4, MNIST), on a ticket-shaped masked model (random masks of ``--density``
+on every conv weight; the cost of a masked model does not depend on which weights are kept):
 
 - ``evaluate``: the 10,000 test images, at the former batch of 1000 in the default (contiguous)
   layout, and at :data:`~federation.training.EVAL_BATCH_SIZE` in contiguous and channels-last
