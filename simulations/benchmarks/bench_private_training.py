@@ -17,10 +17,10 @@ then add) an add-or-remove (ε, δ) bound is a replace-one (2ε, (1 + e^ε)δ) o
 is (ε_search + 2 ε_train, δ_search + (1 + e^ε_train) δ_train) by basic composition. ``train-delta``
 is set so that the whole run's δ is 1e-5 (the Laplace votes have δ = 0).
 
-    python -m simulations.benchmarks.bench_private_training --data-dir DIR [--clients 10,100] [--seeds 0,1,2]
+    python -m simulations.benchmarks.bench_private_training --data-dir DIR [--clients 10,100] [--seeds 0,1,2] [--resume]
 
-Writes ``results/private_training.json`` after every run (a partial benchmark keeps what it ran)
-and ``results/private_training.md`` at the end.
+Writes ``results/private_training.json`` after every run (a partial benchmark keeps what it ran;
+``--resume`` runs only the rows it lacks) and ``results/private_training.md`` at the end.
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--clients", default="10,100")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of results/private_training.json and run only the missing ones")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="dppt-bench-private-training-"))
     rows: list[dict[str, Any]] = []
@@ -125,9 +127,17 @@ def main(argv: list[str]) -> int:
                                "common": COMMON, "rows": rows, "cpus": os.cpu_count(),
                                "python": platform.python_version(), "started": time.strftime("%Y-%m-%d %H:%M")}
     RESULTS.mkdir(exist_ok=True)
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for clients in (int(c) for c in args.clients.split(",")):
+    done: set[tuple[int, int, str, float | None]] = set()
+    if args.resume and (RESULTS / "private_training.json").is_file():
+        earlier = json.loads((RESULTS / "private_training.json").read_text())
+        rows.extend(earlier["rows"])
+        figures["started"] = earlier.get("started", figures["started"])
+        done = {(r["clients"], r["seed"], r["run"], r["total-epsilon"]) for r in rows}
+    for clients in (int(c) for c in args.clients.split(",")):  # every seed of the smaller federation first
+        for seed in (int(s) for s in args.seeds.split(",")):
             for i, (label, total, sets) in enumerate(plans(clients, seed)):
+                if (clients, seed, label, total) in done:
+                    continue
                 out = root / f"c{clients}-s{seed}-{i}-{label}"
                 print(f"[bench] {clients} clients, seed {seed}: {label} total ε {total}", flush=True)
                 measured = run_measured([sys.executable, "-m", "simulations.cli", "simulate", "--data-dir",
