@@ -49,7 +49,7 @@ from federation.statement import (
 from federation.ticket_training import DpSgdCharge, train_variant
 from kernels import LayerPolicy, Ticket, TicketMetadata, random_ticket_like
 from models import count_model
-from privacy import ENFORCE_RDP, UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger
+from privacy import ENFORCE_RDP, UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, PrivacyTotals
 from storage import encode_float
 from strategies import PrivacyGate, SearchOutcome
 
@@ -216,6 +216,7 @@ def run_pipeline(
         dp_ticket.save(run_dir.file(TICKET_FILE))  # atomic, like every ticket file
     reference_outcome: dict[str, Any] | None = None
     nonprivate_ticket: Ticket | None = None
+    reference_totals: PrivacyTotals | None = None
     charged = set(dp_strategy.accountant.record_epsilon_by_client())
     if not search_is_private(config):
         nonprivate_ticket = dp_ticket  # the search itself is the ε = inf pipeline: no second search
@@ -224,6 +225,7 @@ def run_pipeline(
             grid, config, run_dir, model, checkpoint, reference=True, progress=progress
         )
         nonprivate_ticket = ref_strategy.ticket
+        reference_totals = ref_strategy.accountant.totals()
         charged |= set(ref_strategy.accountant.record_epsilon_by_client())
 
     structure = dp_ticket if dp_ticket is not None else nonprivate_ticket
@@ -299,7 +301,8 @@ def run_pipeline(
         "train-epsilon": None if dp_sgd is None else training_privacy_summary(dp_sgd.accountant),
         "training": training,
         # Everything the run released, composed per client (search + training; federation.statement.whole_run).
-        "whole-run": whole_run(config, totals, None if dp_sgd is None else dp_sgd.accountant.totals()).to_json(),
+        "whole-run": whole_run(config, totals, None if dp_sgd is None else dp_sgd.accountant.totals(),
+                               reference=reference_totals).to_json(),
         "wall-time-s": round(time.time() - start, 2),
         "run-dir": str(run_dir.path),
     }

@@ -331,20 +331,31 @@ class WholeRun:
         }
 
 
-def _search_figure(config: Config, totals: PrivacyTotals) -> tuple[PhaseFigure, tuple[float, float]]:
-    """The search's enforced figure and its all-basic one (replace-one: the votes' own relation)."""
+def _read_data(totals: PrivacyTotals | None) -> bool:
+    """Whether a search's ledger holds a release that read client data (any event that is not ε = 0)."""
+    return totals is not None and totals.num_events > 0 and not _data_free(totals)
+
+
+def _search_figure(
+    config: Config, totals: PrivacyTotals, reference: PrivacyTotals | None
+) -> tuple[PhaseFigure, tuple[float, float]]:
+    """The searches' enforced figure and its all-basic one (replace-one: the votes' own relation).
+
+    The reference search (its own ledger, ``reference``) counts here too: its exact votes make the
+    record-level figure ∞ whenever it read client data, even if the DP search released nothing.
+    """
     basic = (totals.record_epsilon_max, totals.record_delta_max)
-    if totals.num_events == 0 or _data_free(totals):
+    infinite = None
+    if _read_data(reference):
+        infinite = f"the non-private reference search ({REFERENCE_DIR}/) released exact votes"
+    elif _read_data(totals) and config.unit == UNIT_CLIENT:
+        infinite = "under unit client the votes leave the devices without record-level noise"
+    elif _read_data(totals) and math.isinf(basic[0]):
+        infinite = f"the search released votes without noise (ε = ∞ in {LEDGER_FILE})"
+    if infinite is None and not _read_data(totals):
         return PhaseFigure(phase=PHASE_SEARCH, epsilon=0.0, delta=0.0, source=(
             "the search read no client data" + (f" (data-free score {config.score})" if totals.num_events else ""))
         ), (0.0, 0.0)
-    infinite = None
-    if config.unit == UNIT_CLIENT:
-        infinite = "under unit client the votes leave the devices without record-level noise"
-    elif config.reference_search:
-        infinite = f"the non-private reference search ({REFERENCE_DIR}/) released exact votes"
-    elif math.isinf(basic[0]):
-        infinite = f"the search released votes without noise (ε = ∞ in {LEDGER_FILE})"
     if infinite is not None:
         return PhaseFigure(phase=PHASE_SEARCH, epsilon=math.inf, delta=0.0, source=infinite), (math.inf, 0.0)
     if totals.record_rdp_epsilon_max is not None and totals.rdp_delta is not None and math.isfinite(basic[0]):
@@ -372,7 +383,9 @@ def _train_figure(config: Config, train: PrivacyTotals | None) -> tuple[PhaseFig
         " added or removed, as (2ε, (1 + e^ε)δ) for one replaced (group privacy)")), basic
 
 
-def whole_run(config: Config, search: PrivacyTotals, train: PrivacyTotals | None) -> WholeRun:
+def whole_run(
+    config: Config, search: PrivacyTotals, train: PrivacyTotals | None, *, reference: PrivacyTotals | None = None
+) -> WholeRun:
     """The guarantee of everything the run releases, composed per client (module docstring).
 
     Parameters
@@ -384,13 +397,16 @@ def whole_run(config: Config, search: PrivacyTotals, train: PrivacyTotals | None
     train
         The training ledger's totals under ``train-privacy = dp-sgd`` (``ledger-train.jsonl``,
         composed by RDP at ``train-delta``), else ``None``.
+    reference
+        The non-private reference search's ledger totals (``reference/ledger.jsonl``) where it
+        ran, else ``None``: exact votes of client data make the whole run ε = ∞.
 
     What it covers: the ticket(s), the trained weights of every model the run trains, and the
     accuracies (the server's test set: public data, no client release). Not: participation and
     the partition report (:func:`guarantee_statement` says so), and a run with a ``noise-seed``
     (NOT PRIVATE) or whose search adds no noise.
     """
-    search_figure, search_basic = _search_figure(config, search)
+    search_figure, search_basic = _search_figure(config, search, reference)
     train_figure, train_basic = _train_figure(config, train)
     phases = (search_figure, train_figure)
     epsilon = math.fsum(f.epsilon for f in phases) if all(math.isfinite(f.epsilon) for f in phases) else math.inf
@@ -401,7 +417,8 @@ def whole_run(config: Config, search: PrivacyTotals, train: PrivacyTotals | None
     if config.unit in (UNIT_CLIENT, UNIT_BOTH):
         client_level = math.inf  # ticket training has no client-level noise (DP-FedAvg is not available)
     seeded = seeded_noise_warning(config)
-    if seeded is not None:
+    if seeded is not None:  # DESIGN.md 5.5: reproducible noise can be removed, so no figure holds
+        epsilon = basic_eps = math.inf
         sentence = f"{seeded} No whole-run guarantee holds for it."
     elif math.isfinite(epsilon):
         sentence = (

@@ -12,13 +12,13 @@ import math
 from pathlib import Path
 
 from federation.config import Config
-from federation.layout import LEDGER_FILE
+from federation.layout import LEDGER_FILE, REFERENCE_DIR
 from privacy import (
     ENFORCE_RDP, GAUSSIAN_TOPK, Accountant, Ledger, LedgerError, PrivacyTotals, ReleaseAsk, ReleaseJournal, TornLedgerError,
 )
 from simulations.report.errors import ReportError
 
-__all__ = ["interrupted_rounds", "ledger_accountant", "open_ledger", "training_totals"]
+__all__ = ["interrupted_rounds", "ledger_accountant", "open_ledger", "reference_totals", "training_totals"]
 
 
 def open_ledger(path: Path) -> Ledger:
@@ -70,6 +70,14 @@ def training_totals(ledger: Ledger | None, config: Config) -> PrivacyTotals | No
         return None
     return Accountant(ledger, record_epsilon_budget=math.inf, client_epsilon_budget=math.inf,
                       delta_budget=config.train_delta, enforce=ENFORCE_RDP).totals()
+
+
+def reference_totals(run_dir: Path) -> PrivacyTotals | None:
+    """The totals of the non-private reference search's ledger (``reference/ledger.jsonl``); ``None`` if it has none."""
+    path = run_dir / REFERENCE_DIR / LEDGER_FILE
+    if not path.exists():
+        return None
+    return Accountant(open_ledger(path), record_epsilon_budget=math.inf, client_epsilon_budget=math.inf).totals()
 
 
 def interrupted_rounds(path: Path) -> tuple[ReleaseAsk, ...]:

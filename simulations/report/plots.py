@@ -123,7 +123,8 @@ def epsilon_per_phase_plot(phases: Sequence[tuple[str, float]], *, whole: float)
     """Bars of each phase's record-level ε per client (one example replaced) and of the whole run, stacked.
 
     ``phases``: (label, ε) in release order; ``whole``: their basic composition. An infinite phase
-    (a release without noise) is not drawn; the legend names it, and the whole-run bar with it.
+    (a release without noise) is not drawn; the legend names it. The whole-run bar is drawn only
+    when ``whole`` is finite (a seeded run's phases can be finite while no whole-run figure holds).
     """
     figure = new_figure(width=7.0, height=3.0)
     axes = figure.add_subplot()
@@ -131,7 +132,8 @@ def epsilon_per_phase_plot(phases: Sequence[tuple[str, float]], *, whole: float)
     bottom = 0.0
     for i, (label, epsilon) in enumerate(phases):
         if math.isfinite(epsilon):
-            axes.barh(len(phases), epsilon, left=bottom, color=f"C{i}")  # the whole run: the phases stacked
+            if math.isfinite(whole):
+                axes.barh(len(phases), epsilon, left=bottom, color=f"C{i}")  # the whole run: the phases stacked
             axes.barh(i, epsilon, color=f"C{i}")
             bottom += epsilon
         else:

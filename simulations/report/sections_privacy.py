@@ -25,7 +25,7 @@ from simulations.report.composition import composition_rows
 from simulations.report.document import Block, BulletList, Heading, Image, Paragraph, Table
 from simulations.report.formatting import NOT_AVAILABLE, format_float, format_int, format_seconds
 from simulations.report.mechanisms import central_diagnostics, mechanism_rows
-from simulations.report.ledger_reader import training_totals
+from simulations.report.ledger_reader import reference_totals, training_totals
 from simulations.report.outputs import EPSILON_PER_CLIENT_PLOT, EPSILON_PER_PHASE_PLOT, EPSILON_PER_ROUND_PLOT
 from simulations.report.plots import epsilon_per_client_plot, epsilon_per_phase_plot, epsilon_per_round_plot
 from simulations.report.run_inputs import RunInputs
@@ -201,7 +201,8 @@ def budget_table(inputs: RunInputs, totals: PrivacyTotals) -> Table:
                      _remaining(inputs.config.client_epsilon, totals.client_epsilon)))
     train = training_totals(inputs.train_ledger, inputs.config)
     if inputs.config.train_privacy == TRAIN_PRIVACY_DP_SGD:
-        spent = 0.0 if train is None or train.record_rdp_epsilon_max is None else train.record_rdp_epsilon_max
+        spent = 0.0 if train is None else (train.record_epsilon_max if train.record_rdp_epsilon_max is None
+                                           else train.record_rdp_epsilon_max)  # no RDP curve: basic, never 0
         rows.append((f"training, DP-SGD (per client, largest RDP ε at δ = {format_float(inputs.config.train_delta)};"
                      " one example added or removed)", _budget(inputs.config.train_epsilon), format_float(spent),
                      _remaining(inputs.config.train_epsilon, spent)))
@@ -212,7 +213,8 @@ def _whole_run_figures(inputs: RunInputs, totals: PrivacyTotals) -> Mapping[str,
     """``summary.json``'s ``"whole-run"``, else :func:`federation.statement.whole_run` of the same ledgers."""
     stated = nested(inputs.summary, "whole-run")
     if stated is None:
-        return whole_run(inputs.config, totals, training_totals(inputs.train_ledger, inputs.config)).to_json()
+        return whole_run(inputs.config, totals, training_totals(inputs.train_ledger, inputs.config),
+                         reference=reference_totals(inputs.run_dir)).to_json()
     where = f"{inputs.run_dir / SUMMARY_FILE} key 'whole-run'"
     if not isinstance(stated, Mapping) or not isinstance(stated.get("statement"), str) or not isinstance(
             stated.get("phases"), list) or not all(isinstance(row, Mapping) for row in stated["phases"]):

@@ -272,8 +272,15 @@ def test_the_whole_run_is_not_private_when_anything_it_releases_has_no_noise(tmp
     plain = whole_run(Config(reference_search=False), search, None)
     assert math.isinf(plain.epsilon) and plain.sentence.startswith("The whole run is not record-level DP")
     assert "masked FedAvg without noise" in plain.sentence
-    reference = whole_run(Config(reference_search=True, train_privacy="dp-sgd"), search, None)
+    (tmp_path / "reference").mkdir()
+    exact_votes = _totals(tmp_path / "reference", record=math.inf)
+    reference = whole_run(Config(reference_search=True, train_privacy="dp-sgd"), search, None, reference=exact_votes)
     assert math.isinf(reference.epsilon) and "reference search" in reference.sentence
+    # The DP search stopped before it released anything, but the reference search ran: still ε = ∞.
+    (tmp_path / "nothing").mkdir()
+    silent = whole_run(Config(reference_search=True, train_privacy="dp-sgd"), _totals(tmp_path / "nothing", rounds=0),
+                       None, reference=exact_votes)
+    assert math.isinf(silent.epsilon) and "reference search" in silent.sentence
     (tmp_path / "exact").mkdir()
     exact = whole_run(Config(reference_search=False, epsilon=math.inf, train_privacy="dp-sgd"),
                       _totals(tmp_path / "exact", record=math.inf), None)
@@ -282,6 +289,8 @@ def test_the_whole_run_is_not_private_when_anything_it_releases_has_no_noise(tmp
     assert both.client_level == math.inf and "client level the whole run is ε = ∞" in both.sentence
     seeded = whole_run(Config(noise_seed=3, reference_search=False, train_privacy="dp-sgd"), search, None)
     assert seeded.sentence.startswith(NOT_PRIVATE)
+    # Reproducible noise can be removed: no figure holds, and the JSON must not print one.
+    assert math.isinf(seeded.epsilon) and math.isinf(seeded.to_json()["basic"]["epsilon"])
 
 
 def test_a_data_free_search_leaves_the_whole_run_at_the_training_figure(tmp_path: Path) -> None:
