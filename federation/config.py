@@ -85,7 +85,7 @@ class Config:
     min_replies: int = field(default=2, metadata=_help("replies a search round needs to update the ticket (else retried, then stopped)"))
     reference_search: bool = field(default=True, metadata=_help("also run the non-private (ε = inf) search as a simulation-only reference"))
     baselines: bool = field(default=True, metadata=_help("also train the dense model and a random ticket of the same structure as references"))
-    train_variants: str = field(default="", metadata=_help(f"the models ticket training trains, comma-separated from {', '.join(VARIANTS)}; empty = dp_ticket, nonprivate_ticket (with reference-search) and, with baselines, dense and random_ticket. Under train-privacy=dp-sgd every model a device trains shares its train-epsilon: train only the model you deploy to give it the whole budget"))
+    train_variants: str = field(default="", metadata=_help(f"the models ticket training trains, comma-separated from {', '.join(VARIANTS)}; empty = dp_ticket, nonprivate_ticket (with reference-search) and, with baselines, dense and random_ticket; a non-private search has one ticket, trained once. Under train-privacy=dp-sgd every model a device trains shares its train-epsilon: train only the model you deploy to give it the whole budget"))
     noise_seed: int = field(default=-1, metadata=_help("seed of all DP noise, simulation only (refused under flwr run); -1 = OS entropy. A seed makes the run NOT PRIVATE: whoever knows it can remove the noise"))
     fraction_train: float = field(default=1.0, metadata=_help("fraction of clients sampled each round (search and training)"))
     local_epochs: int = field(default=1, metadata=_help("local epochs per training round"))

@@ -12,6 +12,7 @@ A run directory holds::
     ledger.jsonl                the DP search's privacy ledger (LEDGER_FILE)
     ledger.journal.jsonl        its release journal (JOURNAL_FILE)
     ledger-train.jsonl          train-privacy=dp-sgd: the ticket training's ledger (TRAIN_LEDGER_FILE)
+    ledger-train.journal.jsonl  its release journal (TRAIN_JOURNAL_FILE)
     tickets/                    the search's ticket after each round (TICKETS_DIR)
     reference/                  the non-private reference search: its own ledger, journal, tickets/
     ticket.safetensors          the DP ticket (TICKET_FILE)
@@ -50,6 +51,7 @@ __all__ = [
     "SUMMARY_FILE",
     "TICKETS_DIR",
     "TICKET_FILE",
+    "TRAIN_JOURNAL_FILE",
     "TRAIN_LEDGER_FILE",
     "VARIANTS",
     "WEIGHTS_FILE",
@@ -74,6 +76,8 @@ TRAIN_LEDGER_FILE: Final = "ledger-train.jsonl"
 """Under ``train-privacy = dp-sgd``: the DP-SGD releases of ticket training (phase ``train``), a
 ledger of its own, since its budget (``train-epsilon``) and its neighbouring relation (one example
 added or removed) are not the search's."""
+TRAIN_JOURNAL_FILE: Final = "ledger-train.journal.jsonl"
+"""The training's release journal, beside its ledger (:class:`federation.ticket_training.DpSgdCharge`)."""
 TICKETS_DIR: Final = "tickets"
 """A search's ticket after each round, beside its ledger."""
 REFERENCE_DIR: Final = "reference"

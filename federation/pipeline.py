@@ -15,8 +15,10 @@
 
 A resumed run re-opens the ledger (every release already charged stays charged), charges in full
 any round the server was killed in before charging its replies (the release journal), restores each
-search's strategy from the checkpoint, finishes the searches, then (re)runs ticket training,
-which has no privacy cost.
+search's strategy from the checkpoint, finishes the searches, then (re)runs ticket training from
+θ0. Under ``train-privacy = dp-sgd`` the training's ledger and journal are re-opened too: an
+interrupted training round is charged in full, the earlier attempt's releases stay charged, and
+no client is trained past ``train-epsilon`` (:class:`federation.ticket_training.DpSgdCharge`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from federation.config import SERVER_ONLY_KEYS, TRAIN_PRIVACY_DP_SGD, Config, re
 from federation.data import dataset_info, load_tensors
 from federation.layout import (
     CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
-    TRAIN_LEDGER_FILE, VARIANTS, search_phase,
+    TRAIN_JOURNAL_FILE, TRAIN_LEDGER_FILE, VARIANTS, search_phase,
 )
 from federation.partitions import partition_indices, partition_report
 from federation.client_data import partition_spec
@@ -49,7 +51,7 @@ from federation.statement import (
 from federation.ticket_training import DpSgdCharge, train_variant
 from kernels import LayerPolicy, Ticket, TicketMetadata, random_ticket_like
 from models import count_model
-from privacy import ENFORCE_RDP, UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, PrivacyTotals
+from privacy import ENFORCE_RDP, UNIT_CLIENT, UNIT_RECORD, Accountant, Ledger, PrivacyTotals, ReleaseJournal
 from storage import encode_float
 from strategies import PrivacyGate, SearchOutcome
 
@@ -117,18 +119,23 @@ def privacy_summary(accountant: Accountant) -> dict[str, Any]:
     return summary
 
 
-def training_charge(config: Config, run_dir: RunDirectory) -> DpSgdCharge | None:
-    """Under ``train-privacy = dp-sgd``: the charge of every DP-SGD reply to ``ledger-train.jsonl``.
+def training_charge(
+    config: Config, run_dir: RunDirectory, *, identities: Mapping[int, str] | None = None
+) -> DpSgdCharge | None:
+    """Under ``train-privacy = dp-sgd``: the gate of every DP-SGD round (``ledger-train.jsonl`` and its journal).
 
     Its accountant composes each client's events by RDP at ``train-delta`` (the figure the devices
-    calibrate to); it checks no budget (the releases have happened when they are recorded) and the
-    totals show basic composition beside RDP (DESIGN.md 5.4).
+    calibrate to), admits a client to a round only if that round fits ``train-epsilon``, and
+    records the replies without a check (they have happened); the totals show basic composition
+    beside RDP (DESIGN.md 5.4). ``identities``: node id -> client id already known (the search's).
     """
     if config.train_privacy != TRAIN_PRIVACY_DP_SGD:
         return None
     accountant = Accountant(Ledger(run_dir.file(TRAIN_LEDGER_FILE)), record_epsilon_budget=config.train_epsilon,
                             client_epsilon_budget=0.0, delta_budget=config.train_delta, enforce=ENFORCE_RDP)
-    return DpSgdCharge(accountant, clip=config.train_clip, delta=config.train_delta)
+    return DpSgdCharge(accountant, clip=config.train_clip, delta=config.train_delta,
+                       journal=ReleaseJournal(run_dir.file(TRAIN_JOURNAL_FILE)), identities=identities,
+                       identity_timeout=config.round_timeout)
 
 
 def training_privacy_summary(accountant: Accountant) -> dict[str, Any]:
@@ -240,7 +247,11 @@ def run_pipeline(
         "dense": None, "dp_ticket": dp_ticket, "nonprivate_ticket": nonprivate_ticket, "random_ticket": random_ticket,
     }
     record = config_record(config)
-    dp_sgd = training_charge(config, run_dir)
+    dp_sgd = training_charge(config, run_dir, identities=dp_strategy.strategy.identities)
+    for ask in [] if dp_sgd is None else dp_sgd.settle_interrupted_rounds():
+        clients = len({p for event in ask.events for p in event.participants})
+        progress(f"[train] round {ask.round} attempt {ask.attempt} was interrupted before its replies were"
+                 f" charged: charged in full for its {clients} admitted clients (any may have released)")
     results: dict[str, dict[str, Any]] = {}
     for variant in trained_variants(config):
         if variant != "dense" and tickets[variant] is None:
@@ -253,9 +264,10 @@ def run_pipeline(
             grid, config, run_dir, variant=variant, ticket=tickets[variant], test_set=(images, labels),
             config_record=record, progress=progress, dp_sgd=dp_sgd,
         )
-    if "dp_ticket" in results:
+    # A model that trained no round is θ0: it is not saved (nor does it replace an earlier attempt's weights).
+    if results.get("dp_ticket", {}).get("rounds"):
         run_dir.save_weights(results["dp_ticket"]["weights"])  # the pruned model (zeros where masked)
-    if "dense" in results:
+    if results.get("dense", {}).get("rounds"):
         run_dir.save_weights(results["dense"]["weights"], name=DENSE_WEIGHTS_FILE)
 
     totals = dp_strategy.accountant.totals()

@@ -7,14 +7,15 @@ evaluation of the ticket and is not covered by the search's privacy guarantee (t
 Under ``dp-sgd`` every device trains with record-level DP-SGD (DESIGN.md 5.8), and every reply is
 charged to the training's own ledger (``ledger-train.jsonl``, phase ``train``) as a ``dp-sgd``
 event of the σ, q and steps the device reports, before its weights are averaged; a reply that does
-not report them is dropped, unused, and charged as ε = inf to the client it names.
+not report them is dropped, unused, and charged as ε = inf to the client it names. A round is
+admitted client by client and journalled before its messages leave (:class:`DpSgdCharge`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from logging import WARNING
 from typing import Any
 
@@ -34,9 +35,13 @@ from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
 from models import apply_ticket
-from privacy import DP_SGD, UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, dp_sgd_event
+from privacy import (
+    DEVICE_BOUND, DP_SGD, UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, ReleaseAsk, ReleaseJournal,
+    dp_sgd_event,
+)
 from strategies import keys, ticket_record
 from strategies.identity import CLIENT_ID_PATTERN
+from strategies.sampling import identify_nodes
 from strategies.votes import refusal_rule
 
 __all__ = ["DpSgdCharge", "TicketFedAvg", "dp_sgd_reply_event", "train_variant"]
@@ -44,7 +49,9 @@ __all__ = ["DpSgdCharge", "TicketFedAvg", "dp_sgd_reply_event", "train_variant"]
 Progress = Callable[[str], None]
 
 
-def dp_sgd_reply_event(reply: Message, *, server_round: int, variant: str, clip: float, delta: float) -> PrivacyEvent:
+def dp_sgd_reply_event(
+    reply: Message, *, server_round: int, variant: str, clip: float, delta: float, attempt: int = 0
+) -> PrivacyEvent:
     """The ledger event of one DP-SGD ``train`` reply, from the σ, q and steps it reports.
 
     Raises
@@ -65,81 +72,191 @@ def dp_sgd_reply_event(reply: Message, *, server_round: int, variant: str, clip:
     if isinstance(steps, float) and steps.is_integer():
         steps = int(steps)
     return dp_sgd_event(round=server_round, domain=variant, client_id=client_id, noise_multiplier=sigma,
-                        sample_rate=rate, steps=steps, clip=clip, delta=delta, phase=PHASE_TRAIN)
+                        sample_rate=rate, steps=steps, clip=clip, delta=delta, phase=PHASE_TRAIN, attempt=attempt)
 
 
-def _unaccounted_event(reply: Message, *, server_round: int, variant: str) -> PrivacyEvent | None:
-    """An ε = inf event for a train reply the ledger cannot price, if it names a usable client id."""
-    try:
-        client_id = str(reply.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD])
-    except (KeyError, TypeError):
-        return None
+def _unaccounted_event(
+    reply: Message, *, server_round: int, variant: str, attempt: int = 0, client_id: str | None = None
+) -> PrivacyEvent | None:
+    """An ε = inf event for a train reply the ledger cannot price: of ``client_id`` (its node's declared
+    client) if given, else of the client id the reply names, if usable; ``None`` if neither."""
+    if client_id is None:
+        try:
+            client_id = str(reply.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD])
+        except (KeyError, TypeError):
+            return None
     if CLIENT_ID_PATTERN.fullmatch(client_id) is None:
         return None
     return PrivacyEvent(round=server_round, phase=PHASE_TRAIN, domain=variant, layer=None, unit=UNIT_RECORD,
                         mechanism=UNACCOUNTED, sensitivity=1.0, noise_scale=0.0, epsilon=math.inf, delta=0.0,
-                        participants=(client_id,))
+                        participants=(client_id,), attempt=attempt)
 
 
 class DpSgdCharge:
-    """Charges each DP-SGD ``train`` reply to the training's ledger before FedAvg uses it, and
-    refuses a round the ledger says would take a client over ``train-epsilon``."""
+    """The privacy gate of DP-SGD ticket training: admits, journals, charges and settles each round.
 
-    def __init__(self, accountant: Accountant, *, clip: float, delta: float) -> None:
+    Like the search's :class:`strategies.PrivacyGate` (DESIGN.md 5.4), for the training's own
+    ledger (``ledger-train.jsonl``) and release journal (``ledger-train.journal.jsonl``):
+
+    1. :meth:`admit` (before a round's messages leave): identify the nodes, price one more round
+       for each sampled client, leave out every client that round would take over
+       ``train-epsilon``, and write the journal's ``asked`` entry for the clients that remain.
+    2. :meth:`charge` (once the replies are in): record each reply's ``dp-sgd`` event (one ledger
+       batch), then close the ask.
+    3. :meth:`settle_interrupted_rounds` (when a run is opened again, and before every round):
+       record in full every ask that was neither closed nor charged (the server stopped after the
+       messages left): any sampled client may have released.
+
+    The price of one more round (:meth:`price`): a device prices every round of a run alike (its
+    σ, q and steps depend only on the config and its number of examples,
+    :func:`federation.dp_training.plan_round`), so a client already charged costs its last
+    ``dp-sgd`` event again. A client never charged yet costs what its device calibrates its whole
+    training to, ``(train-epsilon, train-delta)`` for one example added or removed (DESIGN.md 5.8):
+    one round of it is at most that. That bound is recorded as a :data:`privacy.DEVICE_BOUND`
+    event, which has no RDP curve, so a settled client is composed by basic composition
+    (conservative; a release is never forgotten).
+
+    An ask's ``attempt`` numbers the asks of a training round number over the run, all models
+    together (the dense model's round 1 and the ticket's round 1 are two attempts of round 1), so
+    that every ask of the journal has its own key.
+    """
+
+    def __init__(
+        self, accountant: Accountant, *, clip: float, delta: float, journal: ReleaseJournal | None = None,
+        identities: Mapping[int, str] | None = None, identity_timeout: float = 60.0,
+    ) -> None:
         self.accountant = accountant
         self._clip = clip
         self._delta = delta
+        self._journal = journal
+        self._identities: dict[int, str] = dict(identities or {})
+        self._identity_timeout = identity_timeout
+        self._asked: tuple[int, str, int] | None = None
 
-    def refusal(self, server_round: int, variant: str) -> str | None:
-        """Why one more training round would exceed the budget, or ``None`` if it fits (nothing is written).
+    @property
+    def journal(self) -> ReleaseJournal | None:
+        """The training's release journal (``None``: no write-ahead record)."""
+        return self._journal
 
-        A device prices every round of a run alike (its σ, q and steps depend only on the config and
-        its number of examples, :func:`federation.dp_training.plan_round`), so one more round costs each
-        client charged so far its last event again. The accountant checks that price as it checks a
-        search round (RDP at ``train-delta``). In a run that trains as configured this never refuses
-        (the devices calibrate to the whole training); it refuses when the ledger holds more than that,
-        such as the releases of an earlier attempt of a resumed run, whose devices start afresh. It
-        checks every client charged so far, sampled or not: under sampling it may stop early, never late.
-        """
-        last: dict[str, PrivacyEvent] = {}
-        for event in self.accountant.events_for(unit=UNIT_RECORD):
+    def price(self, client: str, *, server_round: int, variant: str, attempt: int = 0) -> PrivacyEvent:
+        """What one more training round releases of ``client``, as the ledger prices it (class docstring)."""
+        last = None
+        for event in self.accountant.events_for(unit=UNIT_RECORD, client_id=client):
             if event.mechanism == DP_SGD:
-                last[event.participants[0]] = event
-        planned = [dp_sgd_event(round=server_round, domain=variant, client_id=client,
-                                noise_multiplier=event.noise_scale / event.sensitivity,
-                                sample_rate=float(event.sample_rate), steps=int(event.steps),  # type: ignore[arg-type]
-                                clip=event.sensitivity, delta=self._delta, phase=PHASE_TRAIN)
-                   for client, event in last.items()]
-        reason = self.accountant.would_exceed(planned) if planned else None
-        if reason is None:
-            return None
-        over = sum(1 for event in planned if self.accountant.would_exceed([event]) is not None)
-        return (f"round {server_round} of {variant} refused before it was sent: one more DP-SGD round would take"
-                f" {over} client(s) over train-epsilon {self.accountant.epsilon_budget(UNIT_RECORD):g} (first: {reason});"
-                " the training ledger already holds what the budget allows")
+                last = event
+        if last is not None:
+            return dp_sgd_event(round=server_round, domain=variant, client_id=client,
+                                noise_multiplier=last.noise_scale / last.sensitivity,
+                                sample_rate=float(last.sample_rate), steps=int(last.steps),  # type: ignore[arg-type]
+                                clip=last.sensitivity, delta=self._delta, phase=PHASE_TRAIN, attempt=attempt)
+        return PrivacyEvent(round=server_round, phase=PHASE_TRAIN, domain=variant, layer=None, unit=UNIT_RECORD,
+                            mechanism=DEVICE_BOUND, sensitivity=0.0, noise_scale=0.0,
+                            epsilon=self.accountant.epsilon_budget(UNIT_RECORD), delta=self._delta,
+                            participants=(client,), attempt=attempt)
+
+    def _next_attempt(self, server_round: int) -> int:
+        used = [e.attempt for e in self.accountant.ledger.events if e.phase == PHASE_TRAIN and e.round == server_round]
+        if self._journal is not None:
+            used += self._journal.attempts(PHASE_TRAIN, server_round)
+        return max(used, default=-1) + 1
+
+    def admit(
+        self, grid: Grid, server_round: int, variant: str, messages: list[Message], *, min_nodes: int
+    ) -> tuple[list[Message], str | None]:
+        """The messages that may leave, and ``None``; or ``[]`` and why the round is refused.
+
+        A node whose client id is unknown is asked for it first (the identity handshake of the
+        search, :func:`strategies.sampling.identify_nodes`); one that gives none is left out. A
+        client that one more round would take over ``train-epsilon`` (RDP at ``train-delta``) is
+        left out. If fewer than ``min_nodes`` remain, nothing is sent and nothing is written.
+        """
+        self.settle_interrupted_rounds()
+        identify_nodes(grid, [m.metadata.dst_node_id for m in messages], self._identities,
+                       timeout=self._identity_timeout)
+        attempt = self._next_attempt(server_round)
+        kept: list[Message] = []
+        planned: list[PrivacyEvent] = []
+        over: list[str] = []
+        for message in messages:
+            client = self._identities.get(int(message.metadata.dst_node_id))
+            if client is None:
+                continue
+            event = self.price(client, server_round=server_round, variant=variant, attempt=attempt)
+            reason = self.accountant.would_exceed([event])
+            if reason is not None:
+                over.append(reason)
+                continue
+            kept.append(message)
+            planned.append(event)
+        if len(kept) < max(1, min_nodes):
+            budget = self.accountant.epsilon_budget(UNIT_RECORD)
+            why = (f"one more DP-SGD round would take {len(over)} client(s) over train-epsilon {budget:g}"
+                   f" (first: {over[0]}); the training ledger already holds what the budget allows" if over
+                   else "no sampled node gave a client id its releases could be charged under")
+            return [], (f"round {server_round} of {variant} refused before it was sent: {len(kept)} client(s) may"
+                        f" train, at least {max(1, min_nodes)} needed; {why}")
+        if len(kept) < len(messages):
+            log(WARNING, "dppt: round %s of %s leaves out %s node(s): %s", server_round, variant,
+                len(messages) - len(kept), over[0] if over else "no client id")
+        if self._journal is not None:
+            # Write-ahead (DESIGN.md 5.4): a device releases when it replies; what every admitted
+            # client is asked for is on disk before a message leaves (settle_interrupted_rounds).
+            self._journal.ask(phase=PHASE_TRAIN, round=server_round, attempt=attempt, events=planned)
+        self._asked = (server_round, variant, attempt)
+        return kept, None
 
     def charge(self, server_round: int, variant: str, replies: list[Message]) -> list[Message]:
-        """Record the events of the valid replies (one ledger batch); return the replies that may be used."""
+        """Record the events of the valid replies (one ledger batch), close the ask; return the usable replies."""
+        attempt = 0
+        if self._asked is not None and self._asked[:2] == (server_round, variant):
+            attempt = self._asked[2]
         kept, events = [], []
         for reply in replies:
             if reply.has_error():
                 kept.append(reply)  # released nothing; FedAvg counts it as a failure
                 continue
+            known = self._identities.get(int(reply.metadata.src_node_id))
             try:
-                events.append(dp_sgd_reply_event(reply, server_round=server_round, variant=variant,
-                                                 clip=self._clip, delta=self._delta))
+                event = dp_sgd_reply_event(reply, server_round=server_round, variant=variant,
+                                           clip=self._clip, delta=self._delta, attempt=attempt)
+                if known is not None and event.participants != (known,):
+                    raise PrivacyError(f"a dp-sgd train reply must name the client id its node declared, {known!r}."
+                                       f" Found {event.participants[0]!r}.")
+                events.append(event)
             except PrivacyError as err:
                 # DESIGN.md 5.3: a bad reply released something all the same. It is dropped, unused, and
-                # charged as ε = inf to the client it names (a reply naming none cannot be attributed).
+                # charged as ε = inf to its node's declared client, else to the client it names (a reply
+                # that can be attributed to none is not charged).
                 log(WARNING, "dppt: train reply of node %s dropped, unused: %s", reply.metadata.src_node_id, err)
-                unpriced = _unaccounted_event(reply, server_round=server_round, variant=variant)
+                unpriced = _unaccounted_event(reply, server_round=server_round, variant=variant, attempt=attempt,
+                                              client_id=known)
                 if unpriced is not None:
                     events.append(unpriced)
                 continue
             kept.append(reply)
         if events:
             self.accountant.record(events)  # on disk (fsync) before any of these weights is averaged
+        if self._journal is not None and self._asked is not None and self._asked[:2] == (server_round, variant):
+            self._journal.close(phase=PHASE_TRAIN, round=server_round, attempt=attempt)
+        self._asked = None
         return kept
+
+    def settle_interrupted_rounds(self) -> list[ReleaseAsk]:
+        """Record, in full, every training ask the journal holds that was neither closed nor charged.
+
+        The server stopped after the round's messages left and before the replies were charged:
+        any admitted client may have released its weights, and the server cannot tell which. Each is
+        recorded at its asked price (:meth:`price`), without a budget check (the release may have
+        happened), and the ask is closed as ``settled``. Idempotent; :meth:`admit` calls it.
+        """
+        if self._journal is None:
+            return []
+        asks = self._journal.settle(self.accountant)
+        for ask in asks:
+            log(WARNING, "training round %s attempt %s was interrupted before its replies were charged: every"
+                " admitted client (%s) is recorded in full", ask.round, ask.attempt,
+                len({p for e in ask.events for p in e.participants}))
+        return asks
 
 
 class TicketFedAvg(FedAvg):
@@ -160,15 +277,20 @@ class TicketFedAvg(FedAvg):
         """The model after the last round that trained (what a stopped training keeps)."""
         self.stop_reason: str | None = None
         """Why the training ended before ``train-rounds``; ``None`` while it goes on."""
+        self.rounds_trained = 0
+        """Rounds whose replies updated the model (a round every device refused or failed does not count)."""
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        if self.stop_reason is None and self._dp_sgd is not None:
-            self.stop_reason = self._dp_sgd.refusal(server_round, self._variant)
         if self.stop_reason is not None:
             raise TrainingStopped(self.stop_reason)
         messages = list(super().configure_train(server_round, arrays, config, grid))
+        if self._dp_sgd is not None:  # nothing leaves before the round is admitted and journalled
+            messages, self.stop_reason = self._dp_sgd.admit(grid, server_round, self._variant, messages,
+                                                            min_nodes=self.min_train_nodes)
+            if self.stop_reason is not None:
+                raise TrainingStopped(self.stop_reason)
         if self._ticket_arrays is not None:
             for message in messages:
                 message.content[keys.TICKET_KEY] = self._ticket_arrays
@@ -186,12 +308,15 @@ class TicketFedAvg(FedAvg):
             self._progress(f"[train {self._variant}] round {server_round}: no client trained ({errors} error"
                            f" replies; first: {reason}); the model is not updated")
         rules = {refusal_rule(reply) for reply in replies}
-        if replies and rules == {TRAIN_EPSILON_RULE}:  # every device's own DP-SGD budget is spent: stop here
+        if replies and None not in rules:  # every device refused by its own policy: it will again, stop here
+            named = ", ".join(sorted(str(rule) for rule in rules))
+            why = ": its DP-SGD budget would be exceeded" if rules == {TRAIN_EPSILON_RULE} else ""
             self.stop_reason = (f"round {server_round} of {self._variant}: every sampled device refused"
-                                f" (rule {TRAIN_EPSILON_RULE}: its DP-SGD budget would be exceeded)")
+                                f" (rule {named}{why})")
         arrays, metrics = super().aggregate_train(server_round, replies)
         if arrays is not None:
             self.latest_arrays = arrays
+            self.rounds_trained += 1
         self._run_dir.log_metrics({
             "phase": PHASE_TRAIN, "variant": self._variant, "round": server_round, "kind": KIND_CLIENT_TRAIN,
             **dict(metrics or {}), "replies": len(replies) - errors, "failed-replies": errors,
@@ -254,7 +379,7 @@ def train_variant(
     if final is not None:
         load_weights(model, final.to_torch_state_dict())
     last = history[-1] if history else {}
-    return {"accuracy": last.get("accuracy"), "loss": last.get("loss"), "rounds": len(history) - 1,
+    return {"accuracy": last.get("accuracy"), "loss": last.get("loss"), "rounds": strategy.rounds_trained,
             "stop-reason": strategy.stop_reason,
             "accuracy-by-round": {row["round"]: row["accuracy"] for row in history},
             "weights": plain_weights(model), "wall-time-s": round(time.time() - start, 2)}

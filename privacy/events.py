@@ -29,6 +29,7 @@ __all__ = [
     "DATA_FREE",
     "DP_SGD",
     "UNACCOUNTED",
+    "DEVICE_BOUND",
     "DISCRETE_LAPLACE_HISTOGRAM",
     "GAUSSIAN",
     "GAUSSIAN_TOPK",
@@ -63,6 +64,7 @@ GAUSSIAN: Final = "gaussian"  # plain Gaussian mechanism, L2 sensitivity (e.g. D
 DATA_FREE: Final = "data-free"  # reads no private data: ε = 0
 DP_SGD: Final = "dp-sgd"  # record level, Poisson-sampled Gaussian steps of clipped gradients (privacy.dp_sgd)
 UNACCOUNTED: Final = "unaccounted"  # data released without a description the ledger can price: ε = inf
+DEVICE_BOUND: Final = "device-bound"  # record level, a release priced only by the (ε, δ) its device calibrates to
 
 _NUMBER_FIELDS: Final = ("sensitivity", "noise_scale", "epsilon", "delta")
 

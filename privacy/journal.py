@@ -33,11 +33,14 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from storage import append_durably
 from privacy.errors import LedgerError, PrivacyError
 from privacy.events import UNIT_RECORD, PrivacyEvent
+
+if TYPE_CHECKING:
+    from privacy.accountant import Accountant
 
 __all__ = ["JOURNAL_SCHEMA", "ReleaseAsk", "ReleaseJournal"]
 
@@ -166,6 +169,19 @@ class ReleaseJournal:
     def settled(self) -> list[ReleaseAsk]:
         """Asks charged in full after an interruption (``settled``), oldest first."""
         return [ask for key, ask in self._asks.items() if key in self._settled]
+
+    def settle(self, accountant: Accountant) -> list[ReleaseAsk]:
+        """Record in full, with ``accountant``, every ask :meth:`unsettled` finds in its ledger; close each as ``settled``.
+
+        Every asked event is recorded as if every sampled client had answered (conservative: the
+        server cannot tell who did, and a release is never forgotten), without a budget check
+        (:meth:`privacy.Accountant.record`). Returns the asks settled, oldest first; idempotent.
+        """
+        asks = self.unsettled(accountant.ledger.events)
+        for ask in asks:
+            accountant.record(ask.events)
+            self.close(phase=ask.phase, round=ask.round, attempt=ask.attempt, settled=True)
+        return asks
 
     def unsettled(self, charged: Sequence[PrivacyEvent]) -> list[ReleaseAsk]:
         """Asks neither closed nor present in ``charged`` (the ledger's events), oldest first."""

@@ -263,10 +263,8 @@ class PrivacyGate(SearchStart, Strategy):
         """
         if self._journal is None:
             return []
-        asks = self._journal.unsettled(self._accountant.ledger.events)
+        asks = self._journal.settle(self._accountant)
         for ask in asks:
-            self._accountant.record(ask.events)
-            self._journal.close(phase=ask.phase, round=ask.round, attempt=ask.attempt, settled=True)
             log(WARNING, "round %s attempt %s of %s was interrupted before its replies were charged: every"
                 " sampled client (%s) is recorded in full", ask.round, ask.attempt, ask.phase,
                 ", ".join(sorted({p for e in ask.events for p in e.participants})))

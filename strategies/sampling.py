@@ -8,7 +8,7 @@ interrupted one would have sampled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from logging import WARNING
 from typing import Any
 
@@ -22,7 +22,28 @@ from strategies.errors import SearchStopped, StrategyError
 from strategies.identity import identity_message_content, resolve_identities
 from strategies.settings import SearchSettings
 
-__all__ = ["NodeSampler"]
+__all__ = ["NodeSampler", "identify_nodes"]
+
+
+def identify_nodes(grid: Grid, nodes: Iterable[int], identities: dict[int, str], *, timeout: float) -> None:
+    """Ask the ``nodes`` not in ``identities`` for their client ids; add the accepted ones to it.
+
+    A node refused (no reply, a malformed id, an id another node holds: :func:`resolve_identities`)
+    stays out of ``identities``, with a warning; the caller leaves it out of the round.
+    """
+    unknown = [int(node) for node in nodes if int(node) not in identities]
+    if not unknown:
+        return
+    queries = [
+        Message(content=identity_message_content(), dst_node_id=node,
+                message_type=keys.IDENTITY_MESSAGE_TYPE, group_id="identity")
+        for node in unknown
+    ]
+    replies = grid.send_and_receive(queries, timeout=timeout)
+    accepted, refused = resolve_identities(replies, asked=unknown, known=identities)
+    identities.update(accepted)
+    for node, why in refused.items():
+        log(WARNING, "node %s is left out: %s", node, why)
 
 
 class NodeSampler:
@@ -47,18 +68,7 @@ class NodeSampler:
 
     def _identify(self, grid: Grid, nodes: list[int]) -> list[int]:
         """Ask unknown nodes for their client ids; return the nodes that may be sampled."""
-        unknown = [node for node in nodes if node not in self._identities]
-        if unknown:
-            queries = [
-                Message(content=identity_message_content(), dst_node_id=node,
-                        message_type=keys.IDENTITY_MESSAGE_TYPE, group_id="identity")
-                for node in unknown
-            ]
-            replies = grid.send_and_receive(queries, timeout=self._settings.identity_timeout)
-            accepted, refused = resolve_identities(replies, asked=unknown, known=self._identities)
-            self._identities.update(accepted)
-            for node, why in refused.items():
-                log(WARNING, "node %s is not sampled: %s", node, why)
+        identify_nodes(grid, nodes, self._identities, timeout=self._settings.identity_timeout)
         return [node for node in nodes if node in self._identities]
 
     def sample(self, grid: Grid, *, server_round: int) -> tuple[int, ...]:

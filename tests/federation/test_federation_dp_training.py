@@ -333,6 +333,7 @@ def test_a_resumed_run_neither_retrains_past_the_budget_nor_forgets_a_release(dp
     assert first["status"] == "completed"
     charged = [e.event_id for e in Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events]
     assert len(charged) == config.num_clients * config.train_rounds
+    trained = run_dir.file("weights.safetensors").read_bytes()
 
     lines: list[str] = []
     again = run_pipeline(InProcessGrid(config, data_dir), config, run_dir, progress=lines.append)  # fresh devices
@@ -342,6 +343,7 @@ def test_a_resumed_run_neither_retrains_past_the_budget_nor_forgets_a_release(dp
     assert "over train-epsilon 2" in stop["stop-reason"] and "partition-" not in stop["stop-reason"]
     assert again["status"] == "stopped" and any("training of dp_ticket stopped" in line for line in lines)
     assert again["train-epsilon"]["rdp"]["record-max"] <= config.train_epsilon
+    assert run_dir.file("weights.safetensors").read_bytes() == trained  # θ0 does not replace the trained model
     header = render_report(run_dir.path).markdown.read_text().split("## 2.", 1)[0]
     assert "| training stop reason | dp_ticket stopped after 0 round(s): round 1 of dp_ticket refused" in header
 
@@ -354,7 +356,116 @@ def test_training_stops_cleanly_when_every_device_refuses_its_dp_sgd_budget(dp_c
     result = train_variant(grid, dp_config, run_dir, variant="dense", ticket=None, test_set=server_test_set(dp_config),
                            config_record=config_record(dp_config.replace(train_epsilon=1e-7)), progress=lines.append,
                            dp_sgd=training_charge(dp_config, run_dir))
-    assert result["rounds"] == 1 and "every sampled device refused (rule train-epsilon" in result["stop-reason"]
+    assert result["rounds"] == 0 and "every sampled device refused (rule train-epsilon" in result["stop-reason"]
     assert any("[train dense] stopped" in line for line in lines)
     assert Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events == ()  # a refusal releases nothing
     assert set(result["weights"]) and result["accuracy"] is not None
+
+
+# The training's release journal (DpSgdCharge: admit, charge, settle), DESIGN.md 5.4 applied to DP-SGD.
+
+
+def _train(config, grid, run_dir, charge, variant="dense"):
+    return train_variant(grid, config, run_dir, variant=variant, ticket=None, test_set=server_test_set(config),
+                         config_record=config_record(config), progress=lambda line: None, dp_sgd=charge)
+
+
+def test_a_training_round_interrupted_after_it_was_asked_is_charged_in_full_on_resume(dp_config, data_dir, tmp_path):
+    """The server dies once round 2's messages may have left: the next process charges every admitted
+    client round 2 at the price of its round 1 (devices price every round alike), once."""
+    from federation.layout import TRAIN_JOURNAL_FILE
+    from privacy import ReleaseJournal
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    grid = InProcessGrid(dp_config, data_dir, crash_after=3)  # identity query, round 1 (train, evaluate), crash
+    with pytest.raises(RuntimeError, match="server crashed"):
+        _train(dp_config, grid, run_dir, training_charge(dp_config, run_dir))
+    first = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert {e.round for e in first} == {1} and len(first) == dp_config.num_clients
+
+    resumed = training_charge(dp_config, run_dir)
+    settled = resumed.settle_interrupted_rounds()
+    assert [(ask.round, len(ask.events)) for ask in settled] == [(2, dp_config.num_clients)]
+    events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    by_round = {(e.round, e.participants[0]): e for e in events}
+    for client in {e.participants[0] for e in first}:
+        one, two = by_round[(1, client)], by_round[(2, client)]
+        assert two.mechanism == DP_SGD and (two.noise_scale, two.sample_rate, two.steps) == (
+            one.noise_scale, one.sample_rate, one.steps)
+    assert resumed.settle_interrupted_rounds() == [] and training_charge(dp_config, run_dir).settle_interrupted_rounds() == []
+    assert len(Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events) == 2 * dp_config.num_clients  # once, not twice
+    assert [ask.round for ask in ReleaseJournal(run_dir.file(TRAIN_JOURNAL_FILE), read_only=True).settled()] == [2]
+
+
+def test_a_first_round_interrupted_is_charged_at_the_devices_bound_and_then_refused(dp_config, data_dir, tmp_path):
+    """Before any reply the server cannot know a device's σ, q and steps: each admitted client is charged
+    the (train-epsilon, train-delta) its device calibrates its whole training to. Its budget is then
+    spent, so training again is refused before anything is sent; the report shows that ε, not 0."""
+    from federation.statement import replace_one_from_add_remove, whole_run
+    from privacy import DEVICE_BOUND
+    from simulations.report.ledger_reader import training_totals
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="server crashed"):
+        _train(dp_config, InProcessGrid(dp_config, data_dir, crash_after=1), run_dir, training_charge(dp_config, run_dir))
+    assert Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events == ()  # nothing was charged before the crash
+
+    charge = training_charge(dp_config, run_dir)
+    result = _train(dp_config, InProcessGrid(dp_config, data_dir), run_dir, charge)  # settles first, then refuses
+    events = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert {(e.mechanism, e.epsilon, e.delta) for e in events} == {(DEVICE_BOUND, dp_config.train_epsilon,
+                                                                   dp_config.train_delta)}
+    assert len(events) == dp_config.num_clients
+    assert result["rounds"] == 0 and "refused before it was sent" in result["stop-reason"]
+    totals = training_totals(Ledger(run_dir.file(TRAIN_LEDGER_FILE)), dp_config)
+    assert totals.record_rdp_epsilon_max is None and totals.record_epsilon_max == dp_config.train_epsilon
+    run = whole_run(dp_config.replace(reference_search=False, epsilon=math.inf, score="magnitude"),
+                    charge.accountant.totals(), totals)
+    assert (run.phases[1].epsilon, run.phases[1].delta) == pytest.approx(
+        replace_one_from_add_remove(dp_config.train_epsilon, dp_config.train_delta))
+
+
+def test_a_round_charged_but_not_closed_is_not_charged_again(dp_config, data_dir, tmp_path):
+    """Killed after the ledger's fsync and before the journal's close: the ledger has the attempt."""
+    from federation.layout import TRAIN_JOURNAL_FILE
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    _train(dp_config.replace(train_rounds=1), InProcessGrid(dp_config, data_dir), run_dir,
+           training_charge(dp_config, run_dir))
+    journal = run_dir.file(TRAIN_JOURNAL_FILE)
+    lines = journal.read_text().splitlines(keepends=True)
+    assert ['"kind": "asked"' in lines[0], '"kind": "closed"' in lines[-1]] == [True, True]
+    journal.write_text("".join(lines[:-1]))  # the close never reached the disk
+    charged = Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events
+    assert training_charge(dp_config, run_dir).settle_interrupted_rounds() == []
+    assert Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events == charged
+
+
+def test_a_client_charged_infinity_for_a_malformed_reply_is_left_out_and_the_others_train_on(
+        dp_config, data_dir, tmp_path):
+    """A reply without its figures, and one naming another client than its node declared, are dropped and
+    charged ε = ∞ to the node's own client; those clients get no further round, the others train on."""
+    from privacy import UNACCOUNTED
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    grid = InProcessGrid(dp_config, data_dir)
+    charge = training_charge(dp_config, run_dir)
+    messages = [train_message(dp_config, grid.node_of(i)) for i in range(dp_config.num_clients)]
+    admitted, reason = charge.admit(grid, 1, "dense", messages, min_nodes=2)
+    assert reason is None and len(admitted) == dp_config.num_clients
+    replies = {r.content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD]: r for r in grid.send_and_receive(admitted)}
+    del replies["partition-1"].content[keys.METRICS_KEY][NOISE_MULTIPLIER_FIELD]
+    replies["partition-2"].content[TRAIN_PRIVACY_KEY][keys.CLIENT_ID_FIELD] = "partition-0"  # blames another
+    assert charge.charge(1, "dense", list(replies.values())) == [replies["partition-0"]]
+    unaccounted = {e.participants[0] for e in Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events if e.mechanism == UNACCOUNTED}
+    assert unaccounted == {"partition-1", "partition-2"}
+    again = [train_message(dp_config, grid.node_of(i)) for i in range(dp_config.num_clients)]
+    admitted, reason = charge.admit(grid, 2, "dense", again, min_nodes=1)
+    assert reason is None and [m.metadata.dst_node_id for m in admitted] == [grid.node_of(0)]
+    charge.charge(2, "dense", [])
+    # With min-replies above what is left, the round is refused before anything is sent or asked.
+    asked = run_dir.file("ledger-train.journal.jsonl").read_text().count('"asked"')
+    admitted, reason = charge.admit(grid, 3, "dense", again, min_nodes=2)
+    assert admitted == [] and "1 client(s) may train, at least 2 needed" in reason
+    assert "over train-epsilon 2" in reason
+    assert run_dir.file("ledger-train.journal.jsonl").read_text().count('"asked"') == asked
