@@ -32,7 +32,8 @@ NOISE_SEED_KEY: Final = "noise-seed"
 RAY_ADDRESS_KEY: Final = "ray-address"
 TRAIN_PRIVACY_NONE: Final = "none"
 TRAIN_PRIVACY_DP_SGD: Final = "dp-sgd"
-TRAIN_PRIVACIES: Final = (TRAIN_PRIVACY_NONE, TRAIN_PRIVACY_DP_SGD)
+TRAIN_PRIVACY_DP_FEDAVG: Final = "dp-fedavg"
+TRAIN_PRIVACIES: Final = (TRAIN_PRIVACY_NONE, TRAIN_PRIVACY_DP_SGD, TRAIN_PRIVACY_DP_FEDAVG)
 """``train-privacy``: plain local SGD (ε = inf) or record-level DP-SGD on the device (DESIGN.md 5.8)."""
 SERVER_ONLY_KEYS: Final = frozenset({NOISE_SEED_KEY})
 """Config keys that stay on the server: the config a client receives never holds them
@@ -93,10 +94,10 @@ class Config:
     lr: float = field(default=0.01, metadata=_help("local SGD learning rate"))
     momentum: float = field(default=0.9, metadata=_help("local SGD momentum"))
     weight_decay: float = field(default=0.0, metadata=_help("local SGD weight decay"))
-    train_privacy: str = field(default="none", metadata=_help(f"local training of ticket training, one of {', '.join(TRAIN_PRIVACIES)} (none: plain SGD, the weights are an ε = inf release; dp-sgd: record-level DP-SGD with Opacus on each device, DESIGN.md 5.8)"))
-    train_epsilon: float = field(default=1.0, metadata=_help("train-privacy=dp-sgd: record-level ε of each client for the whole ticket training (every model it trains, every round), at δ = train-delta by RDP"))
-    train_delta: float = field(default=1e-5, metadata=_help("train-privacy=dp-sgd: δ of each client's whole ticket training"))
-    train_clip: float = field(default=1.0, metadata=_help("train-privacy=dp-sgd: C, the L2 bound of each example's gradient"))
+    train_privacy: str = field(default="none", metadata=_help(f"local training of ticket training, one of {', '.join(TRAIN_PRIVACIES)} (none: plain SGD, the weights are an ε = inf release; dp-sgd: record-level DP-SGD with Opacus on each device, DESIGN.md 5.8; dp-fedavg: client-level DP-FedAvg, Flower's server-side fixed-clipping wrapper: the server clips each client's update and noises the average, DESIGN.md 5.9)"))
+    train_epsilon: float = field(default=1.0, metadata=_help("train-privacy=dp-sgd: record-level ε of each client for the whole ticket training (every model it trains, every round), at δ = train-delta by RDP; dp-fedavg: the client-level ε of the whole ticket training"))
+    train_delta: float = field(default=1e-5, metadata=_help("train-privacy=dp-sgd or dp-fedavg: δ of the whole ticket training"))
+    train_clip: float = field(default=1.0, metadata=_help("train-privacy=dp-sgd: C, the L2 bound of each example's gradient; dp-fedavg: C, the L2 bound of each client's model update"))
     seed: int = field(default=0, metadata=_help("seed of the model init, the partition and the client sampling (not of DP noise)"))
     max_examples_per_client: int = field(default=2000, metadata=_help("cap on each client's training examples; 0 = no cap"))
     max_test_examples: int = field(default=0, metadata=_help("cap on the server's test set; 0 = the whole test set"))
@@ -326,6 +327,14 @@ def check_names(config: Config) -> None:
     )
     if config.train_privacy == TRAIN_PRIVACY_DP_SGD:
         _check_dp_sgd_budget(config)
+    if config.train_privacy == TRAIN_PRIVACY_DP_FEDAVG:
+        from federation.dp_fedavg import noise_multiplier, releases
+
+        try:
+            noise_multiplier(config)
+        except ValueError:
+            _check(False, "train-epsilon", f"large enough for DP-FedAvg at train-delta {config.train_delta:g}: no"
+                   f" noise multiplier up to 1e6 reaches it for {releases(config)} releases", config.train_epsilon)
     candidates = candidate_count(config.pattern_entries, centre_fixed=True)
     _check(
         config.patterns <= candidates, "patterns",

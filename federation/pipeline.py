@@ -23,6 +23,7 @@ no client is trained past ``train-epsilon`` (:class:`federation.ticket_training.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,7 +34,9 @@ from flwr.app import ConfigRecord
 from flwr.serverapp import Grid
 
 from federation.errors import PipelineError
-from federation.config import SERVER_ONLY_KEYS, TRAIN_PRIVACY_DP_SGD, Config, reads_client_data, trained_variants
+from federation.config import (
+    SERVER_ONLY_KEYS, TRAIN_PRIVACY_DP_FEDAVG, TRAIN_PRIVACY_DP_SGD, Config, reads_client_data, trained_variants,
+)
 from federation.data import dataset_info, load_tensors
 from federation.layout import (
     CHECKPOINT_FILE, DENSE_WEIGHTS_FILE, KIND_PARTITIONS, PHASE_SETUP, RANDOM_TICKET_FILE, REFERENCE_DIR, TICKET_FILE,
@@ -48,6 +51,7 @@ from federation.search_phase import build_strategy, run_search_phase
 from federation.statement import (
     guarantee_statement, noised_units, participation_statement, seeded_noise_warning, whole_run, without_client_ids,
 )
+from federation.dp_fedavg import DpFedAvgCharge
 from federation.ticket_training import DpSgdCharge, train_variant
 from kernels import LayerPolicy, Ticket, TicketMetadata, random_ticket_like
 from models import count_model
@@ -136,6 +140,25 @@ def training_charge(
     return DpSgdCharge(accountant, clip=config.train_clip, delta=config.train_delta,
                        journal=ReleaseJournal(run_dir.file(TRAIN_JOURNAL_FILE)), identities=identities,
                        identity_timeout=config.round_timeout)
+
+
+def training_fedavg(config: Config, run_dir: RunDirectory) -> DpFedAvgCharge | None:
+    """Under ``train-privacy = dp-fedavg``: the training's client-level ledger (``ledger-train.jsonl``)
+    and the noise of Flower's wrapper (:mod:`federation.dp_fedavg`); the budget is enforced by
+    Flower's RDP accountant, rebuilt from the ledger, so the ledger's accountant checks none."""
+    if config.train_privacy != TRAIN_PRIVACY_DP_FEDAVG:
+        return None
+    accountant = Accountant(Ledger(run_dir.file(TRAIN_LEDGER_FILE)), record_epsilon_budget=math.inf,
+                            client_epsilon_budget=math.inf)
+    return DpFedAvgCharge(config, accountant)
+
+
+def fedavg_privacy_summary(charge: DpFedAvgCharge) -> dict[str, Any]:
+    """``summary.json``'s ``"train-epsilon"`` under DP-FedAvg: client-level RDP beside basic, budget, z."""
+    totals = charge.accountant.totals().to_json()
+    return {"client": totals["client"], "rdp": {"client": charge.rdp_epsilon(), "delta": charge.config.train_delta},
+            "budget": charge.config.train_epsilon, "budget-delta": charge.config.train_delta,
+            "noise-multiplier": charge.noise_multiplier, "clients-per-round": charge.sampled}
 
 
 def training_privacy_summary(accountant: Accountant) -> dict[str, Any]:
@@ -248,6 +271,7 @@ def run_pipeline(
     }
     record = config_record(config)
     dp_sgd = training_charge(config, run_dir, identities=dp_strategy.strategy.identities)
+    dp_fedavg = training_fedavg(config, run_dir)
     for ask in [] if dp_sgd is None else dp_sgd.settle_interrupted_rounds():
         clients = len({p for event in ask.events for p in event.participants})
         progress(f"[train] round {ask.round} attempt {ask.attempt} was interrupted before its replies were"
@@ -262,7 +286,7 @@ def run_pipeline(
             continue
         results[variant] = train_variant(
             grid, config, run_dir, variant=variant, ticket=tickets[variant], test_set=(images, labels),
-            config_record=record, progress=progress, dp_sgd=dp_sgd,
+            config_record=record, progress=progress, dp_sgd=dp_sgd, dp_fedavg=dp_fedavg,
         )
     # A model that trained no round is θ0: it is not saved (nor does it replace an earlier attempt's weights).
     if results.get("dp_ticket", {}).get("rounds"):
@@ -306,15 +330,19 @@ def run_pipeline(
         },
         "ticket-file": TICKET_FILE if dp_ticket is not None else None,
         "ticket-training": (
-            "masked FedAvg without noise (evaluation of the ticket; not covered by the guarantee)" if dp_sgd is None
-            else f"masked FedAvg of record-level DP-SGD on each device (charged in {TRAIN_LEDGER_FILE}; one example"
-                 " added or removed)"
+            f"masked FedAvg of record-level DP-SGD on each device (charged in {TRAIN_LEDGER_FILE}; one example"
+            " added or removed)" if dp_sgd is not None
+            else f"client-level DP-FedAvg, Flower's server-side fixed clipping (charged in {TRAIN_LEDGER_FILE}; one"
+                 " client added or removed; the server sees the exact updates)" if dp_fedavg is not None
+            else "masked FedAvg without noise (evaluation of the ticket; not covered by the guarantee)"
         ),
-        "train-epsilon": None if dp_sgd is None else training_privacy_summary(dp_sgd.accountant),
+        "train-epsilon": (training_privacy_summary(dp_sgd.accountant) if dp_sgd is not None
+                          else fedavg_privacy_summary(dp_fedavg) if dp_fedavg is not None else None),
         "training": training,
         # Everything the run released, composed per client (search + training; federation.statement.whole_run).
         "whole-run": whole_run(config, totals, None if dp_sgd is None else dp_sgd.accountant.totals(),
-                               reference=reference_totals).to_json(),
+                               reference=reference_totals,
+                               fedavg_epsilon=None if dp_fedavg is None else dp_fedavg.rdp_epsilon()).to_json(),
         "wall-time-s": round(time.time() - start, 2),
         "run-dir": str(run_dir.path),
     }

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from federation.config import TRAIN_PRIVACY_DP_SGD, UNIT_BOTH, Config
+from federation.config import TRAIN_PRIVACY_DP_FEDAVG, TRAIN_PRIVACY_DP_SGD, UNIT_BOTH, Config
 from federation.layout import (
     LEDGER_FILE,
     METRICS_FILE,
@@ -119,7 +119,16 @@ _TRAINING = "the trained weights and accuracies (masked FedAvg without noise: ε
 
 
 def training_statement(config: Config) -> str | None:
-    """Under ``train-privacy = dp-sgd``: what the trained weights guarantee (``None`` otherwise)."""
+    """Under ``train-privacy = dp-sgd`` or ``dp-fedavg``: what the trained weights guarantee (``None`` otherwise)."""
+    if config.train_privacy == TRAIN_PRIVACY_DP_FEDAVG:
+        return (
+            "The trained weights and accuracies come from client-level DP-FedAvg (Flower's server-side fixed"
+            f" clipping): the server clips each client's model update to L2 norm {config.train_clip:g} and adds"
+            " Gaussian noise to their average, so the whole ticket training (every model, every round) is"
+            f" ε = {_number(config.train_epsilon)}, δ = {config.train_delta:g} client-level DP by Rényi DP for one"
+            f" client added or removed (charged in {TRAIN_LEDGER_FILE}); the server sees the exact updates, so it"
+            " must be trusted."
+        )
     if config.train_privacy != TRAIN_PRIVACY_DP_SGD:
         return None
     return (
@@ -131,7 +140,7 @@ def training_statement(config: Config) -> str | None:
 
 
 def _not_covered_training(config: Config) -> list[str]:
-    return [] if config.train_privacy == TRAIN_PRIVACY_DP_SGD else [_TRAINING]
+    return [] if training_statement(config) is not None else [_TRAINING]
 
 
 def _with_training(config: Config, sentence: str) -> str:
@@ -365,6 +374,15 @@ def _search_figure(
                        source=f"basic composition of the votes ({LEDGER_FILE})"), basic
 
 
+def _fedavg_figure(config: Config, train: PrivacyTotals | None,
+                   fedavg_epsilon: float | None) -> tuple[PhaseFigure, tuple[float, float]]:
+    """DP-FedAvg's record-level figure: ∞ against the server, which sees the exact updates."""
+    figure = 0.0 if fedavg_epsilon is None else fedavg_epsilon
+    return PhaseFigure(phase=PHASE_TRAIN, epsilon=math.inf, delta=0.0, source=(
+        f"DP-FedAvg's updates reach the server exactly (its client-level noise, ε = {_number(figure)} at"
+        f" δ = {config.train_delta:g} in {TRAIN_LEDGER_FILE}, protects what the server publishes)")), (math.inf, 0.0)
+
+
 def _train_figure(config: Config, train: PrivacyTotals | None) -> tuple[PhaseFigure, tuple[float, float]]:
     """Ticket training's replace-one figure: ∞ for plain SGD, else DP-SGD's RDP figure by group privacy."""
     if config.train_privacy != TRAIN_PRIVACY_DP_SGD:
@@ -384,7 +402,8 @@ def _train_figure(config: Config, train: PrivacyTotals | None) -> tuple[PhaseFig
 
 
 def whole_run(
-    config: Config, search: PrivacyTotals, train: PrivacyTotals | None, *, reference: PrivacyTotals | None = None
+    config: Config, search: PrivacyTotals, train: PrivacyTotals | None, *, reference: PrivacyTotals | None = None,
+    fedavg_epsilon: float | None = None,
 ) -> WholeRun:
     """The guarantee of everything the run releases, composed per client (module docstring).
 
@@ -400,6 +419,9 @@ def whole_run(
     reference
         The non-private reference search's ledger totals (``reference/ledger.jsonl``) where it
         ran, else ``None``: exact votes of client data make the whole run ε = ∞.
+    fedavg_epsilon
+        Under ``train-privacy = dp-fedavg``: the training's client-level RDP ε at ``train-delta``
+        (:func:`federation.dp_fedavg.training_rdp_epsilon`), composed into the client-level figure.
 
     What it covers: the ticket(s), the trained weights of every model the run trains, and the
     accuracies (the server's test set: public data, no client release). Not: participation and
@@ -407,15 +429,22 @@ def whole_run(
     (NOT PRIVATE) or whose search adds no noise.
     """
     search_figure, search_basic = _search_figure(config, search, reference)
-    train_figure, train_basic = _train_figure(config, train)
+    if config.train_privacy == TRAIN_PRIVACY_DP_FEDAVG:
+        train_figure, train_basic = _fedavg_figure(config, train, fedavg_epsilon)
+    else:
+        train_figure, train_basic = _train_figure(config, train)
     phases = (search_figure, train_figure)
     epsilon = math.fsum(f.epsilon for f in phases) if all(math.isfinite(f.epsilon) for f in phases) else math.inf
     delta = min(1.0, math.fsum(f.delta for f in phases))
     basic_eps = search_basic[0] + train_basic[0] if math.isfinite(search_basic[0] + train_basic[0]) else math.inf
     basic_delta = min(1.0, search_basic[1] + train_basic[1])
     client_level = None
+    fedavg = config.train_privacy == TRAIN_PRIVACY_DP_FEDAVG
     if config.unit in (UNIT_CLIENT, UNIT_BOTH):
-        client_level = math.inf  # ticket training has no client-level noise (DP-FedAvg is not available)
+        # Only DP-FedAvg adds client-level noise to training; the search's client-level figure is basic.
+        searched = search.client_epsilon if not _read_data(reference) else math.inf
+        trained = (fedavg_epsilon or 0.0) if fedavg else math.inf
+        client_level = searched + trained if math.isfinite(searched + trained) else math.inf
     seeded = seeded_noise_warning(config)
     if seeded is not None:  # DESIGN.md 5.5: reproducible noise can be removed, so no figure holds
         epsilon = basic_eps = math.inf
@@ -432,7 +461,19 @@ def whole_run(
         why = _listing([f.source for f in phases if math.isinf(f.epsilon)])
         sentence = f"The whole run is not record-level DP (ε = ∞): {why}."
     if client_level is not None and seeded is None:
-        sentence += (" At client level the whole run is ε = ∞: ticket training adds no client-level noise"
-                     " (DP-FedAvg is not available).")
+        if math.isfinite(client_level):
+            client_delta = min(1.0, search.client_delta + (config.train_delta if fedavg else 0.0))
+            sentence += (f" At client level, everything it publishes is {_epsilon(client_level, client_delta)} (one"
+                         " client added or removed; the server, which adds the noise, must be trusted), by basic"
+                         f" composition of the search's ε = {_number(search.client_epsilon)} and DP-FedAvg's"
+                         f" ε = {_number(fedavg_epsilon or 0.0)} at δ = {config.train_delta:g}.")
+        elif fedavg:
+            sentence += " At client level the whole run is ε = ∞: the search released votes without client-level noise."
+        else:
+            sentence += (" At client level the whole run is ε = ∞: ticket training adds no client-level noise"
+                         " (train-privacy=dp-fedavg would).")
+    elif fedavg and seeded is None:
+        sentence += (f" DP-FedAvg makes the trained weights ε = {_number(fedavg_epsilon or 0.0)} client-level DP at"
+                     f" δ = {config.train_delta:g} against readers of what the server publishes.")
     return WholeRun(epsilon=epsilon, delta=delta, basic_epsilon=basic_eps, basic_delta=basic_delta, phases=phases,
                     client_level=client_level, sentence=sentence)

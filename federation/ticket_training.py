@@ -26,6 +26,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from federation import profiling
 from federation.config import Config
+from federation.dp_fedavg import DpFedAvgCharge, DpFedAvgTraining
 from federation.dp_training import RULE as TRAIN_EPSILON_RULE
 from federation.errors import TrainingStopped
 from federation.layout import KIND_CLIENT_TRAIN, KIND_SERVER_EVAL, PHASE_TRAIN
@@ -44,7 +45,7 @@ from strategies.identity import CLIENT_ID_PATTERN
 from strategies.sampling import identify_nodes
 from strategies.votes import refusal_rule
 
-__all__ = ["DpSgdCharge", "TicketFedAvg", "dp_sgd_reply_event", "train_variant"]
+__all__ = ["DpSgdCharge", "MaskedFedAvg", "TicketFedAvg", "dp_sgd_reply_event", "train_variant"]
 
 Progress = Callable[[str], None]
 
@@ -101,8 +102,10 @@ class DpSgdCharge:
     1. :meth:`admit` (before a round's messages leave): identify the nodes, price one more round
        for each sampled client, leave out every client that round would take over
        ``train-epsilon``, and write the journal's ``asked`` entry for the clients that remain.
-    2. :meth:`charge` (once the replies are in): record each reply's ``dp-sgd`` event (one ledger
-       batch), then close the ask.
+    2. :meth:`charge` (once the replies are in): record each reply's ``dp-sgd`` event, and the
+       asked price of every admitted client whose reply did not come back (a late reply reaches the
+       SuperLink all the same: it may have trained), in one ledger batch; then close the ask. An
+       error reply released nothing and is not charged.
     3. :meth:`settle_interrupted_rounds` (when a run is opened again, and before every round):
        record in full every ask that was neither closed nor charged (the server stopped after the
        messages left): any sampled client may have released.
@@ -132,6 +135,7 @@ class DpSgdCharge:
         self._identities: dict[int, str] = dict(identities or {})
         self._identity_timeout = identity_timeout
         self._asked: tuple[int, str, int] | None = None
+        self._asked_events: dict[str, PrivacyEvent] = {}
 
     @property
     def journal(self) -> ReleaseJournal | None:
@@ -190,9 +194,14 @@ class DpSgdCharge:
             planned.append(event)
         if len(kept) < max(1, min_nodes):
             budget = self.accountant.epsilon_budget(UNIT_RECORD)
-            why = (f"one more DP-SGD round would take {len(over)} client(s) over train-epsilon {budget:g}"
-                   f" (first: {over[0]}); the training ledger already holds what the budget allows" if over
-                   else "no sampled node gave a client id its releases could be charged under")
+            unidentified = len(messages) - len(kept) - len(over)
+            parts = []
+            if over:
+                parts.append(f"one more DP-SGD round would take {len(over)} client(s) over train-epsilon {budget:g}"
+                             f" (first: {over[0]}); the training ledger already holds what the budget allows")
+            if unidentified:
+                parts.append(f"{unidentified} sampled node(s) gave no client id their releases could be charged under")
+            why = "; ".join(parts) or "no node was sampled"
             return [], (f"round {server_round} of {variant} refused before it was sent: {len(kept)} client(s) may"
                         f" train, at least {max(1, min_nodes)} needed; {why}")
         if len(kept) < len(messages):
@@ -203,19 +212,23 @@ class DpSgdCharge:
             # client is asked for is on disk before a message leaves (settle_interrupted_rounds).
             self._journal.ask(phase=PHASE_TRAIN, round=server_round, attempt=attempt, events=planned)
         self._asked = (server_round, variant, attempt)
+        self._asked_events = {event.participants[0]: event for event in planned}
         return kept, None
 
     def charge(self, server_round: int, variant: str, replies: list[Message]) -> list[Message]:
         """Record the events of the valid replies (one ledger batch), close the ask; return the usable replies."""
-        attempt = 0
-        if self._asked is not None and self._asked[:2] == (server_round, variant):
-            attempt = self._asked[2]
+        asked = self._asked is not None and self._asked[:2] == (server_round, variant)
+        # Without an ask of this round (a caller that did not admit), a fresh attempt number: never one an open ask holds.
+        attempt = self._asked[2] if asked and self._asked is not None else self._next_attempt(server_round)
+        answered: set[str] = set()
         kept, events = [], []
         for reply in replies:
+            known = self._identities.get(int(reply.metadata.src_node_id))
+            if known is not None:
+                answered.add(known)
             if reply.has_error():
                 kept.append(reply)  # released nothing; FedAvg counts it as a failure
                 continue
-            known = self._identities.get(int(reply.metadata.src_node_id))
             try:
                 event = dp_sgd_reply_event(reply, server_round=server_round, variant=variant,
                                            clip=self._clip, delta=self._delta, attempt=attempt)
@@ -234,11 +247,15 @@ class DpSgdCharge:
                     events.append(unpriced)
                 continue
             kept.append(reply)
+        if asked:
+            # An admitted client whose reply did not come back (late, lost, or a dead node) may have trained and
+            # released all the same (a late reply reaches the SuperLink): charged at its asked price, never forgotten.
+            events += [event for client, event in self._asked_events.items() if client not in answered]
         if events:
             self.accountant.record(events)  # on disk (fsync) before any of these weights is averaged
-        if self._journal is not None and self._asked is not None and self._asked[:2] == (server_round, variant):
+        if self._journal is not None and asked:
             self._journal.close(phase=PHASE_TRAIN, round=server_round, attempt=attempt)
-        self._asked = None
+        self._asked, self._asked_events = None, {}
         return kept
 
     def settle_interrupted_rounds(self) -> list[ReleaseAsk]:
@@ -259,16 +276,37 @@ class DpSgdCharge:
         return asks
 
 
-class TicketFedAvg(FedAvg):
-    """FedAvg whose train messages carry the ticket's masks, and which logs each round's client metrics.
+class MaskedFedAvg(FedAvg):
+    """FedAvg whose train messages carry the ticket's masks; its aggregation is FedAvg's own.
 
-    With ``dp_sgd``, each reply is charged to the training ledger before aggregation (:class:`DpSgdCharge`).
+    What Flower's DP-FedAvg wrapper wraps (its accounting requires ``FedAvg.aggregate_train``,
+    :mod:`federation.dp_fedavg`).
+    """
+
+    def __init__(self, *, ticket: Ticket | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ticket_arrays = None if ticket is None else ticket_record(ticket)
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        if self._ticket_arrays is not None:
+            for message in messages:
+                message.content[keys.TICKET_KEY] = self._ticket_arrays
+        return messages
+
+
+class TicketFedAvg(MaskedFedAvg):
+    """Masked FedAvg that logs each round's client metrics.
+
+    With ``dp_sgd``, each round is admitted and journalled before it is sent, and each reply is
+    charged to the training ledger before aggregation (:class:`DpSgdCharge`).
     """
 
     def __init__(self, *, ticket: Ticket | None, run_dir: RunDirectory, variant: str,
                  dp_sgd: DpSgdCharge | None = None, progress: Progress | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._ticket_arrays = None if ticket is None else ticket_record(ticket)
+        super().__init__(ticket=ticket, **kwargs)
         self._run_dir = run_dir
         self._variant = variant
         self._dp_sgd = dp_sgd
@@ -291,9 +329,6 @@ class TicketFedAvg(FedAvg):
                                                             min_nodes=self.min_train_nodes)
             if self.stop_reason is not None:
                 raise TrainingStopped(self.stop_reason)
-        if self._ticket_arrays is not None:
-            for message in messages:
-                message.content[keys.TICKET_KEY] = self._ticket_arrays
         return messages
 
     def aggregate_train(
@@ -335,8 +370,9 @@ def train_variant(
     config_record: ConfigRecord,
     progress: Progress,
     dp_sgd: DpSgdCharge | None = None,
+    dp_fedavg: DpFedAvgCharge | None = None,
 ) -> dict[str, Any]:
-    """Masked FedAvg of one variant from θ0 (``ticket=None``: dense).
+    """Masked FedAvg of one variant from θ0 (``ticket=None``: dense); under DP-FedAvg with ``dp_fedavg``.
 
     Returns its last evaluation (``accuracy``, ``loss``), every round's test accuracy
     (``accuracy-by-round``, round 0 = θ0), the trained weights and the wall time.
@@ -362,20 +398,23 @@ def train_variant(
         return MetricRecord({"accuracy": accuracy, "loss": loss})
 
     # Rounds go on with the nodes that are there: at least min-replies of them (a dead node is skipped).
-    strategy = TicketFedAvg(
-        ticket=ticket, run_dir=run_dir, variant=variant, dp_sgd=dp_sgd, progress=progress,
-        fraction_train=config.fraction_train,
-        fraction_evaluate=0.0, min_train_nodes=config.min_replies, min_available_nodes=config.min_replies,
-    )
+    sampling = {"fraction_train": config.fraction_train, "fraction_evaluate": 0.0,
+                "min_train_nodes": config.min_replies, "min_available_nodes": config.min_replies}
+    strategy: TicketFedAvg | DpFedAvgTraining
+    if dp_fedavg is not None:
+        strategy = DpFedAvgTraining(inner=MaskedFedAvg(ticket=ticket, **sampling), charge=dp_fedavg,
+                                    masks=None if ticket is None else ticket.masks(), run_dir=run_dir, variant=variant)
+    else:
+        strategy = TicketFedAvg(ticket=ticket, run_dir=run_dir, variant=variant, dp_sgd=dp_sgd, progress=progress,
+                                **sampling)
     try:
-        result = strategy.start(
+        strategy.start(
             grid=grid, initial_arrays=ArrayRecord(plain_weights(model)), num_rounds=config.train_rounds,
             timeout=config.round_timeout, train_config=ConfigRecord(dict(config_record)), evaluate_fn=evaluate_fn,
         )
-        final = result.arrays
     except TrainingStopped as stop:
         progress(f"[train {variant}] stopped: {stop}")
-        final = strategy.latest_arrays  # the last round that trained (None: θ0, never updated)
+    final = strategy.latest_arrays  # the last round that trained (None: θ0, never updated)
     if final is not None:
         load_weights(model, final.to_torch_state_dict())
     last = history[-1] if history else {}

@@ -218,6 +218,13 @@ class Accountant:
             return None
         return max((figure for figure in figures if figure is not None), default=0.0)
 
+    def client_rdp_epsilon(self, delta: float) -> float | None:
+        """The client-unit events composed by Rényi DP (:func:`privacy.rdp_epsilon`) at ``delta``: 0
+        without any, ``None`` when one has no RDP bound (basic composition then holds). Whatever the
+        enforcement; e.g. DP-FedAvg's Gaussian releases (``federation.dp_fedavg``)."""
+        events = self.events_for(unit=UNIT_CLIENT)
+        return rdp_epsilon(events, target_delta=delta) if events else 0.0
+
     def remaining(self, *, unit: str, client_id: str | None = None) -> tuple[float, float]:
         """``(ε budget - spent, δ budget - spent)`` for ``unit`` (and ``client_id``, see
         :meth:`basic_composition`); negative if a resumed ledger is already over a new budget."""

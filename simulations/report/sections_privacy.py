@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.layout import LEDGER_FILE, SUMMARY_FILE
-from federation.config import TRAIN_PRIVACY_DP_SGD
+from federation.config import TRAIN_PRIVACY_DP_FEDAVG, TRAIN_PRIVACY_DP_SGD
 from federation.statement import guarantee_statement, participation_statement, whole_run
 from privacy import UNIT_CLIENT, UNIT_RECORD, Accountant, PrivacyTotals
 from simulations.report.errors import ReportError
@@ -200,6 +200,11 @@ def budget_table(inputs: RunInputs, totals: PrivacyTotals) -> Table:
                      format_float(totals.client_epsilon),
                      _remaining(inputs.config.client_epsilon, totals.client_epsilon)))
     train = training_totals(inputs.train_ledger, inputs.config)
+    if inputs.config.train_privacy == TRAIN_PRIVACY_DP_FEDAVG:
+        spent = _fedavg_epsilon(inputs) or 0.0
+        rows.append((f"training, DP-FedAvg (client level, RDP ε at δ = {format_float(inputs.config.train_delta)};"
+                     " one client added or removed)", _budget(inputs.config.train_epsilon), format_float(spent),
+                     _remaining(inputs.config.train_epsilon, spent)))
     if inputs.config.train_privacy == TRAIN_PRIVACY_DP_SGD:
         spent = 0.0 if train is None else (train.record_epsilon_max if train.record_rdp_epsilon_max is None
                                            else train.record_rdp_epsilon_max)  # no RDP curve: basic, never 0
@@ -209,12 +214,23 @@ def budget_table(inputs: RunInputs, totals: PrivacyTotals) -> Table:
     return Table.of(("unit", "ε budget", "ε spent", "ε remaining"), rows)
 
 
+def _fedavg_epsilon(inputs: RunInputs) -> float | None:
+    """Under ``train-privacy = dp-fedavg``: the training ledger's client-level RDP ε (None otherwise)."""
+    if inputs.config.train_privacy != TRAIN_PRIVACY_DP_FEDAVG:
+        return None
+    if inputs.train_ledger is None:
+        return 0.0
+    figure = Accountant(inputs.train_ledger, record_epsilon_budget=math.inf,
+                        client_epsilon_budget=math.inf).client_rdp_epsilon(inputs.config.train_delta)
+    return math.inf if figure is None else figure
+
+
 def _whole_run_figures(inputs: RunInputs, totals: PrivacyTotals) -> Mapping[str, Any]:
     """``summary.json``'s ``"whole-run"``, else :func:`federation.statement.whole_run` of the same ledgers."""
     stated = nested(inputs.summary, "whole-run")
     if stated is None:
         return whole_run(inputs.config, totals, training_totals(inputs.train_ledger, inputs.config),
-                         reference=reference_totals(inputs.run_dir)).to_json()
+                         reference=reference_totals(inputs.run_dir), fedavg_epsilon=_fedavg_epsilon(inputs)).to_json()
     where = f"{inputs.run_dir / SUMMARY_FILE} key 'whole-run'"
     if not isinstance(stated, Mapping) or not isinstance(stated.get("statement"), str) or not isinstance(
             stated.get("phases"), list) or not all(isinstance(row, Mapping) for row in stated["phases"]):

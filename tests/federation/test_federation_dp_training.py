@@ -174,7 +174,7 @@ def test_a_hostile_server_asking_more_rounds_than_its_budget_allows_is_refused(d
     assert refusal_rule(replies[-1]) == "train-epsilon"
 
 
-@pytest.mark.parametrize(("key", "value"), [("train-privacy", "dp-fedavg"), ("train-epsilon", math.inf),
+@pytest.mark.parametrize(("key", "value"), [("train-privacy", "dp-secagg"), ("train-epsilon", math.inf),
                                             ("train-delta", 1.0), ("train-clip", 0.0)])
 def test_the_config_keys_are_validated_in_one_line(key, value):
     with pytest.raises(ConfigError, match=f"^{key} must be"):
@@ -469,3 +469,20 @@ def test_a_client_charged_infinity_for_a_malformed_reply_is_left_out_and_the_oth
     assert admitted == [] and "1 client(s) may train, at least 2 needed" in reason
     assert "over train-epsilon 2" in reason
     assert run_dir.file("ledger-train.journal.jsonl").read_text().count('"asked"') == asked
+
+
+def test_an_admitted_client_whose_reply_never_comes_is_charged_its_asked_price(dp_config, data_dir, tmp_path):
+    """A reply that misses the round's timeout still reached the SuperLink: the device trained and released."""
+    from privacy import DEVICE_BOUND
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    grid = InProcessGrid(dp_config, data_dir)
+    grid.silent.add(grid.node_of(1))  # trains nothing here, but the server cannot tell it from a late reply
+    grid.dead.add(grid.node_of(2))  # an error reply: it released nothing
+    known = {grid.node_of(i): f"partition-{i}" for i in range(dp_config.num_clients)}  # identified in the search
+    result = _train(dp_config.replace(train_rounds=1, min_replies=1), grid, run_dir,
+                    training_charge(dp_config, run_dir, identities=known))
+    assert result["rounds"] == 1
+    events = {e.participants[0]: e for e in Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events}
+    assert set(events) == {"partition-0", "partition-1"}
+    assert (events["partition-0"].mechanism, events["partition-1"].mechanism) == (DP_SGD, DEVICE_BOUND)

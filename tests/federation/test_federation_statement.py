@@ -302,3 +302,21 @@ def test_a_data_free_search_leaves_the_whole_run_at_the_training_figure(tmp_path
     run = whole_run(Config(score="magnitude", train_privacy="dp-sgd"), search, train)  # the reference reads nothing
     assert (run.epsilon, run.delta) == pytest.approx(
         replace_one_from_add_remove(train.record_rdp_epsilon_max, train.rdp_delta))
+
+
+def test_dp_fedavg_training_is_client_level_and_infinite_at_record_level_against_the_server(tmp_path: Path) -> None:
+    from federation.statement import guarantee_statement, whole_run
+
+    search = _totals(tmp_path, record=0.2)
+    record = whole_run(Config(reference_search=False, train_privacy="dp-fedavg"), search, None, fedavg_epsilon=1.5)
+    assert math.isinf(record.epsilon) and "reach the server exactly" in record.sentence
+    assert record.client_level is None and "ε = 1.5 client-level DP" in record.sentence
+    (tmp_path / "c").mkdir()
+    central = _totals(tmp_path / "c", central=0.1)
+    config = Config(unit="client", reference_search=False, train_privacy="dp-fedavg", train_epsilon=2.0)
+    client = whole_run(config, central, None, fedavg_epsilon=1.5)
+    assert client.client_level == pytest.approx(central.client_epsilon + 1.5)
+    assert "At client level, everything it publishes is" in client.sentence
+    text = guarantee_statement(config, central)
+    assert "client-level DP-FedAvg" in text and "must be trusted" in text and "without noise" not in text
+    _no_client_id(client.sentence)

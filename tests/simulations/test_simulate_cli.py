@@ -40,7 +40,7 @@ def test_help_on_every_subcommand(sub, capsys):
         (["--set", "dataset=imagenet"], "dataset must be one of"),
         (["--set", "bogus=1"], "Unknown config key 'bogus'"),
         (["--set", "train-privacy=dp-sgd", "--set", "train-epsilon=1e-7"], "train-epsilon must be large enough for DP-SGD"),
-        (["--set", "train-privacy=dp-fedavg"], "train-privacy must be one of none, dp-sgd. Found 'dp-fedavg'."),
+        (["--set", "train-privacy=dp-secagg"], "train-privacy must be one of none, dp-sgd, dp-fedavg. Found 'dp-secagg'."),
         (["--config", "missing.toml"], "does not exist"),
     ],
 )
