@@ -7,17 +7,22 @@ model client-level DP (McMahan et al. 2018; Andrew et al. 2021): each round it c
 client's update Δᵢ = θᵢ - θ to L2 norm C = ``train-clip``, averages the m clipped updates of the
 round with equal weights, and adds N(0, (zC/m)²) to every coordinate (``compute_stdv``).
 
-Sensitivity: one client added or removed changes the sum of the clipped updates by at most C in
-L2, so the average over the fixed m changes by at most C/m; the noise std is z times that. The
-wrapper's accounted mode holds it to this: every reply of a round must arrive (strict: a round
-with an error or a missing reply is not aggregated and releases nothing), and the weights must be
-equal (:data:`UNIFORM_WEIGHT`: the server weighs every client 1, not by its number of examples,
-which would give a large client more than 1/m of the average).
+Neighbouring relation: *zero-out* (Kairouz et al. 2021): one client's data replaced by none, so
+that it still takes part with a zero update. Its clipped update changes the sum by at most C in
+L2, the average over the fixed m by at most C/m; the noise std is z times that. Not add-or-remove:
+the wrapper's accounted mode averages exactly the m sampled replies (strict: a round with an error
+or a missing reply is not aggregated and releases nothing), so a client absent from a round is not
+a smaller sum. One client replaced by another (any change) is two zero-outs: (2ε, (1 + e^ε)δ) by
+group privacy. The weights must be equal (:data:`UNIFORM_WEIGHT`: the server weighs every client
+1, not by its number of examples, which would give a large client more than 1/m of the average),
+and every update finite and non-zero (:meth:`DpFedAvgTraining._usable`: Flower's
+``min(1, C / norm)`` would let a NaN update through unclipped).
 
 Accounting: each aggregated round is one Gaussian mechanism of multiplier z, without sampling
 amplification (every round samples the same fixed number of clients, counted as if all were
-sampled), composed by Flower's :class:`~flwr.serverapp.RdpAccountant` (dp-accounting underneath)
-at ``train-delta``; its ``max_epsilon = train-epsilon`` makes the wrapper refuse a round that
+sampled), composed by Flower's :class:`~flwr.serverapp.RdpAccountant` (dp-accounting underneath; its
+``ADD_OR_REMOVE_ONE`` relation, the only one it takes without amplification, gives a plain
+Gaussian's RDP, which is the zero-out figure for sensitivity C/m) at ``train-delta``; its ``max_epsilon = train-epsilon`` makes the wrapper refuse a round that
 would exceed the budget (``PrivacyBudgetExhausted``). z is calibrated here so that every release
 the run can ask (:func:`federation.dp_training.models_trained` models x ``train-rounds``) fits.
 Every release is also an event of the training's ledger (``ledger-train.jsonl``, unit client,
@@ -33,12 +38,14 @@ masks are public), so it costs nothing, and the pruned weights stay exactly zero
 from __future__ import annotations
 
 import math
+from logging import WARNING
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common import log
 from flwr.serverapp import GaussianPrivacyEvent, Grid, NeighboringRelation, PrivacyConfig, SamplingMethod
 from flwr.serverapp.exception import PrivacyBudgetExhausted
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy
@@ -143,7 +150,7 @@ class DpFedAvgCharge:
         """The ledger event of one noised average: Gaussian, sensitivity C/m (L2), noise scale zC/m.
 
         Its own (ε, δ) is the exact Gaussian curve's ε at ``train-delta``; the releases compose by
-        RDP (:func:`training_rdp_epsilon`), by basic composition beside (looser).
+        RDP (:meth:`rdp_epsilon`), by basic composition beside (looser).
         """
         sensitivity = self.config.train_clip / self.sampled
         return PrivacyEvent(
@@ -216,10 +223,11 @@ class DpFedAvgTraining(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
+        replies = [reply for reply in replies if reply.has_error() or self._usable(server_round, reply)]
         for reply in replies:
-            if not reply.has_error() and isinstance(reply.content.get(keys.METRICS_KEY), MetricRecord):
-                reply.content[keys.METRICS_KEY][UNIFORM_WEIGHT] = 1.0
+            if not reply.has_error():
+                reply.content[keys.METRICS_KEY][UNIFORM_WEIGHT] = 1.0  # equal weights: sensitivity C/m
+        # Strict mode: with an error reply, or fewer than m usable ones, nothing is averaged or released.
         arrays, _ = self.dp.aggregate_train(server_round, replies)
         errors = sum(1 for reply in replies if reply.has_error())
         row: dict[str, Any] = {"phase": PHASE_TRAIN, "variant": self._variant, "round": server_round,
@@ -233,6 +241,36 @@ class DpFedAvgTraining(Strategy):
                         "epsilon-client-rdp": self._charge.rdp_epsilon()})
         self._run_dir.log_metrics(row)
         return arrays, None
+
+    def _usable(self, server_round: int, reply: Message) -> bool:
+        """Whether a reply's update can be clipped as the sensitivity C/m needs: one array record and one
+        metric record (FedAvg's keys), every value finite, a non-zero update. A NaN or infinite update
+        would pass Flower's ``min(1, C / norm)`` unclipped (a zero one would divide by zero); such a reply
+        is left out, so the round, short of m replies, releases nothing."""
+        content = reply.content
+        why = None
+        if len(content.array_records) != 1 or keys.ARRAYS_KEY not in content.array_records:
+            why = f"one array record {keys.ARRAYS_KEY!r}"
+        elif len(content.metric_records) != 1 or keys.METRICS_KEY not in content.metric_records:
+            why = f"one metric record {keys.METRICS_KEY!r}"
+        else:
+            current = self.dp.current_arrays
+            try:
+                update = [np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64) for new, old in
+                          zip(content[keys.ARRAYS_KEY].to_numpy_ndarrays(), current.to_numpy_ndarrays(), strict=True)]
+            except ValueError:
+                update = None
+            if update is None or any(a.shape != b.shape for a, b in zip(update, current.to_numpy_ndarrays(), strict=True)):
+                why = "the model's arrays"
+            elif not all(np.isfinite(a).all() for a in update):
+                why = "a finite update"
+            elif all(not a.any() for a in update):
+                why = "a non-zero update"
+        if why is None:
+            return True
+        log(WARNING, "dppt: dp-fedavg reply of node %s left out of round %s of %s: it must hold %s",
+            reply.metadata.src_node_id, server_round, self._variant, why)
+        return False
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

@@ -333,7 +333,7 @@ def run_pipeline(
             f"masked FedAvg of record-level DP-SGD on each device (charged in {TRAIN_LEDGER_FILE}; one example"
             " added or removed)" if dp_sgd is not None
             else f"client-level DP-FedAvg, Flower's server-side fixed clipping (charged in {TRAIN_LEDGER_FILE}; one"
-                 " client added or removed; the server sees the exact updates)" if dp_fedavg is not None
+                 " client zeroed out; the server sees the exact updates)" if dp_fedavg is not None
             else "masked FedAvg without noise (evaluation of the ticket; not covered by the guarantee)"
         ),
         "train-epsilon": (training_privacy_summary(dp_sgd.accountant) if dp_sgd is not None

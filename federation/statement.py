@@ -126,7 +126,8 @@ def training_statement(config: Config) -> str | None:
             f" clipping): the server clips each client's model update to L2 norm {config.train_clip:g} and adds"
             " Gaussian noise to their average, so the whole ticket training (every model, every round) is"
             f" ε = {_number(config.train_epsilon)}, δ = {config.train_delta:g} client-level DP by Rényi DP for one"
-            f" client added or removed (charged in {TRAIN_LEDGER_FILE}); the server sees the exact updates, so it"
+            " client's data zeroed out (it still takes part, with a zero update; one client replaced is"
+            f" (2ε, (1 + e^ε)δ)), charged in {TRAIN_LEDGER_FILE}; the server sees the exact updates, so it"
             " must be trusted."
         )
     if config.train_privacy != TRAIN_PRIVACY_DP_SGD:
@@ -421,7 +422,7 @@ def whole_run(
         ran, else ``None``: exact votes of client data make the whole run ε = ∞.
     fedavg_epsilon
         Under ``train-privacy = dp-fedavg``: the training's client-level RDP ε at ``train-delta``
-        (:func:`federation.dp_fedavg.training_rdp_epsilon`), composed into the client-level figure.
+        (:meth:`federation.dp_fedavg.DpFedAvgCharge.rdp_epsilon`), composed into the client-level figure.
 
     What it covers: the ticket(s), the trained weights of every model the run trains, and the
     accuracies (the server's test set: public data, no client release). Not: participation and
@@ -464,7 +465,7 @@ def whole_run(
         if math.isfinite(client_level):
             client_delta = min(1.0, search.client_delta + (config.train_delta if fedavg else 0.0))
             sentence += (f" At client level, everything it publishes is {_epsilon(client_level, client_delta)} (one"
-                         " client added or removed; the server, which adds the noise, must be trusted), by basic"
+                         " client zeroed out; the server, which adds the noise, must be trusted), by basic"
                          f" composition of the search's ε = {_number(search.client_epsilon)} and DP-FedAvg's"
                          f" ε = {_number(fedavg_epsilon or 0.0)} at δ = {config.train_delta:g}.")
         elif fedavg:

@@ -203,7 +203,7 @@ def budget_table(inputs: RunInputs, totals: PrivacyTotals) -> Table:
     if inputs.config.train_privacy == TRAIN_PRIVACY_DP_FEDAVG:
         spent = _fedavg_epsilon(inputs) or 0.0
         rows.append((f"training, DP-FedAvg (client level, RDP ε at δ = {format_float(inputs.config.train_delta)};"
-                     " one client added or removed)", _budget(inputs.config.train_epsilon), format_float(spent),
+                     " one client zeroed out)", _budget(inputs.config.train_epsilon), format_float(spent),
                      _remaining(inputs.config.train_epsilon, spent)))
     if inputs.config.train_privacy == TRAIN_PRIVACY_DP_SGD:
         spent = 0.0 if train is None else (train.record_epsilon_max if train.record_rdp_epsilon_max is None

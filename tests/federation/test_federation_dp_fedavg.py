@@ -137,3 +137,36 @@ def test_a_whole_run_with_dp_fedavg_states_the_client_level_figure(fedavg_config
     assert "At client level, everything it publishes is" in whole["statement"]
     head = render_report(run_dir.path).markdown.read_text().split("## 1. Run", 1)[0]
     assert "| training, DP-FedAvg (client level, RDP ε" in head
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "zero", "no-metrics", "other-metrics-key"])
+def test_a_reply_that_cannot_be_clipped_is_left_out_and_the_round_releases_nothing(fedavg_config, tmp_path, bad):
+    """A NaN update would pass Flower's min(1, C / norm) unclipped; a zero one divides by zero; a reply
+    without FedAvg's metric record breaks the equal weights. Each is left out, so the round is short of
+    m replies: nothing is averaged, noised, published or charged."""
+    import numpy as np
+    from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+
+    from federation.dp_fedavg import DpFedAvgTraining
+    from federation.ticket_training import MaskedFedAvg
+    from strategies import keys
+
+    run_dir = RunDirectory.create(tmp_path / "run")
+    charge = training_fedavg(fedavg_config, run_dir)
+    strategy = DpFedAvgTraining(inner=MaskedFedAvg(ticket=None), charge=charge, masks=None, run_dir=run_dir,
+                                variant="dense")
+    strategy.dp.current_arrays = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    strategy.dp._pending_events[1] = None  # what the wrapper's configure_train leaves for round 1
+
+    def reply(values, metrics_key=keys.METRICS_KEY):
+        content = RecordDict({keys.ARRAYS_KEY: ArrayRecord({"w": Array(np.array(values, np.float32))})})
+        if metrics_key is not None:
+            content[metrics_key] = MetricRecord({"num-examples": 5})
+        return Message(content, dst_node_id=1, message_type="train")
+
+    odd = {"nan": reply([np.nan, 100, 100, 100]), "inf": reply([np.inf, 0, 0, 0]), "zero": reply([0, 0, 0, 0]),
+           "no-metrics": reply([0.1, 0, 0, 0], metrics_key=None),
+           "other-metrics-key": reply([0.1, 0, 0, 0], metrics_key="other")}[bad]
+    arrays, _ = strategy.aggregate_train(1, [reply([1, 1, 1, 1]), reply([2, 2, 2, 2]), odd])
+    assert arrays is None and strategy.rounds_trained == 0
+    assert Ledger(run_dir.file(TRAIN_LEDGER_FILE)).events == ()
