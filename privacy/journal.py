@@ -8,9 +8,8 @@ release"). The journal closes that window:
 1. Before a round's messages leave the server, :meth:`ReleaseJournal.ask` appends an ``asked``
    entry (phase, round, attempt and the record-unit events planned for *every* sampled client)
    and fsyncs it.
-2. Once the replies are charged (the clients that answered with content, and those that sent no
-   reply at all, which may have answered late; an error reply released nothing, so a node that
-   answers with an error is not charged), :meth:`ReleaseJournal.close` appends ``closed``.
+2. Once the replies are charged (only the clients that answered, so a dead node is never
+   charged for a round it did not answer), :meth:`ReleaseJournal.close` appends ``closed``.
 3. When a run is opened again, :meth:`ReleaseJournal.unsettled` lists the asks with neither a
    ``closed`` entry nor a ledger event of their (phase, round, attempt): the server stopped before
    it could tell who answered. They are settled by charging the asked events in full (every

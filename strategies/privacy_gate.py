@@ -187,10 +187,8 @@ class PrivacyGate(SearchStart, Strategy):
             raise StrategyError(f"aggregate_train must follow configure_train of round {server_round}.")
         self._asked = None
         votes = self.strategy.collect(server_round, replies)
-        # Charged: every client that replied with content, and every sampled one that sent nothing at all
-        # (its reply may reach the SuperLink after the timeout: a release never forgotten, DESIGN.md 5.4).
         events = plan_round_events(
-            plan.domains, self._privacy, participants=votes.collection.charged, server_round=server_round,
+            plan.domains, self._privacy, participants=votes.collection.participants, server_round=server_round,
             attempt=plan.attempt, include_central=votes.enough,
         )
         try:
@@ -221,7 +219,7 @@ class PrivacyGate(SearchStart, Strategy):
         return arrays, MetricRecord(metrics)
 
     def _close_ask(self, server_round: int, attempt: int) -> None:
-        """Close the round's ask: the clients charged for it (repliers and the unanswered) are in the ledger."""
+        """Close the round's ask: the clients that answered are in the ledger (and only they)."""
         if self._journal is not None:
             self._journal.close(phase=self._privacy.phase, round=server_round, attempt=attempt)
 

@@ -148,10 +148,7 @@ class VoteCollection:
     voters
         Domain -> client ids whose vote was accepted, aligned with ``votes``.
     participants
-        Client ids that sent a reply with content, sorted.
-    unanswered
-        Client ids of the expected nodes that sent no reply at all (late or lost: a reply that
-        misses the round's timeout reaches the SuperLink all the same), sorted.
+        Client ids that sent a reply with content (charged for the round), sorted.
     problems
         Count of every :class:`privacy.RejectReason` and :class:`ReplyIssue` value.
     failed
@@ -164,19 +161,11 @@ class VoteCollection:
 
     votes: Mapping[str, tuple[np.ndarray, ...]] = field(metadata={"help": "domain -> clean votes"})
     voters: Mapping[str, tuple[str, ...]] = field(metadata={"help": "domain -> voting client ids"})
-    participants: tuple[str, ...] = field(metadata={"help": "client ids that replied with content"})
+    participants: tuple[str, ...] = field(metadata={"help": "client ids charged for the round"})
     problems: Counter[str] = field(metadata={"help": "reason -> count"})
     failed: int = field(metadata={"help": "error replies"})
     refused: Counter[str] = field(default_factory=Counter, metadata={"help": "policy rule -> refusals"})
     replies: int = field(metadata={"help": "replies received"})
-    unanswered: tuple[str, ...] = field(default=(), metadata={"help": "expected client ids without any reply"})
-
-    @property
-    def charged(self) -> tuple[str, ...]:
-        """The client ids the round's record-level releases are charged to: every one that replied with
-        content and every one that did not reply at all (it may have released late); an error reply
-        released nothing (DESIGN.md 5.4)."""
-        return tuple(sorted({*self.participants, *self.unanswered}, key=_id_order))
 
 
 def collect_votes(
@@ -199,10 +188,8 @@ def collect_votes(
     seen: set[int] = set()
     participants: list[str] = []
     failed = received = 0
-    answered: set[int] = set()
     for reply in replies:
         received += 1
-        answered.add(int(reply.metadata.src_node_id))
         if reply.has_error() or not reply.has_content():
             failed += 1
             rule = refusal_rule(reply)
@@ -231,5 +218,4 @@ def collect_votes(
         failed=failed,
         refused=refused,
         replies=received,
-        unanswered=tuple(sorted((client_id(node, identities) for node in expected - answered), key=_id_order)),
     )

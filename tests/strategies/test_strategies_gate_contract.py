@@ -186,10 +186,8 @@ def _check_ask_is_on_disk_before_the_messages_return(kit: SimpleNamespace, make:
 def _check_repliers_are_charged_once_before_their_votes_are_used(
     kit: SimpleNamespace, make: Make, tmp_path: Path, behaviours: Mapping[int, str] | None = None
 ) -> None:
-    """The clients that replied (hostile ones too) and those that sent nothing at all (a reply after the
-    timeout reaches the SuperLink all the same) are charged, in one ledger batch, before the ticket
-    changes; a failing one (an error reply released nothing) is not; a central release is charged
-    before its noise is drawn.
+    """Only the clients that replied (hostile ones too) are charged, in one ledger batch, before the
+    ticket changes; a central release is charged before its noise is drawn.
 
     ``behaviours``: node -> a key of ``_behaviours`` (default: six honest, one failing, one silent).
     """
@@ -216,14 +214,12 @@ def _check_repliers_are_charged_once_before_their_votes_are_used(
     arrays, _ = gate.aggregate_train(1, replies)
     declared = gate.strategy.settings.identify_clients  # type: ignore[attr-defined]
     repliers = {_client_id(node, declared) for node, kind in behaviours.items() if kind in ("honest", "hostile")}
-    silent = {_client_id(node, declared) for node, kind in behaviours.items() if kind == "silent"}
     enough = len(repliers) >= gate.strategy.settings.min_replies  # type: ignore[attr-defined]
     assert seen, "the wrapped strategy must be handed the votes"
-    batches = 1 if repliers | silent else 0
+    batches = 1 if repliers else 0
     assert seen["batches"] == batches, f"the round must be {batches} ledger batch before its votes are used: {seen}"
     charged = seen["charged"]
-    assert set(charged) == repliers | silent, (
-        f"exactly the clients that replied or sent nothing must be charged. Found {sorted(charged)}")
+    assert set(charged) == repliers, f"exactly the clients that replied must be charged. Found {sorted(charged)}"
     assert all(v == pytest.approx(gate.strategy.privacy.record_epsilon) for v in charged.values())
     assert seen["ticket"] is None and seen["open"] == [], "charged and the ask closed before the ticket changes"
     privacy = gate.strategy.privacy
@@ -290,9 +286,7 @@ def _check_a_release_that_happened_is_recorded_even_over_budget(
     for event in this_round:
         for client in event.charged_clients():
             charged[client] += event.epsilon
-    silent = {_client_id(node, declared) for node, kind in behaviours.items() if kind == "silent"}
-    assert set(charged) == repliers | silent, (
-        f"the clients that replied or sent nothing must be recorded. Found {sorted(charged)}")
+    assert set(charged) == repliers, f"the clients that replied must be recorded. Found {sorted(charged)}"
     assert all(v == pytest.approx(privacy.record_epsilon) for v in charged.values())
     assert all(e.unit == UNIT_RECORD for e in this_round), "no central noise was drawn: none is recorded"
     assert gate.ticket is None, "the votes must not be used"
