@@ -76,6 +76,7 @@ class Config:
     pattern_entries: int = field(default=4, metadata=_help("m: kept entries of each 3x3 pattern (centre included)"))
     prior: str = field(default="synflow", metadata=_help("data-free score at θ0 that ranks each conv layer's kernels (the free prior, ε = 0): synflow (iterative SynFlow, computed by the server) or magnitude (the energy of the public weights)"))
     layer_allocation: str = field(default="erk", metadata=_help("per-layer density of the 3x3 conv layers: uniform or erk (erk: Erdős–Rényi-Kernel, small layers keep more; the conv layers' mean stays 1 - sparsity)"))
+    ticket_init: str = field(default="rescaled", metadata=_help("how a ticket's kept weights start its training: rescaled (each output unit's θ0 weights scaled by sqrt(dense fan-in / kept fan-in), Evci et al. 2022: a 98%-sparse ticket otherwise starts from vanishing signal) or theta0 (as drawn); data-free, ε = 0"))
     kernel_votes: bool = field(default=False, metadata=_help("also vote each pattern layer's kernel connectivity (else post-processing of public weights)"))
     other_layers: str = field(default="dense", metadata=_help("policy of the layers that are not 3x3 convolutions (linear, other convs): dense, or unstructured (the largest |w| of the public weights at the round's density; ε = 0)"))
     pattern_share: float = field(default=0.5, metadata=_help("with kernel-votes: share of each round's ε spent on the pattern vote (rest split evenly over layers)"))
@@ -261,6 +262,7 @@ def check_names(config: Config) -> None:
       ``unstructured`` (:class:`kernels.LayerPolicy`).
     - ``prior``: a data-free score of the models.scores registry (magnitude, synflow).
     - ``layer-allocation``: a :data:`strategies.settings.ALLOCATIONS` rule.
+    - ``ticket-init``: one of :data:`models.initialisation.TICKET_INITS`.
     - ``clip-bound``: under ``clip-mode=normalise`` every example's scores are divided by their
       maximum, so they lie in ``[0, 1]`` and C is 1 (DESIGN.md 5.1, Δ = C / n): any other value
       would be silently replaced, so it is refused.
@@ -284,6 +286,9 @@ def check_names(config: Config) -> None:
 
     from strategies.settings import ALLOCATIONS
 
+    from models.initialisation import TICKET_INITS
+
+    _check(config.ticket_init in TICKET_INITS, "ticket-init", f"one of {', '.join(TICKET_INITS)}", config.ticket_init)
     _check(config.layer_allocation in ALLOCATIONS, "layer-allocation", f"one of {', '.join(ALLOCATIONS)}",
            config.layer_allocation)
     from models.scores import reads_data

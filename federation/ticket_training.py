@@ -36,6 +36,7 @@ from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
 from models import apply_ticket
+from models.initialisation import rescale_to_kept_fan_in
 from privacy import (
     DEVICE_BOUND, DP_SGD, UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, ReleaseAsk, ReleaseJournal,
     dp_sgd_event,
@@ -374,6 +375,9 @@ def train_variant(
 ) -> dict[str, Any]:
     """Masked FedAvg of one variant from θ0 (``ticket=None``: dense); under DP-FedAvg with ``dp_fedavg``.
 
+    A ticket's θ0 is rescaled to its kept fan-in under ``ticket-init=rescaled`` (docs/design.md 2,
+    step 4); the dense model starts from θ0 exactly.
+
     Returns its last evaluation (``accuracy``, ``loss``), every round's test accuracy
     (``accuracy-by-round``, round 0 = θ0), the trained weights and the wall time.
     """
@@ -381,6 +385,8 @@ def train_variant(
     model = build_model(config, seed=config.seed)  # θ0: every variant starts from the same weights
     if ticket is not None:
         apply_ticket(model, ticket)
+        if config.ticket_init == "rescaled":  # data-free post-processing of θ0 and the ticket (ε = 0)
+            rescale_to_kept_fan_in(model, ticket.masks())
     images, labels = test_set
     history: list[dict[str, Any]] = []
 

@@ -391,3 +391,27 @@ def test_other_layers_unstructured_prunes_the_linear_layers_by_public_magnitude(
     weights = load_file(str(tmp_path / "run" / "weights.safetensors"))
     name = next(iter(linear))
     assert bool((weights[f"{name}.weight"][~linear[name].mask()] == 0).all())
+
+
+@pytest.mark.parametrize("init", ["rescaled", "theta0"])
+def test_ticket_training_starts_from_theta0_rescaled_to_the_kept_fan_in(small_config, data_dir, tmp_path, grid_type, init):
+    from federation.model_io import build_model, plain_weights
+    from models import apply_ticket
+    from models.initialisation import rescale_to_kept_fan_in
+
+    config = small_config.replace(ticket_init=init, train_variants="dp_ticket", reference_search=False, baselines=False,
+                                  sparsity=0.95, train_rounds=1)
+    grid = grid_type(config, data_dir)
+    _run(config, tmp_path / "run", grid)
+    trained = [m for batch in grid.sent for m in batch if m.metadata.message_type == "train"]
+    sent = trained[0].content.array_records["arrays"].to_torch_state_dict()
+
+    expected_model = build_model(config, seed=config.seed)
+    ticket = Ticket.load(tmp_path / "run" / TICKET_FILE)
+    apply_ticket(expected_model, ticket)
+    if init == "rescaled":
+        factors = rescale_to_kept_fan_in(expected_model, ticket.masks())
+        assert float(factors["conv2"].max()) > 3  # 95% sparse: the kept units are scaled up several-fold
+    expected = plain_weights(expected_model)
+    for name in ("conv1.weight", "conv2.weight", "conv4.weight", "fc1.weight"):
+        assert torch.equal(sent[name], expected[name]), name
