@@ -35,8 +35,8 @@ from federation.model_io import build_model, load_weights, plain_weights
 from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
-from models import apply_ticket
-from models.initialisation import rescale_to_kept_fan_in
+from models import apply_ticket, input_shape_of
+from models.initialisation import gaussian_probe, match_dense_signal
 from privacy import (
     DEVICE_BOUND, DP_SGD, UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, ReleaseAsk, ReleaseJournal,
     dp_sgd_event,
@@ -375,8 +375,9 @@ def train_variant(
 ) -> dict[str, Any]:
     """Masked FedAvg of one variant from θ0 (``ticket=None``: dense); under DP-FedAvg with ``dp_fedavg``.
 
-    A ticket's θ0 is rescaled to its kept fan-in under ``ticket-init=rescaled`` (docs/design.md 2,
-    step 4); the dense model starts from θ0 exactly.
+    Under ``ticket-init=rescaled`` a ticket's θ0 is scaled layer by layer to the dense model's
+    signal (:func:`models.initialisation.match_dense_signal`, docs/design.md 2, step 4); the dense
+    model starts from θ0 exactly.
 
     Returns its last evaluation (``accuracy``, ``loss``), every round's test accuracy
     (``accuracy-by-round``, round 0 = θ0), the trained weights and the wall time.
@@ -386,7 +387,8 @@ def train_variant(
     if ticket is not None:
         apply_ticket(model, ticket)
         if config.ticket_init == "rescaled":  # data-free post-processing of θ0 and the ticket (ε = 0)
-            rescale_to_kept_fan_in(model, ticket.masks())
+            match_dense_signal(model, ticket.masks(), dense=build_model(config, seed=config.seed),
+                               probe=gaussian_probe(input_shape_of(model), seed=config.seed))
     images, labels = test_set
     history: list[dict[str, Any]] = []
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["TICKET_INITS", "init_kaiming", "rescale_to_kept_fan_in"]
+__all__ = ["PROBE_EXAMPLES", "TICKET_INITS", "gaussian_probe", "init_kaiming", "match_dense_signal"]
 
 
 def init_kaiming(model: nn.Module) -> None:
@@ -27,47 +27,104 @@ def init_kaiming(model: nn.Module) -> None:
 
 TICKET_INITS = ("rescaled", "theta0")
 """How a ticket's kept weights start its training (config ``ticket-init``): ``rescaled`` by
-:func:`rescale_to_kept_fan_in`, or ``theta0`` as drawn."""
+:func:`match_dense_signal`, or ``theta0`` as drawn."""
+
+PROBE_EXAMPLES = 64
+"""Gaussian inputs of the probe that :func:`match_dense_signal` propagates."""
+
+
+def gaussian_probe(input_shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
+    """``PROBE_EXAMPLES`` standard-normal inputs of ``input_shape``: no data, seeded for reproducibility."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn((PROBE_EXAMPLES, *input_shape), generator=generator)
+
+
+def _weight_part(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    bias = getattr(module, "bias", None)
+    return output if bias is None else output - bias.reshape(1, -1, *([1] * (output.dim() - 2)))
+
+
+def _keep(store: dict[str, torch.Tensor], name: str):  # type: ignore[no-untyped-def]
+    def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        store[name] = _weight_part(module, output)
+    return hook
+
+
+def _raw_weight(module: nn.Module) -> torch.Tensor:
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations["weight"].original
+    return module.weight
 
 
 @torch.no_grad()
-def rescale_to_kept_fan_in(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Scale each output unit's weights by sqrt(dense fan-in / kept fan-in), as Kaiming init would draw them.
+def match_dense_signal(
+    model: nn.Module, masks: Mapping[str, torch.Tensor], *, dense: nn.Module, probe: torch.Tensor
+) -> dict[str, float]:
+    """Scale each sparse layer's kept weights by one factor so its output has the dense model's scale.
 
-    Kaiming init gives weights of variance 2 / fan-in so that a ReLU layer keeps its activations'
-    scale. A mask that keeps a fraction d of an output unit's inputs divides that unit's
-    pre-activation variance by 1 / d: at 98% sparsity a Conv4 ticket's signal shrinks by about 50x
-    per layer, and a ticket without normalisation starts training from near-zero outputs and
-    gradients (Evci et al. 2022, "Gradient flow in sparse neural networks and how lottery tickets
-    win", whose sparse initialisation this is). Rescaling per output unit (a conv's output channel,
-    a linear layer's row) restores the dense variance; it is a constant per unit, so the ranking of
-    the kept weights inside a kernel, and the pattern of every kernel, is unchanged. It reads only
-    the public θ0 and the ticket: ε = 0, post-processing.
+    Kaiming init draws weights of variance 2 / fan-in so that a ReLU network keeps its signal's
+    scale from layer to layer; a mask that keeps a fraction d of a layer's weights shrinks that
+    layer's output by about sqrt(d), and the shrinkage compounds: at 98% conv sparsity a Conv4
+    ticket (no normalisation) starts from near-zero logits and gradients and trains slowly
+    (docs/design.md 2, step 4). Evci et al. 2022 ("Gradient flow in sparse neural networks and how
+    lottery tickets win") rescale by each unit's kept fan-in instead; measured here, that blew up
+    the logits of some 98%-sparse tickets (initial loss 10, training stuck at chance), because a
+    unit that keeps 4 of 576 inputs gets a 12x factor on heavy-tailed sums. So the factor is
+    measured, layer by layer in forward order: the root mean square of the layer's output
+    (bias left out) on ``probe`` in the masked model is set to that of ``dense`` at the same layer.
+
+    One positive constant per layer: every kernel's pattern and the ranking of the kept weights
+    are unchanged, and pruned weights stay zero. It reads the public θ0, the ticket and a Gaussian
+    probe, never data: ε = 0, post-processing.
 
     Parameters
     ----------
     model
-        The model at θ0, masked by :func:`models.apply_masks` or not; modified in place (the raw
-        weights under a mask's parametrization).
+        The model at θ0 with the ticket's masks applied (:func:`models.apply_masks`); its raw
+        weights are scaled in place.
     masks
-        Layer name -> bool mask of the layer's weight shape, True where kept. A unit that keeps
-        nothing, and a layer that keeps everything, are left as they are.
+        Layer name -> bool mask, True where kept; a layer that keeps everything is left as it is.
+    dense
+        The same architecture at the same θ0, unmasked.
+    probe
+        A batch of inputs (:func:`gaussian_probe`).
 
     Returns
     -------
-    dict[str, torch.Tensor]
-        Each rescaled layer's per-unit factor, shape (out_units,).
+    dict[str, float]
+        Each rescaled layer's factor (1.0 for a layer whose masked output is all zero).
     """
-    layers = dict(model.named_modules())
-    factors: dict[str, torch.Tensor] = {}
-    for name, mask in masks.items():
-        if bool(mask.all()):
-            continue
-        module = layers[name]
-        weight = module.parametrizations["weight"].original if parametrize.is_parametrized(module, "weight") else module.weight
-        kept = mask.reshape(mask.shape[0], -1).sum(dim=1).to(weight.dtype)
-        dense = float(mask[0].numel())
-        factor = torch.where(kept > 0, (dense / kept.clamp(min=1)).sqrt(), torch.ones_like(kept))
-        weight.mul_(factor.reshape(-1, *([1] * (weight.dim() - 1))).to(weight.device))
+    layers, dense_layers = dict(model.named_modules()), dict(dense.named_modules())
+    sparse = [name for name in layers if name in masks and not bool(masks[name].all())]  # forward (module) order
+    modes = {module: module.training for module in (*model.modules(), *dense.modules())}
+    model.eval()  # a BatchNorm must not fold the probe into its running statistics
+    dense.eval()
+    try:
+        return _match(model, dense, sparse, layers, dense_layers, probe)
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+
+
+def _match(model: nn.Module, dense: nn.Module, sparse: list[str], layers: dict[str, nn.Module],
+           dense_layers: dict[str, nn.Module], probe: torch.Tensor) -> dict[str, float]:
+    targets: dict[str, torch.Tensor] = {}
+    handles = [dense_layers[name].register_forward_hook(_keep(targets, name)) for name in sparse]
+    try:
+        dense(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    factors: dict[str, float] = {}
+    for name in sparse:
+        seen: dict[str, torch.Tensor] = {}
+        handle = layers[name].register_forward_hook(_keep(seen, name))
+        try:
+            model(probe)
+        finally:
+            handle.remove()
+        ours, theirs = seen[name].pow(2).mean().sqrt(), targets[name].pow(2).mean().sqrt()
+        factor = float(theirs / ours) if float(ours) > 0 else 1.0
+        _raw_weight(layers[name]).mul_(factor)
         factors[name] = factor
     return factors

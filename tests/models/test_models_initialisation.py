@@ -1,63 +1,83 @@
-"""The sparse initialisation of a ticket (config ``ticket-init=rescaled``)."""
+"""The sparse start of a ticket's training (config ``ticket-init=rescaled``)."""
 
 from __future__ import annotations
 
-import math
+import copy
 
+import pytest
 import torch
 from torch import nn
 
-from models import apply_masks
-from models.initialisation import init_kaiming, rescale_to_kept_fan_in
+from models import apply_masks, prunable_layers, registry
+from models.initialisation import gaussian_probe, match_dense_signal
 
 
-def _sparse_conv_masks(conv: nn.Conv2d, keep_inputs: int, generator: torch.Generator) -> torch.Tensor:
-    """Each output channel keeps ``keep_inputs`` random input kernels with a 4-entry pattern."""
-    out_ch, in_ch = conv.weight.shape[:2]
+def _ticket_masks(model: nn.Module, keep: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every 3x3 conv keeps a random ``keep`` of its kernels, each with the same 4-entry pattern."""
     pattern = torch.zeros(3, 3, dtype=torch.bool)
     pattern[1, :] = True
     pattern[0, 1] = True
-    mask = torch.zeros(conv.weight.shape, dtype=torch.bool)
-    for o in range(out_ch):
-        for i in torch.randperm(in_ch, generator=generator)[:keep_inputs]:
-            mask[o, i] = pattern
-    return mask
+    masks = {}
+    for name, module in prunable_layers(model).items():
+        if isinstance(module, nn.Conv2d):
+            kernels = torch.rand(module.weight.shape[:2], generator=generator) < keep
+            kernels[:, 0] |= ~kernels.any(dim=1)  # every output channel keeps one kernel at least
+            masks[name] = kernels[:, :, None, None] & pattern
+    return masks
 
 
-def test_a_sparse_conv_gets_the_dense_output_scale_back_and_keeps_its_patterns():
+@pytest.fixture
+def conv4_at_theta0() -> nn.Module:
     torch.manual_seed(0)
-    dense, sparse = nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1)
-    init_kaiming(dense)
-    init_kaiming(sparse)
-    mask = _sparse_conv_masks(sparse, keep_inputs=3, generator=torch.Generator().manual_seed(1))
-    apply_masks(sparse, {"": mask})  # the module itself is the layer: its name is ""
-    before = sparse.weight.detach().clone()
-    x = torch.relu(torch.randn(16, 64, 12, 12))
-    shrunk = sparse(x).var().item() / dense(x).var().item()
-
-    factors = rescale_to_kept_fan_in(sparse, {"": mask})
-
-    restored = sparse(x).var().item() / dense(x).var().item()
-    assert shrunk < 0.05  # 12 of 576 inputs kept: the signal fell by about 48x
-    assert 0.6 < restored < 1.6
-    after = sparse.weight.detach()
-    assert torch.equal(after[~mask], torch.zeros_like(after[~mask]))  # pruned weights stay exactly zero
-    expected = math.sqrt(64 * 9 / 12)
-    assert torch.allclose(factors[""], torch.full((64,), expected))
-    assert torch.allclose(after, before * expected)  # one constant per unit: every kernel's ranking is unchanged
+    return registry.get("conv4", num_classes=10, in_channels=1, image_size=28)
 
 
-def test_dense_layers_and_empty_units_are_left_as_they_are():
+def test_a_98_percent_sparse_ticket_gets_the_dense_logit_scale_back(conv4_at_theta0):
+    dense = copy.deepcopy(conv4_at_theta0)
+    ticket = conv4_at_theta0
+    masks = _ticket_masks(ticket, keep=0.045, generator=torch.Generator().manual_seed(1))
+    apply_masks(ticket, masks)
+    probe = gaussian_probe((1, 28, 28), seed=0)
+    held_out = gaussian_probe((1, 28, 28), seed=1)  # the scale carries over to inputs the probe did not see
+    with torch.no_grad():
+        shrunk = float(ticket(held_out).std() / dense(held_out).std())
+
+    factors = match_dense_signal(ticket, masks, dense=dense, probe=probe)
+
+    with torch.no_grad():
+        restored = float(ticket(held_out).std() / dense(held_out).std())
+    assert shrunk < 0.01  # four sparse layers: the logits start about 100x too small
+    assert 0.5 < restored < 2.0
+    assert set(factors) == set(masks) and all(f > 1 for f in factors.values())
+
+
+def test_the_rescale_is_one_constant_per_layer_and_keeps_pruned_weights_zero(conv4_at_theta0):
+    dense = copy.deepcopy(conv4_at_theta0)
+    ticket = conv4_at_theta0
+    masks = _ticket_masks(ticket, keep=0.1, generator=torch.Generator().manual_seed(2))
+    apply_masks(ticket, masks)
+    before = {name: module.weight.detach().clone() for name, module in prunable_layers(ticket).items()}
+
+    factors = match_dense_signal(ticket, masks, dense=dense, probe=gaussian_probe((1, 28, 28), seed=0))
+
+    for name, module in prunable_layers(ticket).items():
+        after = module.weight.detach()
+        if name in masks:
+            assert torch.equal(after[~masks[name]], torch.zeros_like(after[~masks[name]]))
+            assert torch.allclose(after, before[name] * factors[name])  # kernel patterns and rankings unchanged
+        else:
+            assert torch.equal(after, before[name])  # fc layers are dense: left as they are
+    assert ticket.training and dense.training  # the modes the caller had are restored
+
+
+def test_batch_norm_statistics_are_not_touched_by_the_probe():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Linear(4, 2))
-    masks = {"0": torch.ones(3, 2, 3, 3, dtype=torch.bool), "1": torch.zeros(2, 4, dtype=torch.bool)}
-    masks["1"][0, :2] = True  # row 0 keeps 2 of 4 inputs, row 1 keeps none
-    conv_before, linear_before = model[0].weight.detach().clone(), model[1].weight.detach().clone()
+    ticket = registry.get("conv4", num_classes=10, in_channels=1, image_size=28, norm="batch")
+    dense = copy.deepcopy(ticket)
+    masks = _ticket_masks(ticket, keep=0.1, generator=torch.Generator().manual_seed(3))
+    apply_masks(ticket, masks)
+    buffers = {name: b.clone() for name, b in ticket.named_buffers()}
 
-    factors = rescale_to_kept_fan_in(model, masks)
+    match_dense_signal(ticket, masks, dense=dense, probe=gaussian_probe((1, 28, 28), seed=0))
 
-    assert torch.equal(model[0].weight, conv_before)
-    assert set(factors) == {"1"}
-    assert torch.allclose(factors["1"], torch.tensor([math.sqrt(2.0), 1.0]))
-    assert torch.allclose(model[1].weight[0], linear_before[0] * math.sqrt(2.0))
-    assert torch.equal(model[1].weight[1], linear_before[1])
+    assert all(torch.equal(b, buffers[name]) for name, b in ticket.named_buffers())
