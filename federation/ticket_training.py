@@ -36,7 +36,7 @@ from federation.rundir import RunDirectory
 from federation.training import evaluate
 from kernels import Ticket
 from models import apply_ticket, input_shape_of
-from models.initialisation import gaussian_probe, match_dense_signal
+from models.initialisation import TICKET_INIT_RESCALED, gaussian_probe, match_dense_signal
 from privacy import (
     DEVICE_BOUND, DP_SGD, UNACCOUNTED, UNIT_RECORD, Accountant, PrivacyError, PrivacyEvent, ReleaseAsk, ReleaseJournal,
     dp_sgd_event,
@@ -386,7 +386,7 @@ def train_variant(
     model = build_model(config, seed=config.seed)  # θ0: every variant starts from the same weights
     if ticket is not None:
         apply_ticket(model, ticket)
-        if config.ticket_init == "rescaled":  # data-free post-processing of θ0 and the ticket (ε = 0)
+        if config.ticket_init == TICKET_INIT_RESCALED:  # data-free post-processing of θ0 and the ticket (ε = 0)
             match_dense_signal(model, ticket.masks(), dense=build_model(config, seed=config.seed),
                                probe=gaussian_probe(input_shape_of(model), seed=config.seed))
     images, labels = test_set

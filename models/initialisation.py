@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["PROBE_EXAMPLES", "TICKET_INITS", "gaussian_probe", "init_kaiming", "match_dense_signal"]
+__all__ = ["PROBE_EXAMPLES", "TICKET_INIT_RESCALED", "TICKET_INITS", "gaussian_probe", "init_kaiming", "match_dense_signal"]
 
 
 def init_kaiming(model: nn.Module) -> None:
@@ -25,7 +25,8 @@ def init_kaiming(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
-TICKET_INITS = ("rescaled", "theta0")
+TICKET_INIT_RESCALED = "rescaled"
+TICKET_INITS = (TICKET_INIT_RESCALED, "theta0")
 """How a ticket's kept weights start its training (config ``ticket-init``): ``rescaled`` by
 :func:`match_dense_signal`, or ``theta0`` as drawn."""
 
