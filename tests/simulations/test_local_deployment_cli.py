@@ -47,9 +47,15 @@ def test_local_deployment_prints_the_run_command_and_stops_every_process_on_ctrl
         assert [node["status"] for node in nodes] == ["online", "online"]  # over TLS, the default
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0
-    finally:
+        reader.join(timeout=10)
+        assert "stopped the SuperLink and every SuperNode" in "".join(lines)
+        assert [cmd for _, _, _, cmd in _processes() if str(work) in cmd] == []  # nothing left running
+    finally:  # a failed or timed-out run must not leave its SuperLink and SuperNodes behind (own sessions)
         if process.poll() is None:
             process.kill()
-    reader.join(timeout=10)
-    assert "stopped the SuperLink and every SuperNode" in "".join(lines)
-    assert [cmd for _, _, _, cmd in _processes() if str(work) in cmd] == []  # nothing left running
+        for _, _, group, cmd in _processes():
+            if str(work) in cmd and group != os.getpgrp():  # never this test's own group
+                try:
+                    os.killpg(group, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
