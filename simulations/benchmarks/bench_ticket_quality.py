@@ -8,10 +8,15 @@ of the 100 clients per round):
   non-private ticket (ε = inf, the same search without noise), and, trained once by the ε = inf
   run, the dense model and a random ticket of the non-private ticket's per-layer structure;
 - ``dppt simulate --set score=synflow``: the free prior alone (data-free library too, ε = 0);
-- ``dppt simulate --set score=magnitude --set prior=magnitude``: a magnitude ticket (ε = 0).
+- ``dppt simulate --set score=magnitude --set prior=magnitude``: a magnitude ticket (ε = 0);
+- ``dppt simulate --set kernel-votes=true --set mechanism=gaussian-topk --set clip-mode=l2 --set
+  budget-accountant=rdp``: the DP ticket whose kernels are voted too (``dp-1-kv``): the SynFlow prior
+  refined where a majority of the Gaussian kernel votes agree, record-level (ε, δ) = (1, 1e-5) per
+  client enforced on Rényi DP (the Laplace columns are (ε, 0) by basic composition).
 
 It writes ``results/ticket_quality.json`` and ``results/ticket_quality.md`` after every cell, so a
-stopped benchmark keeps what it measured, and ``--resume`` runs only the missing cells. Cells run in
+stopped benchmark keeps what it measured, and ``--resume`` runs only the missing cells (and, in a
+recorded cell, the single runs of a column added since). Cells run in
 the order that matters most: MNIST at 0.98 (the issue's goal), Fashion-MNIST at 0.98, then 0.95.
 
     python -m simulations.benchmarks.bench_ticket_quality --data-dir DIR [--datasets mnist,fashion-mnist]
@@ -44,7 +49,12 @@ FREE = {  # data-free tickets: one `dppt simulate` each, trained alone
     "prior": ["score=synflow", "reference-search=false", "baselines=false"],
     "magnitude": ["score=magnitude", "prior=magnitude", "reference-search=false", "baselines=false"],
 }
-COLUMNS = ("dense", "dp-0.5", "dp-1", "dp-2", "nonprivate", "prior", "magnitude", "random")
+SINGLE = {  # one `dppt simulate` each, trained alone: the data-free tickets, then the kernel-voted DP one
+    **FREE,
+    "dp-1-kv": ["kernel-votes=true", "mechanism=gaussian-topk", "clip-mode=l2", "budget-accountant=rdp",
+                "epsilon=1", "reference-search=false", "baselines=false"],
+}
+COLUMNS = ("dense", "dp-0.5", "dp-1", "dp-2", "dp-1-kv", "nonprivate", "prior", "magnitude", "random")
 
 
 def _sets(settings: list[str]) -> list[str]:
@@ -71,7 +81,15 @@ def _cell(data_dir: str, dataset: str, sparsity: str, seed: int, root: Path) -> 
         if eps == "1":
             row["conv-sparsity"], row["paths"] = summary["sparsity"]["conv"], summary["sparsity"]["paths"]
             row["hold-jaccard"] = summary["search"].get("last-round-jaccard")
-    for name, extra in FREE.items():
+    _singles(data_dir, row, base, out)
+    return row
+
+
+def _singles(data_dir: str, row: dict, base: list[str], out: Path) -> None:
+    """Run the cell's single-simulation columns that ``row`` does not hold yet, filling ``row``."""
+    for name, extra in SINGLE.items():
+        if name in row:
+            continue
         measured = run_measured([sys.executable, "-m", "simulations.cli", "simulate", "--data-dir", data_dir,
                                  "--out", str(out / name), *_sets([*base, *extra])])
         if measured.returncode != 0:
@@ -80,7 +98,6 @@ def _cell(data_dir: str, dataset: str, sparsity: str, seed: int, root: Path) -> 
         row[name] = summary["accuracy"]["dp_ticket"]
         row[f"paths-{name}"] = summary["sparsity"]["paths"]
         row["wall-s"][name], row["peak-rss-gib"][name] = round(measured.wall_s, 1), measured.peak_rss_gib
-    return row
 
 
 def _spread(values: list) -> str:
@@ -101,7 +118,8 @@ def _markdown(record: dict) -> list[str]:
         f" started {record['started']}; {record['cpus']} CPU cores, a machine shared with other work (wall"
         " times are loaded). Settings: " + " ".join(f"`{s}`" for s in SETTINGS) + ". DP columns: record-level"
         " ε per client for the whole search (basic composition, δ = 0); prior and magnitude are data-free"
-        " (ε = 0); random copies the non-private ticket's per-layer counts with random kernels.",
+        " (ε = 0); dp-1-kv votes the kernels too (Gaussian, L2-clipped, (1, 1e-5) on RDP); random copies"
+        " the non-private ticket's per-layer counts with random kernels.",
         "",
         "| dataset | sparsity | seed | " + " | ".join(COLUMNS) + " | conv sparsity | kept paths (ε 1) | wall s | peak RSS GiB |",
         "|---|---|---|" + "---|" * (len(COLUMNS) + 4),
@@ -140,8 +158,18 @@ def main(argv: list[str]) -> int:
                   "cpus": os.cpu_count(), "settings": SETTINGS, "rows": []}
     record["args"] = " ".join(f"--{k} {v}" for k, v in [("datasets", args.datasets), ("sparsities", args.sparsities),
                                                           ("seeds", args.seeds)])
-    done = {(r["dataset"], r["sparsity"], r["seed"]) for r in record["rows"]}
     root = Path(tempfile.mkdtemp(prefix="dppt-bench-quality-"))
+    for row in record["rows"]:  # columns added since a cell was recorded
+        if any(name not in row for name in SINGLE):
+            base = [*SETTINGS, f"dataset={row['dataset']}", f"sparsity={row['sparsity']}", f"seed={row['seed']}"]
+            try:
+                _singles(args.data_dir, row, base, root / f"{row['dataset']}-{row['sparsity']}-seed{row['seed']}")
+            except RuntimeError as err:
+                print(f"bench_ticket_quality: {err}", file=sys.stderr)
+                return 1
+            print(json.dumps(row), flush=True)
+            _write(record)
+    done = {(r["dataset"], r["sparsity"], r["seed"]) for r in record["rows"]}
     for sparsity in args.sparsities.split(","):
         for dataset in args.datasets.split(","):
             for seed in map(int, args.seeds.split(",")):
