@@ -20,7 +20,7 @@ recorded cell, the single runs of a column added since). Cells run in
 the order that matters most: MNIST at 0.98 (the issue's goal), Fashion-MNIST at 0.98, then 0.95.
 
     python -m simulations.benchmarks.bench_ticket_quality --data-dir DIR [--datasets mnist,fashion-mnist]
-        [--sparsities 0.98,0.95] [--seeds 0,1,2] [--resume]
+        [--sparsities 0.98,0.95] [--seeds 0,1,2] [--epsilons inf,0.5,1,2] [--train-rounds 5] [--resume]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ SETTINGS = [
     "train-rounds=5", "fraction-train=0.5", "min-replies=10", "score-examples=128", "max-examples-per-client=0",
 ]
 EPSILONS = ("inf", "0.5", "1", "2")
+TRAIN_ROUNDS = 5
 FREE = {  # data-free tickets: one `dppt simulate` each, trained alone
     "prior": ["score=synflow", "reference-search=false", "baselines=false"],
     "magnitude": ["score=magnitude", "prior=magnitude", "reference-search=false", "baselines=false"],
@@ -61,16 +62,22 @@ def _sets(settings: list[str]) -> list[str]:
     return [x for s in settings for x in ("--set", s)]
 
 
-def _cell(data_dir: str, dataset: str, sparsity: str, seed: int, root: Path) -> dict:
-    base = [*SETTINGS, f"dataset={dataset}", f"sparsity={sparsity}", f"seed={seed}"]
+def _settings(train_rounds: int) -> list[str]:
+    """:data:`SETTINGS` with ``train-rounds`` set to ``train_rounds``."""
+    return [s if not s.startswith("train-rounds=") else f"train-rounds={train_rounds}" for s in SETTINGS]
+
+
+def _cell(data_dir: str, settings: list[str], epsilons: list[str], dataset: str, sparsity: str, seed: int,
+          root: Path) -> dict:
+    base = [*settings, f"dataset={dataset}", f"sparsity={sparsity}", f"seed={seed}"]
     out = root / f"{dataset}-{sparsity}-seed{seed}"
     row: dict = {"dataset": dataset, "sparsity": float(sparsity), "seed": seed, "wall-s": {}, "peak-rss-gib": {}}
     measured = run_measured([sys.executable, "-m", "simulations.cli", "sweep", "--data-dir", data_dir,
-                             "--out", str(out / "sweep"), "--epsilons", ",".join(EPSILONS), *_sets(base)])
+                             "--out", str(out / "sweep"), "--epsilons", ",".join(epsilons), *_sets(base)])
     if measured.returncode != 0:
         raise RuntimeError(f"the sweep of {out.name} failed (exit {measured.returncode}); see {out / 'sweep'}")
     row["wall-s"]["sweep"], row["peak-rss-gib"]["sweep"] = round(measured.wall_s, 1), measured.peak_rss_gib
-    for eps in EPSILONS:
+    for eps in epsilons:
         summary = json.loads((out / "sweep" / f"epsilon-{eps}" / SUMMARY_FILE).read_text())
         acc = summary["accuracy"]
         row["nonprivate" if eps == "inf" else f"dp-{eps}"] = acc["dp_ticket"]
@@ -116,7 +123,7 @@ def _markdown(record: dict) -> list[str]:
         "",
         f"Command: `python -m simulations.benchmarks.bench_ticket_quality --data-dir DIR {record['args']}`;"
         f" started {record['started']}; {record['cpus']} CPU cores, a machine shared with other work (wall"
-        " times are loaded). Settings: " + " ".join(f"`{s}`" for s in SETTINGS) + ". DP columns: record-level"
+        " times are loaded). Settings: " + " ".join(f"`{s}`" for s in record["settings"]) + ". DP columns: record-level"
         " ε per client for the whole search (basic composition, δ = 0); prior and magnitude are data-free"
         " (ε = 0); dp-1-kv votes the kernels too (Gaussian, L2-clipped, (1, 1e-5) on RDP); random copies"
         " the non-private ticket's per-layer counts with random kernels.",
@@ -136,10 +143,15 @@ def _markdown(record: dict) -> list[str]:
     return lines
 
 
-def _write(record: dict) -> None:
+def _name(train_rounds: int) -> str:
+    """The results' file name: ``ticket_quality``, or ``ticket_quality_<N>rounds`` for longer training."""
+    return NAME if train_rounds == TRAIN_ROUNDS else f"{NAME}_{train_rounds}rounds"
+
+
+def _write(record: dict, name: str) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / f"{NAME}.md").write_text("\n".join(_markdown(record)) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(_markdown(record)) + "\n")
 
 
 def main(argv: list[str]) -> int:
@@ -148,27 +160,38 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--datasets", default="mnist,fashion-mnist")
     parser.add_argument("--sparsities", default="0.98,0.95")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epsilons", default=",".join(EPSILONS), help="the sweep's ε; inf gives the non-private,"
+                        " dense and random tickets")
+    parser.add_argument("--train-rounds", type=int, default=TRAIN_ROUNDS, help="masked-FedAvg rounds of every"
+                        " ticket; another than 5 writes results/ticket_quality_<N>rounds.*")
     parser.add_argument("--resume", action="store_true", help="keep the recorded cells and run only the missing ones")
     args = parser.parse_args(argv)
-    recorded = RESULTS / f"{NAME}.json"
+    if args.train_rounds < 1:
+        parser.error(f"--train-rounds must be >= 1. Found {args.train_rounds}.")
+    epsilons = args.epsilons.split(",")
+    if "inf" not in epsilons:
+        parser.error(f"--epsilons must hold inf (it trains the non-private, dense and random tickets). Found {args.epsilons}.")
+    name, settings = _name(args.train_rounds), _settings(args.train_rounds)
+    recorded = RESULTS / f"{name}.json"
     if args.resume and recorded.exists():
         record = json.loads(recorded.read_text())
     else:
         record = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.platform(),
-                  "cpus": os.cpu_count(), "settings": SETTINGS, "rows": []}
+                  "cpus": os.cpu_count(), "settings": settings, "rows": []}
     record["args"] = " ".join(f"--{k} {v}" for k, v in [("datasets", args.datasets), ("sparsities", args.sparsities),
-                                                          ("seeds", args.seeds)])
+                                                          ("seeds", args.seeds), ("epsilons", args.epsilons),
+                                                          ("train-rounds", args.train_rounds)])
     root = Path(tempfile.mkdtemp(prefix="dppt-bench-quality-"))
     for row in record["rows"]:  # columns added since a cell was recorded
-        if any(name not in row for name in SINGLE):
-            base = [*SETTINGS, f"dataset={row['dataset']}", f"sparsity={row['sparsity']}", f"seed={row['seed']}"]
+        if any(column not in row for column in SINGLE):
+            base = [*record["settings"], f"dataset={row['dataset']}", f"sparsity={row['sparsity']}", f"seed={row['seed']}"]
             try:
                 _singles(args.data_dir, row, base, root / f"{row['dataset']}-{row['sparsity']}-seed{row['seed']}")
             except RuntimeError as err:
                 print(f"bench_ticket_quality: {err}", file=sys.stderr)
                 return 1
             print(json.dumps(row), flush=True)
-            _write(record)
+            _write(record, name)
     done = {(r["dataset"], r["sparsity"], r["seed"]) for r in record["rows"]}
     for sparsity in args.sparsities.split(","):
         for dataset in args.datasets.split(","):
@@ -176,13 +199,13 @@ def main(argv: list[str]) -> int:
                 if (dataset, float(sparsity), seed) in done:
                     continue
                 try:
-                    row = _cell(args.data_dir, dataset, sparsity, seed, root)
+                    row = _cell(args.data_dir, record["settings"], epsilons, dataset, sparsity, seed, root)
                 except RuntimeError as err:
                     print(f"bench_ticket_quality: {err}", file=sys.stderr)
                     return 1
                 record["rows"].append(row)
                 print(json.dumps(row), flush=True)
-                _write(record)
+                _write(record, name)
     print("\n".join(_markdown(record)))
     return 0
 
