@@ -322,7 +322,9 @@ def run_pipeline(
             "rounds-completed": dp_outcome["completed-round"],
             "stop-reason": without_client_ids(dp_outcome["stop-reason"], charged),
             # Did the hold phase settle? Jaccard of the last round's ticket with the one before (1: it no longer moves).
-            "last-round-jaccard": _last_jaccard(run_dir, search_phase(reference=False)),
+            "last-round-jaccard": _last_metric(run_dir, search_phase(reference=False), "jaccard"),
+            # With kernel votes: how many of the last ticket's kernels the votes moved off the free prior (0: none).
+            "kernels-moved-by-votes": _last_metric(run_dir, search_phase(reference=False), "kernels-moved"),
         },
         "reference": None if reference_outcome is None else {
             "rounds-completed": reference_outcome["completed-round"],
@@ -351,10 +353,11 @@ def run_pipeline(
     return summary
 
 
-def _last_jaccard(run_dir: RunDirectory, phase: str) -> float | None:
-    """The last ticket-updating round's Jaccard index with the ticket before, from metrics.jsonl."""
-    rows = [r for r in run_dir.read_metrics() if r.get("phase") == phase and r.get("jaccard") is not None]
-    return float(rows[-1]["jaccard"]) if rows else None
+def _last_metric(run_dir: RunDirectory, phase: str, key: str) -> float | None:
+    """``key`` of the last ticket-updating round that logged it, from metrics.jsonl (``jaccard``: the
+    Jaccard index with the ticket before; ``kernels-moved``: kernels the votes moved off the prior)."""
+    rows = [r for r in run_dir.read_metrics() if r.get("phase") == phase and r.get(key) is not None]
+    return float(rows[-1][key]) if rows else None
 
 
 def _sparsity(ticket: Ticket | None, model: torch.nn.Module) -> dict[str, Any]:

@@ -266,6 +266,8 @@ def _progress_line(label: str, server_round: int, total: int, metrics: Mapping[s
         eps = "  ".join(parts)
     jaccard = metrics.get("jaccard")
     change = f"  jaccard {float(jaccard):.3f}" if jaccard is not None else ""
+    if "kernels-moved" in metrics:  # kernel votes: how many kept kernels they moved off the free prior
+        change += f"  moved by votes {int(metrics['kernels-moved'])}/{int(metrics['kernels-kept'])} kernels"
     refusals = int(metrics.get("refused", 0))
     refused = f"  refused by device policy {refusals}" if refusals else ""
     return (f"[{label}] round {server_round:>3}/{total}  density {float(metrics['density']):.4f}  {eps}"

@@ -27,7 +27,7 @@ from strategies.domains import PATTERNS_DOMAIN, VoteDomain, kernel_domain_name, 
 from strategies.errors import StrategyError
 from strategies.settings import NO_CENTRAL_NOISE, SearchSettings
 
-__all__ = ["DomainRelease", "Evidence", "accumulate", "build_next_ticket", "agreement_threshold", "plain_topk", "refine_prior", "release_domain", "ticket_change"]
+__all__ = ["DomainRelease", "Evidence", "accumulate", "build_next_ticket", "agreement_threshold", "kernels_moved", "plain_topk", "refine_prior", "release_domain", "ticket_change"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,6 +302,24 @@ def build_next_ticket(
         metadata=metadata,
         connected=settings.connected,
     )
+
+
+def kernels_moved(ticket: Ticket, free: Ticket) -> dict[str, int]:
+    """Per pattern layer, the kernels ``ticket`` keeps that ``free`` does not: what the kernel votes
+    bought over the free prior (``free``: the ticket built from the same library without them).
+
+    Both tickets keep the same number of kernels per layer, so this also counts the prior's
+    kernels given up. Post-processing of released votes: no privacy cost.
+    """
+    moved: dict[str, int] = {}
+    for name, layer in ticket.layers.items():
+        if layer.connectivity is None:
+            continue
+        other = free.layers[name].connectivity
+        if other is None or other.shape != layer.connectivity.shape:
+            raise StrategyError(f"free must hold pattern layer {name!r} of shape {tuple(layer.connectivity.shape)}.")
+        moved[name] = int((layer.connectivity & ~other).sum())
+    return moved
 
 
 def ticket_change(new: Ticket, previous: Ticket | None) -> float | None:

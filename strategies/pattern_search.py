@@ -31,8 +31,16 @@ from flwr.supercore.logger import log
 
 from kernels import LayerPolicy, Ticket, TicketMetadata
 from strategies import keys
-from strategies.aggregation import DomainRelease, Evidence, accumulate, build_next_ticket, release_domain, ticket_change
-from strategies.domains import VoteDomain, build_domains, check_split, domain_names
+from strategies.aggregation import (
+    DomainRelease,
+    Evidence,
+    accumulate,
+    build_next_ticket,
+    kernels_moved,
+    release_domain,
+    ticket_change,
+)
+from strategies.domains import PATTERNS_DOMAIN, VoteDomain, build_domains, check_split, domain_names
 from strategies.errors import StrategyError
 from strategies.payload import round_config_record, ticket_record
 from strategies.rounds import Releaser, RoundPlan, RoundVotes, release_metrics, reply_metrics
@@ -281,6 +289,16 @@ class PatternSearch(SearchStart, Strategy):
         change = ticket_change(ticket, self._ticket)
         self._ticket, self._ticket_path, self._round = ticket, path, plan.server_round
         metrics.update(release_metrics(releases, change))
+        if self._prior is not None and any(name != PATTERNS_DOMAIN for name in combined):
+            # What the kernel votes bought: the kernels kept that the free prior, with the same library, would not keep.
+            free = build_next_ticket(releases={PATTERNS_DOMAIN: combined[PATTERNS_DOMAIN]}, weights=self._weights,
+                                     policies=self._policies, settings=self._settings, density=plan.density,
+                                     metadata=metadata, prior=self._prior)
+            moved = kernels_moved(ticket, free)
+            metrics.update({f"kernels-moved.{name}": count for name, count in moved.items()})
+            metrics["kernels-moved"] = sum(moved.values())
+            metrics["kernels-kept"] = sum(int(layer.connectivity.sum()) for layer in ticket.layers.values()
+                                          if layer.connectivity is not None)
         return ticket_record(ticket), metrics
 
     def _plain_release(self, domain: VoteDomain, votes: Sequence[np.ndarray]) -> DomainRelease:

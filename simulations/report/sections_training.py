@@ -66,6 +66,11 @@ def _accuracy(inputs: RunInputs) -> list[Block]:
     return blocks
 
 
+def _moved(row: MetricRow) -> str:
+    moved, kept = row.integer("kernels-moved"), row.integer("kernels-kept")
+    return NOT_AVAILABLE if moved is None or kept is None else f"{moved} of {kept}"
+
+
 def _yes_no(value: int | None) -> str:
     return NOT_AVAILABLE if value is None else ("yes" if value else "no")
 
@@ -74,10 +79,13 @@ def _convergence(inputs: RunInputs) -> list[Block]:
     rows = _last_per_round(inputs.metrics.of_kind(KIND_SEARCH_ROUND, phase=PHASE_SEARCH))
     if not rows:
         return [Paragraph(text=f"No search round is logged yet (no {KIND_SEARCH_ROUND} rows in {METRICS_FILE}).")]
+    voted = any(row.integer("kernels-moved") is not None for row in rows.values())  # kernel votes refine a prior
     table = Table.of(
-        ("round", "attempt", "density", "Jaccard with previous ticket", "ticket updated"),
+        ("round", "attempt", "density", "Jaccard with previous ticket", "ticket updated",
+         *(("kernels moved off the free prior by votes",) if voted else ())),
         [(str(r), format_int(row.integer("attempt", default=0)), format_float(row.number("density")),
-          format_float(row.number("jaccard")), _yes_no(row.integer("ticket-updated")))
+          format_float(row.number("jaccard")), _yes_no(row.integer("ticket-updated")),
+          *((_moved(row),) if voted else ()))
          for r, row in rows.items()],
     )
     png = convergence_plot(

@@ -99,6 +99,7 @@ def _search_row(
         "voters.patterns": len(participants), "voters.kernels:conv1": len(participants),
         "epsilon-record-max": 987.0,  # a metrics figure: the report must quote the ledger instead
         "noise-dominated": 1, "elapsed-s": 1.5,
+        "kernels-moved": round_ - 1, "kernels-kept": 40,  # kernel votes over a free prior (strategies.PatternSearch)
     }
     if round_ > 1:
         row["jaccard"] = 0.5 + 0.1 * round_
@@ -414,6 +415,7 @@ def test_report_sections_show_mechanisms_flags_accuracy_sparsity_and_votes(full_
         assert close(final[variant]["accuracy"], value) and final[variant]["last round"] == "2"
         assert close(final[variant]["accuracy in summary.json"], value)
     assert [r["Jaccard with previous ticket"] for r in convergence] == ["n/a", "0.7", "0.8"]
+    assert [r["kernels moved off the free prior by votes"] for r in convergence] == ["0 of 40", "1 of 40", "2 of 40"]
     assert [r["density"] for r in convergence] == ["0.8", "0.6", "0.4"]
 
     sparsity = tables(section(markdown, 8))[0]

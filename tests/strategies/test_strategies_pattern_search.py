@@ -28,6 +28,7 @@ from privacy import (
 )
 from strategies import (
     DensitySchedule,
+    PatternSearch,
     PrivacySettings,
     SearchSettings,
     StrategyError,
@@ -293,3 +294,52 @@ def test_the_loop_module_imports_no_strategy() -> None:
     }
     assert not imported & {"strategies.pattern_search", "strategies.privacy_gate"}
     assert "strategies.privacy_gate" not in (folder / "pattern_search.py").read_text()
+
+
+def _search_with_prior(kit: SimpleNamespace, tmp_path: Path, weights: dict[str, torch.Tensor]) -> PatternSearch:
+    """Kernel votes on conv2 over a free prior that ranks conv2's kernels 0, 1, ..., 23 best first."""
+    prior = {"conv1": torch.rand(4, 2, generator=torch.Generator().manual_seed(2)),
+             "conv2": torch.linspace(1.0, 0.0, 24).reshape(6, 4)}
+    search = PatternSearch(
+        weights=weights, policies=kit.policies, ticket_dir=tmp_path / "tickets", prior=prior,
+        settings=SearchSettings(kernel_vote_layers=("conv2",), min_replies=2, allocation="uniform", connected=False),
+        privacy=PrivacySettings(epsilon_split={"patterns": 0.5, "kernels:conv2": 0.5}, record_epsilon=math.inf,
+                                min_examples=kit.min_examples),
+        schedule=DensitySchedule(start=1 / 9, target=1 / 9, decay_rounds=1, hold_rounds=1),
+    )
+    return search
+
+
+@pytest.mark.parametrize("agree_on", ["prior's last", "prior's first"])
+def test_each_round_reports_how_many_kernels_the_votes_moved_off_the_free_prior(kit, tmp_path, weights, agree_on) -> None:
+    """Eight voters who all choose the same K kernels of conv2: the prior's K worst (they move all K of them,
+    a count chance would not reach) or the prior's K best (nothing to move); metrics.jsonl and the search
+    log say which."""
+    search = _search_with_prior(kit, tmp_path, weights)
+
+    def client(node: int, message: Message) -> RecordDict:
+        config = message.content[keys.VOTE_CONFIG_KEY]
+        votes = {}
+        for domain in config[keys.DOMAINS_FIELD]:
+            k = int(config[keys.domain_field(domain, keys.DOMAIN_MAX_ENTRIES_FIELD)])
+            size = int(config[keys.domain_field(domain, keys.DOMAIN_SIZE_FIELD)])
+            votes[domain] = (np.arange(size - k, size) if agree_on == "prior's last" and domain == "kernels:conv2"
+                             else np.arange(k))
+        return kit.vote_reply(votes, config[keys.ROUND_FIELD])
+
+    outcome = run_search(search, kit.FakeGrid({node: client for node in range(1, 9)}), arrays=ARRAYS)
+    assert outcome.completed_round == 2 and outcome.ticket is not None
+    kept = int(outcome.ticket.layers["conv2"].connectivity.sum())
+    assert kept == 6  # a quarter of conv2's 24 kernels (density 1/9 with 4-entry patterns)
+    for metrics in outcome.metrics.values():
+        assert metrics["kernels-moved.conv1"] == 0  # no vote on conv1: the prior's kernels
+        assert metrics["kernels-moved.conv2"] == metrics["kernels-moved"] == (kept if agree_on == "prior's last" else 0)
+        assert metrics["kernels-kept"] == kept + int(outcome.ticket.layers["conv1"].connectivity.sum())
+    moved = _kept_kernels(outcome.ticket, "conv2")
+    assert moved == (set(range(18, 24)) if agree_on == "prior's last" else set(range(6)))
+
+
+def test_a_search_without_a_prior_or_kernel_votes_reports_no_kernels_moved(kit) -> None:
+    outcome = run_search(kit.make_search(), _honest_grid(kit), arrays=ARRAYS)  # kernel votes, no prior
+    assert outcome.completed_round >= 1
+    assert all("kernels-moved" not in metrics for metrics in outcome.metrics.values())
