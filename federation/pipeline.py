@@ -324,7 +324,8 @@ def run_pipeline(
             # Did the hold phase settle? Jaccard of the last round's ticket with the one before (1: it no longer moves).
             "last-round-jaccard": _last_metric(run_dir, search_phase(reference=False), "jaccard"),
             # With kernel votes: how many of the last ticket's kernels the votes moved off the free prior (0: none).
-            "kernels-moved-by-votes": _last_metric(run_dir, search_phase(reference=False), "kernels-moved"),
+            "kernels-moved-by-votes": (None if (moved := _last_metric(run_dir, search_phase(reference=False),
+                                                                      "kernels-moved")) is None else int(moved)),
         },
         "reference": None if reference_outcome is None else {
             "rounds-completed": reference_outcome["completed-round"],
