@@ -164,7 +164,8 @@ def _score_and_vote(
         # The policy priced this as unnoised (ε = inf): trained weights void Δ = C/n (DESIGN.md 4).
         apply_masks(model, masks)
         train_epochs(model, data.images, data.labels, epochs=config.score_train_epochs, batch_size=config.batch_size,
-                     lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, generator=generator)
+                     lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                     grad_clip_norm=config.grad_clip_norm, generator=generator)
     # DESIGN.md 5.5: noise from OS entropy; a seed only from the node config of a simulation, never a message.
     seed = None if policy.noise_seed is None else _seed(policy.noise_seed, request.server_round, attempt, data.seed_key)
     rng = make_rng(seed)
@@ -214,6 +215,7 @@ def train(msg: Message, context: Context, node_defaults: Mapping[str, Any] | Non
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
+            grad_clip_norm=config.grad_clip_norm,
             generator=gen,
         )
     policy.record(run=config.run_hash(), server_round=server_round, attempt=0, domains={"train": math.inf},

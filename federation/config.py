@@ -95,6 +95,7 @@ class Config:
     lr: float = field(default=0.01, metadata=_help("local SGD learning rate"))
     momentum: float = field(default=0.9, metadata=_help("local SGD momentum"))
     weight_decay: float = field(default=0.0, metadata=_help("local SGD weight decay"))
+    grad_clip_norm: float = field(default=20.0, metadata=_help("local SGD: each step's mini-batch gradient is scaled to L2 norm <= this (torch clip_grad_norm_); 0 = off. A stability bound, not privacy: without it a 98%-sparse ticket's first steps (gradient norms near 100) can kill every ReLU and leave training at chance. Plain training only: DP-SGD bounds each example by train-clip"))
     train_privacy: str = field(default="none", metadata=_help(f"local training of ticket training, one of {', '.join(TRAIN_PRIVACIES)} (none: plain SGD, the weights are an ε = inf release; dp-sgd: record-level DP-SGD with Opacus on each device, DESIGN.md 5.8; dp-fedavg: client-level DP-FedAvg, Flower's server-side fixed-clipping wrapper: the server clips each client's update and noises the average, DESIGN.md 5.9)"))
     train_epsilon: float = field(default=1.0, metadata=_help("train-privacy=dp-sgd: record-level ε of each client for the whole ticket training (every model it trains, every round), at δ = train-delta by RDP; dp-fedavg: the client-level ε of the whole ticket training"))
     train_delta: float = field(default=1e-5, metadata=_help("train-privacy=dp-sgd or dp-fedavg: δ of the whole ticket training"))
@@ -158,6 +159,8 @@ class Config:
         _check(math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0", self.lr)
         _check(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "weight-decay", ">= 0", self.weight_decay)
+        _check(math.isfinite(self.grad_clip_norm) and self.grad_clip_norm >= 0, "grad-clip-norm",
+               "0 (off) or a finite number > 0", self.grad_clip_norm)
         names = [name.strip() for name in self.train_variants.split(",")] if self.train_variants.strip() else []
         _check(
             all(name in VARIANTS for name in names) and len(set(names)) == len(names), "train-variants",

@@ -44,10 +44,15 @@ def train_epochs(
     lr: float,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    grad_clip_norm: float = 0.0,
     generator: torch.Generator | None = None,
     memory_format: torch.memory_format = torch.channels_last,
 ) -> float:
-    """Train with SGD for ``epochs`` passes over shuffled mini-batches; return the mean loss of the last epoch."""
+    """Train with SGD for ``epochs`` passes over shuffled mini-batches; return the mean loss of the last epoch.
+
+    With ``grad_clip_norm > 0`` each step's mini-batch gradient (all parameters together) is scaled
+    to L2 norm at most ``grad_clip_norm`` before the step (``torch.nn.utils.clip_grad_norm_``).
+    """
     if images.shape[0] == 0:
         raise ValueError("Cannot train on an empty dataset. Found 0 examples.")
     with in_memory_format(model, memory_format):
@@ -64,6 +69,8 @@ def train_epochs(
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(images[idx]), labels[idx])
                 loss.backward()
+                if grad_clip_norm > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
                 opt.step()
                 total += float(loss.detach()) * idx.numel()
                 seen += idx.numel()

@@ -77,6 +77,8 @@ def test_overrides_coerce_types():
         (["unit=server"], "unit must be one of record, client, both"),
         (["fraction-train=0"], "fraction-train must be in (0, 1]"),
         (["lr=nan"], "lr must be a finite number > 0"),
+        (["grad-clip-norm=-1"], "grad-clip-norm must be 0 (off) or a finite number > 0. Found -1.0."),
+        (["grad-clip-norm=inf"], "grad-clip-norm must be 0 (off) or a finite number > 0"),
         (["batch-size=0"], "batch-size must be at least 1"),
         (["max-examples-per-client=-1"], "max-examples-per-client must be >= 0"),
         (["delta-target=0"], "delta-target must be in (0, 1). Found 0.0."),

@@ -1,4 +1,4 @@
-"""The local loops run in channels-last layout and leave the model as they found it."""
+"""The local loops run in channels-last layout, leave the model as they found it, and bound each step when asked."""
 
 from __future__ import annotations
 
@@ -65,3 +65,22 @@ def test_evaluate_batches_cover_every_example() -> None:
     assert evaluate(model, x, y, batch_size=7) == pytest.approx(whole)
     with pytest.raises(ValueError, match="empty dataset"):
         evaluate(model, x[:0], y[:0])
+
+
+def _one_step(grad_clip_norm: float) -> float:
+    """The L2 norm of the change one plain SGD step (lr 1, no momentum, one batch of all 40) makes."""
+    model, _ = _masked()
+    for p in model.parameters():  # a loud start: the gradient norm is far above the bound below
+        p.data.mul_(30)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    x, y = _data()
+    train_epochs(model, x, y, epochs=1, batch_size=40, lr=1.0, momentum=0.0, grad_clip_norm=grad_clip_norm,
+                 generator=torch.Generator().manual_seed(0))
+    return float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
+
+
+def test_grad_clip_norm_bounds_each_step_and_zero_leaves_it_alone() -> None:
+    unclipped = _one_step(0.0)
+    assert unclipped > 10.0  # the bound below would bind
+    assert _one_step(2.0) == pytest.approx(2.0, rel=1e-4)  # lr 1: the step is the clipped gradient
+    assert _one_step(1e9) == pytest.approx(unclipped, rel=1e-6)  # a bound that never binds changes nothing
