@@ -22,7 +22,6 @@ import argparse
 import json
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from federation.layout import CONFIG_FILE, DENSE_WEIGHTS_FILE, METRICS_FILE, SUMMARY_FILE, WEIGHTS_FILE
 from simulations.benchmarks.process_memory import run_measured
+from simulations.benchmarks.tables import mean_sd
 from simulations.report.outputs import HTML_FILE, MARKDOWN_FILE, PLOTS_DIR
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -81,14 +81,6 @@ def first_round_accuracy(run: Path) -> dict[str, float]:
     return out
 
 
-def _spread(values: list[float]) -> str:
-    if not values:
-        return ""
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
 def _markdown(record: dict) -> list[str]:
     arms = ["recorded", *[f"clip-{c:g}" for c in record["clips"]]]
     lines = [
@@ -106,7 +98,7 @@ def _markdown(record: dict) -> list[str]:
               "|---|" + "---|" * len(arms)]
     for column in dict.fromkeys(row["column"] for row in record["rows"]):
         rows = [row for row in record["rows"] if row["column"] == column]
-        lines.append(f"| {column} | " + " | ".join(_spread([r[a] for r in rows if a in r]) for a in arms) + " |")
+        lines.append(f"| {column} | " + " | ".join(mean_sd([r[a] for r in rows if a in r]) for a in arms) + " |")
     return lines
 
 

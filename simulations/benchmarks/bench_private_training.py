@@ -39,6 +39,7 @@ from typing import Any
 
 from federation.layout import SUMMARY_FILE
 from simulations.benchmarks.process_memory import run_measured
+from simulations.benchmarks.tables import mean_sd
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOTALS = (2.0, 4.0, 8.0)
@@ -82,14 +83,6 @@ def _row(label: str, total: float | None, clients: int, seed: int, summary: dict
     }
 
 
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """One line per client count and total ε: mean ± sd over the seeds that ran."""
     lines = ["| clients | whole-run ε (δ = 1e-5) | DP ticket, DP-SGD | dense, DP-SGD | non-private dense"
@@ -105,10 +98,10 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             walls = "/".join(f"{statistics.mean(r['wall-time-s'] for r in rs):.0f}" if rs else "n/a"
                              for rs in (ticket, dense))
             lines.append(
-                f"| {clients} | {total:g} | {_mean_sd([r['accuracy']['dp_ticket'] for r in ticket])}"
-                f" | {_mean_sd([r['accuracy']['dense'] for r in dense])}"
-                f" | {_mean_sd([r['accuracy']['dense'] for r in plain])}"
-                f" | {_mean_sd([r['accuracy']['dp_ticket'] for r in plain])}"
+                f"| {clients} | {total:g} | {mean_sd([r['accuracy']['dp_ticket'] for r in ticket])}"
+                f" | {mean_sd([r['accuracy']['dense'] for r in dense])}"
+                f" | {mean_sd([r['accuracy']['dense'] for r in plain])}"
+                f" | {mean_sd([r['accuracy']['dp_ticket'] for r in plain])}"
                 f" | {len(ticket)}/{len(dense)} | {walls} |")
     return lines
 
